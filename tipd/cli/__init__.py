@@ -1,0 +1,1 @@
+"""`tipctl`: thin commands over the library and the daemon's control socket."""

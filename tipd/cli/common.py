@@ -1,0 +1,54 @@
+"""What several commands share: where the daemon is, which profile is meant, printing."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from ..paths import Paths
+from .control import ControlClient
+
+
+def client(timeout: float = 30.0) -> ControlClient:
+    return ControlClient(Paths.default().control_socket, timeout)
+
+
+def resolve_profile(ctl: ControlClient, name: str | None) -> tuple[str, dict[str, Any]]:
+    """The profile a command means, as the running daemon knows it."""
+    from ..errors import UnknownProfile
+
+    info = ctl.request("GET", "/v1/profiles")
+    profiles = info["profiles"]
+    if name is None:
+        name = info.get("default_profile")
+        if name is None:
+            raise UnknownProfile("several profiles are configured and none is the default: name one "
+                                 f"({', '.join(sorted(profiles))})" if profiles else "no profiles are configured")
+    if name not in profiles:
+        raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(profiles)) or 'none'})")
+    return name, profiles[name]
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def when(iso: str | None, now: datetime | None = None) -> str:
+    """'14:05:09 (in 52 min)' for a UTC ISO timestamp, in local time."""
+    if not iso:
+        return "-"
+    t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    delta = int((t - now).total_seconds())
+    rel = f"in {_span(delta)}" if delta >= 0 else f"{_span(-delta)} ago"
+    return f"{t.astimezone().strftime('%H:%M:%S')} ({rel})"
+
+
+def _span(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

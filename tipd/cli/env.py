@@ -1,0 +1,47 @@
+"""`tipctl env`: the variables that point every AWS SDK at tipd."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+HELP = "print the shell exports that point AWS SDKs at tipd (use: eval \"$(tipctl env)\")"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("env", help=HELP, description=HELP + ". Reads the config and file locations only; "
+                       "the daemon does not have to be running.")
+    p.add_argument("profile", nargs="?", help="profile to serve (default: the default profile)")
+    p.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
+    p.add_argument("--json", action="store_true", help="print the variables as a JSON object")
+    p.set_defaults(run=run)
+
+
+def variables(profile: str | None, config_path: str | None) -> dict[str, str]:
+    from ..config import load_config
+    from ..paths import Paths
+
+    config, _ = load_config(config_path)
+    name = config.profile_name(profile)
+    return {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{config.server.port}/v1/credentials/{name}",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(Paths.default().token_file),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    env = variables(args.profile, args.config)
+    if args.json:
+        from .common import print_json
+
+        print_json(env)
+        return 0
+    # these would win over the container provider (or over the token file, for Java): clear them
+    print("unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN")
+    for k, v in env.items():
+        print(f"export {k}={shlex.quote(v)}")
+    if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):
+        print("# note: AWS_ACCESS_KEY_ID or AWS_PROFILE is set in this shell and takes precedence over tipd; "
+              "unset it to use tipd", file=sys.stderr)
+    return 0

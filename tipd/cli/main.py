@@ -1,0 +1,47 @@
+"""`tipctl`: the command-line client. Each command lives in its own module and imports what it
+needs only when it runs, so quick commands stay quick."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+COMMANDS = ["login", "logout", "status", "env", "credential_process"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tipctl",
+        description="Control tipd, the daemon that serves identity-enhanced AWS credentials (IAM Identity Center "
+                    "trusted identity propagation) to every AWS SDK on this machine.",
+        epilog="Typical first use: `tipd &` (or `tipctl service install`), `tipctl login`, then "
+               "`eval \"$(tipctl env)\"` and use any AWS tool.")
+    p.add_argument("--version", action="version", version=f"tipctl {__version__}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.{name}").add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import TipdError
+
+    p = parser()
+    args = p.parse_args(argv)
+    if not hasattr(args, "run"):
+        p.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except TipdError as e:
+        print(f"tipctl: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tipctl: cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

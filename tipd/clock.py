@@ -1,0 +1,32 @@
+"""One injectable source of time, so refresh schedules can be tested at any speed."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+
+class Clock:
+    """Wall-clock time (epoch seconds) and sleeping. AWS and IdP expiries are wall-clock instants,
+    so schedules are computed in wall time and re-checked after every (short) sleep: a laptop that
+    resumes from sleep, or a clock that jumps, is noticed at the next tick."""
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+def iso_utc(epoch: float) -> str:
+    """The timestamp format the SDKs accept for `Expiration`: no fractional seconds, a literal Z."""
+    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: datetime | str) -> float:
+    """Epoch seconds from what botocore returns (datetime) or an ISO string."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()

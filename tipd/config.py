@@ -1,0 +1,200 @@
+"""The typed configuration: one TOML file read into pydantic models, passed down everywhere."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+#: profile names end up in URLs, keyring entries and file names: keep them boring
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ACCOUNT_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
+APPLICATION_ARN = r"^arn:aws[a-z-]*:sso::\d{12}:application/ssoins-[0-9a-f]{16}/apl-[0-9a-f]{16}$"
+REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    port: int = Field(9911, ge=1, le=65535, description="loopback port of the credential endpoints")
+
+
+class RefreshConfig(_Model):
+    """When credentials are rotated and how fresh they must be when served (seconds)."""
+
+    #: never serve credentials with less than this left: botocore re-fetches on every call below 15 min
+    min_remaining: int = Field(1200, ge=1)
+    #: rotate the identity-enhanced session while at least this much remains
+    rotate_remaining: int = Field(1800, ge=1)
+    #: DurationSeconds of the identity-enhanced session (role chaining caps it at 1 hour)
+    session_duration: int = Field(3600, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RefreshConfig":
+        if not self.rotate_remaining > self.min_remaining:
+            raise ValueError("rotate_remaining must be greater than min_remaining, "
+                             "so a new session is ready before the old one gets too short to serve")
+        if not self.session_duration > self.rotate_remaining:
+            raise ValueError("session_duration must be greater than rotate_remaining, "
+                             "or every session would be rotated as soon as it is made")
+        return self
+
+
+class StoreConfig(_Model):
+    #: where the IdP refresh token lives: the OS keyring when usable ("auto"), or a 0600 file
+    backend: Literal["auto", "keyring", "file"] = "auto"
+
+
+class Profile(_Model):
+    issuer: str
+    client_id: Annotated[str, Field(min_length=1)]
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "offline_access"])
+    redirect_port: int = Field(0, ge=0, le=65535)
+    application_arn: Annotated[str, Field(pattern=APPLICATION_ARN)]
+    oidc_role_arn: Annotated[str, Field(pattern=ACCOUNT_ROLE_ARN)]
+    identity_enhanced_role_arn: Annotated[str, Field(pattern=ACCOUNT_ROLE_ARN)]
+    region: Annotated[str, Field(pattern=REGION)]
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme == "https" and parts.hostname:
+            pass
+        elif parts.scheme == "http" and is_loopback_host(parts.hostname):
+            pass  # a local IdP (development, tests)
+        else:
+            raise ValueError("must be an https:// URL (http:// is allowed only on a loopback address)")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return v
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        if "openid" not in v:
+            raise ValueError('must include "openid" (Identity Center exchanges the id_token)')
+        if "offline_access" not in v:
+            raise ValueError('must include "offline_access", or the IdP issues no refresh token '
+                             "and tipd cannot keep you signed in")
+        return v
+
+
+class Config(_Model):
+    default_profile: str | None = None
+    server: ServerConfig = ServerConfig()
+    refresh: RefreshConfig = RefreshConfig()
+    store: StoreConfig = StoreConfig()
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+
+    @field_validator("profiles")
+    @classmethod
+    def _names(cls, v: dict[str, Profile]) -> dict[str, Profile]:
+        for name in v:
+            if not PROFILE_NAME.match(name):
+                raise ValueError(f"profile name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _default(self) -> "Config":
+        if self.default_profile is not None and self.default_profile not in self.profiles:
+            raise ValueError(f"default_profile {self.default_profile!r} is not one of the profiles")
+        return self
+
+    def profile_name(self, name: str | None) -> str:
+        """The profile a command means: the one named, the configured default, or the only one."""
+        from .errors import UnknownProfile
+
+        if name is not None:
+            if name not in self.profiles:
+                known = ", ".join(sorted(self.profiles)) or "none"
+                raise UnknownProfile(f"no profile named {name!r} (configured: {known})")
+            return name
+        if self.default_profile:
+            return self.default_profile
+        if len(self.profiles) == 1:
+            return next(iter(self.profiles))
+        if not self.profiles:
+            raise UnknownProfile("no profiles are configured: add a [profiles.NAME] section to the config file")
+        raise UnknownProfile("several profiles are configured and no default_profile is set: name one "
+                             f"({', '.join(sorted(self.profiles))})")
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config PATH, else $TIPD_CONFIG, else the per-user config directory."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("TIPD_CONFIG"):
+        return Path(os.environ["TIPD_CONFIG"]).expanduser()
+    from .paths import Paths
+
+    return Paths.default().config_file
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after",))
+    msg = err.get("msg", "invalid")
+    msg = msg.removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key (check the spelling)"
+    elif err.get("type") == "missing":
+        msg = "is required"
+    elif err.get("type") == "string_pattern_mismatch":
+        msg = f"does not look right ({_pattern_hint(loc)})"
+    return f"{loc or '(top level)'}: {msg}"
+
+
+def _pattern_hint(loc: str) -> str:
+    key = loc.rsplit(".", 1)[-1]
+    return {
+        "application_arn": "expected arn:aws:sso::<account>:application/ssoins-<16 hex>/apl-<16 hex>",
+        "oidc_role_arn": "expected arn:aws:iam::<account>:role/<name>",
+        "identity_enhanced_role_arn": "expected arn:aws:iam::<account>:role/<name>",
+        "region": "expected a region such as eu-west-1",
+    }.get(key, "unexpected format")
+
+
+def parse_config(data: dict, source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors(include_url=False, include_input=False)]
+        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Config, Path]:
+    """Read and validate the config; every problem becomes a ConfigError naming file and key."""
+    p = config_path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_config(data, str(p)), p

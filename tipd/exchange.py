@@ -1,0 +1,203 @@
+"""The three AWS calls of the chain, nothing else.
+
+Every client is created either UNSIGNED or with explicit credentials, so botocore never resolves
+ambient credentials for the daemon (which could otherwise be its own endpoint, via the very
+variables it publishes). Endpoints follow the standard AWS_ENDPOINT_URL* variables."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore import UNSIGNED
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .clock import Clock, iso_utc, parse_time
+from .errors import UpstreamError
+from .idp.verify import unverified_claims
+from .secret import Secret
+
+log = logging.getLogger(__name__)
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+IDENTITY_CENTER_PROVIDER = "arn:aws:iam::aws:contextProvider/IdentityCenter"
+#: botocore refuses DurationSeconds below STS's real minimum; test stacks use shorter sessions
+STS_MIN_DURATION = 900
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    access_key_id: str
+    secret_access_key: Secret
+    session_token: Secret
+    expires_at: float
+    account_id: str
+    arn: str = ""
+
+    def __repr__(self) -> str:
+        return f"AwsCredentials(access_key_id={self.access_key_id!r}, arn={self.arn!r}, expires={iso_utc(self.expires_at)})"
+
+    def container_json(self) -> dict[str, str]:
+        """The body of the container-credentials endpoint (what every SDK parses)."""
+        return {
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key.reveal(),
+            "Token": self.session_token.reveal(),
+            "Expiration": iso_utc(self.expires_at),
+            "AccountId": self.account_id,
+        }
+
+
+@dataclass(frozen=True)
+class IdcToken:
+    """The Identity Center token from CreateTokenWithIAM."""
+
+    access_token: Secret
+    refresh_token: Secret | None
+    identity_context: Secret
+    expires_at: float
+    user_id: str = ""
+    scopes: tuple[str, ...] = field(default=())
+
+    def __repr__(self) -> str:
+        return f"IdcToken(user_id={self.user_id!r}, refresh_token={'yes' if self.refresh_token else 'no'})"
+
+
+def _account_from_arn(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
+
+
+def session_name(user_id: str) -> str:
+    """`tip-<Identity Center user id>`, within STS's 64-character, [\\w+=,.@-] limits."""
+    safe = "".join(c if c.isalnum() or c in "+=,.@-_" else "-" for c in user_id) or "user"
+    return ("tip-" + safe)[:64]
+
+
+class AwsChain:
+    def __init__(self, clock: Clock, session: AioSession | None = None) -> None:
+        self.clock = clock
+        self.session = session or AioSession()
+
+    def _client(self, service: str, region: str, creds: AwsCredentials | None, duration: int | None = None):
+        cfg = AioConfig(
+            region_name=region,
+            signature_version=UNSIGNED if creds is None else None,
+            retries={"mode": "standard", "max_attempts": 2},
+            connect_timeout=5, read_timeout=15,
+            parameter_validation=not (duration is not None and duration < STS_MIN_DURATION),
+        )
+        kw = {}
+        if creds is not None:
+            kw = dict(aws_access_key_id=creds.access_key_id,
+                      aws_secret_access_key=creds.secret_access_key.reveal(),
+                      aws_session_token=creds.session_token.reveal())
+        return self.session.create_client(service, region_name=region, config=cfg, **kw)
+
+    async def assume_role_with_web_identity(self, *, region: str, role_arn: str, id_token: Secret,
+                                            session: str, duration: int = 3600) -> AwsCredentials:
+        stage = "AssumeRoleWithWebIdentity (bootstrap session)"
+        try:
+            async with self._client("sts", region, None, duration) as sts:
+                r = await sts.assume_role_with_web_identity(
+                    RoleArn=role_arn, RoleSessionName=session, WebIdentityToken=id_token.reveal(),
+                    DurationSeconds=duration)
+        except (ClientError, BotoCoreError) as e:
+            raise explain(stage, e) from None
+        return _creds(r)
+
+    async def create_token_with_iam(self, *, region: str, creds: AwsCredentials, application_arn: str,
+                                    assertion: Secret | None = None,
+                                    refresh_token: Secret | None = None) -> IdcToken:
+        if (assertion is None) == (refresh_token is None):
+            raise ValueError("exactly one of assertion and refresh_token")
+        kw = ({"grantType": JWT_BEARER, "assertion": assertion.reveal()} if assertion is not None
+              else {"grantType": "refresh_token", "refreshToken": refresh_token.reveal()})  # type: ignore[union-attr]
+        stage = f"CreateTokenWithIAM ({'jwt-bearer' if assertion is not None else 'refresh_token'} grant)"
+        try:
+            async with self._client("sso-oidc", region, creds) as oidc:
+                r = await oidc.create_token_with_iam(clientId=application_arn, **kw)
+        except (ClientError, BotoCoreError) as e:
+            raise explain(stage, e) from None
+        ctx = (r.get("awsAdditionalDetails") or {}).get("identityContext")
+        claims = unverified_claims(r["idToken"]) if r.get("idToken") else {}
+        ctx = ctx or claims.get("sts:identity_context")
+        if not ctx:
+            raise UpstreamError(f"{stage}: Identity Center returned no identity context; check that the "
+                                "application's scopes include sts:identity_context", permanent=True)
+        return IdcToken(
+            access_token=Secret(r["accessToken"]),
+            refresh_token=Secret(r["refreshToken"]) if r.get("refreshToken") else None,
+            identity_context=Secret(ctx),
+            expires_at=self.clock.time() + int(r.get("expiresIn") or 3600),
+            user_id=str(claims.get("sub", "")),
+            scopes=tuple(r.get("scope") or ()),
+        )
+
+    async def assume_role_with_context(self, *, region: str, creds: AwsCredentials, role_arn: str, session: str,
+                                       identity_context: Secret, duration: int = 3600) -> AwsCredentials:
+        stage = "AssumeRole with ProvidedContexts (identity-enhanced session)"
+        try:
+            async with self._client("sts", region, creds, duration) as sts:
+                r = await sts.assume_role(
+                    RoleArn=role_arn, RoleSessionName=session, DurationSeconds=duration,
+                    ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER,
+                                       "ContextAssertion": identity_context.reveal()}])
+        except (ClientError, BotoCoreError) as e:
+            raise explain(stage, e) from None
+        return _creds(r)
+
+
+def _creds(r: dict) -> AwsCredentials:
+    c = r["Credentials"]
+    arn = (r.get("AssumedRoleUser") or {}).get("Arn", "")
+    return AwsCredentials(
+        access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
+        session_token=Secret(c["SessionToken"]), expires_at=parse_time(c["Expiration"]),
+        account_id=_account_from_arn(arn), arn=arn)
+
+
+#: error code -> (permanent, what it usually means and what to do)
+HINTS: dict[str, tuple[bool, str]] = {
+    "InvalidIdentityToken": (True, "STS rejected the IdP token: the IAM OIDC provider must list this issuer and "
+                                   "the client id as an audience"),
+    "IDPRejectedClaim": (True, "STS rejected the IdP token's claims: check the OIDC role's trust policy conditions"),
+    "IDPCommunicationError": (False, "STS could not reach the IdP's keys; retrying"),
+    "InvalidGrantException": (True, "Identity Center rejected the IdP token: the trusted token issuer's issuer URL "
+                                    "or audience does not match the token, its claim maps to no user, or the token "
+                                    "was replayed or expired"),
+    "InvalidClientException": (True, "Identity Center does not know this application: check application_arn and region"),
+    "UnauthorizedClientException": (True, "the application does not allow this grant: add the jwt-bearer grant "
+                                          "for your trusted token issuer"),
+    "AccessDeniedException": (True, "Identity Center refused: you may not be assigned to the application "
+                                    "(assignment is required by default), or the OIDC role is not in the "
+                                    "application's ActorPolicy"),
+    "InvalidRequestRegionException": (True, "the Identity Center instance is in another region: fix `region`"),
+    "ExpiredTokenException": (False, "a token expired on the way; getting a new one"),
+    "AccessDenied": (True, "STS refused the role: its trust policy must allow the calling role sts:AssumeRole "
+                           "and sts:SetContext (and DurationSeconds may be at most 3600 when chaining)"),
+    "RegionDisabledException": (True, "STS is not enabled in this region for the account"),
+    "ValidationError": (True, "STS rejected a parameter"),
+}
+TRANSIENT_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+                   "InternalServerException", "InternalFailure", "ServiceUnavailable", "SlowDownException",
+                   "RequestTimeout", "RequestTimeoutException"}
+
+
+def explain(stage: str, e: Exception) -> UpstreamError:
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        code = err.get("Code", "Unknown")
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        permanent, hint = HINTS.get(code, (False, ""))
+        if code in TRANSIENT_CODES or status >= 500:
+            permanent, hint = False, hint or "AWS is busy or failing; retrying with backoff"
+        msg = f"{stage} failed: {code}" + (f" - {hint}" if hint else "")
+        if err.get("Message") and not permanent:
+            msg += f" ({err['Message'][:200]})"
+        out = UpstreamError(msg, code=code, permanent=permanent, status=502 if not permanent else 403)
+    else:
+        out = UpstreamError(f"{stage} failed: cannot reach AWS ({type(e).__name__})", code="AwsUnreachable",
+                            permanent=False, status=503)
+    return out

@@ -1,0 +1,124 @@
+"""A refreshing value: one link of the chain with an expiry, single-flight refresh and backoff."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .clock import Clock
+from .errors import TipdError, UpstreamError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+
+
+@dataclass(frozen=True)
+class Held(Generic[T]):
+    value: T
+    expires_at: float
+    obtained_at: float
+
+
+class Stage(Generic[T]):
+    """Holds the latest value of one stage and refreshes it at most once at a time.
+
+    `refresh_ahead` is how long before expiry the background scheduler renews it. Failures are
+    remembered with a next-attempt time (exponential backoff, full jitter) so the scheduler never
+    storms a failing upstream, while requests can still be served from a value that is valid."""
+
+    def __init__(self, name: str, fetch: Callable[[], Awaitable[tuple[T, float]]], clock: Clock,
+                 refresh_ahead: float, rng: random.Random | None = None) -> None:
+        self.name = name
+        self._fetch = fetch
+        self.clock = clock
+        self.refresh_ahead = refresh_ahead
+        self.held: Held[T] | None = None
+        self.last_error: TipdError | None = None
+        self.failures = 0
+        self.next_attempt: float | None = None
+        self.calls = 0
+        self._inflight: asyncio.Task[Held[T]] | None = None
+        self._rng = rng or random.Random()
+
+    # -- reading ---------------------------------------------------------------------------
+    def remaining(self) -> float:
+        return self.held.expires_at - self.clock.time() if self.held else float("-inf")
+
+    def valid_for(self, seconds: float) -> T | None:
+        """The held value if it stays valid for at least `seconds`, else None (never awaits)."""
+        h = self.held
+        if h is not None and h.expires_at - self.clock.time() >= seconds:
+            return h.value
+        return None
+
+    @property
+    def refreshing(self) -> bool:
+        return self._inflight is not None and not self._inflight.done()
+
+    def due_at(self) -> float | None:
+        """When the scheduler should next refresh this stage (None: nothing held, nothing to do)."""
+        if self.held is None:
+            return self.next_attempt
+        # renew `refresh_ahead` before expiry, or half-way through a lifetime shorter than that
+        ahead = min(self.refresh_ahead, (self.held.expires_at - self.held.obtained_at) / 2)
+        due = self.held.expires_at - ahead
+        if self.next_attempt is not None:
+            due = max(due, self.next_attempt)
+        return due
+
+    # -- refreshing ------------------------------------------------------------------------
+    async def get(self, min_remaining: float) -> T:
+        value = self.valid_for(min_remaining)
+        if value is not None:
+            return value
+        return (await self.refresh()).value
+
+    async def refresh(self) -> Held[T]:
+        """Refresh now, joining a refresh already under way (single-flight). A caller that is
+        cancelled does not cancel the refresh others are waiting on."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.get_running_loop().create_task(self._run(), name=f"refresh-{self.name}")
+        return await asyncio.shield(self._inflight)
+
+    async def _run(self) -> Held[T]:
+        self.calls += 1
+        try:
+            value, expires_at = await self._fetch()
+        except TipdError as e:
+            self._failed(e)
+            raise
+        except Exception as e:  # a bug or an unexpected library error: keep the daemon alive
+            log.exception("unexpected error refreshing %s", self.name)
+            err = UpstreamError(f"{self.name}: unexpected error ({type(e).__name__})")
+            self._failed(err)
+            raise err from None
+        now = self.clock.time()
+        self.held = Held(value, expires_at, now)
+        self.last_error = None
+        self.failures = 0
+        self.next_attempt = None
+        return self.held
+
+    def _failed(self, e: TipdError) -> None:
+        self.last_error = e
+        self.failures += 1
+        if e.permanent:
+            self.next_attempt = None
+        else:
+            delay = self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self.failures - 1)))
+            self.next_attempt = self.clock.time() + max(delay, 0.05)
+
+    def clear(self) -> None:
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+        self._inflight = None
+        self.held = None
+        self.last_error = None
+        self.failures = 0
+        self.next_attempt = None

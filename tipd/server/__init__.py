@@ -1,0 +1,1 @@
+"""The daemon's listeners: the loopback credential endpoint and the per-user control socket."""

@@ -1,0 +1,39 @@
+"""The container-credentials endpoint every SDK reads through AWS_CONTAINER_CREDENTIALS_FULL_URI."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..errors import TipdError
+from .guards import Guard, error
+
+if TYPE_CHECKING:
+    from ..daemon import Broker
+
+JSON = "application/json"
+
+
+def make_app(broker: "Broker", guard: Guard) -> web.Application:
+    sessions = broker.sessions
+
+    async def credentials(request: web.Request) -> web.Response:
+        refused = guard.refuse(request)
+        if refused is not None:
+            return refused
+        name = request.match_info.get("profile") or broker.default_profile
+        session = sessions.get(name) if name else None
+        if session is None:
+            return error(404, "UnknownProfile", "no such profile; `tipctl status` lists the configured ones")
+        body = session.cached_body()  # the hot path: from memory
+        if body is None:
+            try:
+                body = (await session.credentials()).body
+            except TipdError as e:
+                return error(e.status, e.code, e.message)
+        return web.Response(body=body, content_type=JSON)
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/v1/credentials/{profile}", credentials)
+    app.router.add_get("/v1/credentials", credentials)
+    return app

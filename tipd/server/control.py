@@ -1,0 +1,81 @@
+"""The control API on a unix socket (0600, in a 0700 directory, peer uid checked): login hand-off,
+logout, status and credentials for tipctl. The wire format is documented in docs/control-api.md."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..errors import TipdError, UnknownProfile
+from ..idp.oidc import parse_token_response
+from ..session import ProfileSession
+from .guards import error, peer_uid
+
+if TYPE_CHECKING:
+    from ..daemon import Broker
+
+log = logging.getLogger(__name__)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
+
+
+def make_app(broker: "Broker") -> web.Application:
+    uid = os.getuid()
+
+    @web.middleware
+    async def same_user(request: web.Request, handler):
+        if peer_uid(request) != uid:
+            log.warning("control socket: refused a connection from another user")
+            return error(403, "Forbidden", "the control socket serves only the user running tipd")
+        try:
+            return await handler(request)
+        except TipdError as e:
+            return error(e.status, e.code, e.message)
+
+    def session(request: web.Request) -> ProfileSession:
+        name = request.match_info["profile"]
+        s = broker.sessions.get(name)
+        if s is None:
+            raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(broker.sessions))})")
+        return s
+
+    async def status(request: web.Request) -> web.Response:
+        return _json({"version": __version__, "pid": os.getpid(), "port": broker.config.server.port,
+                      "default_profile": broker.default_profile,
+                      "profiles": [s.status() for s in broker.sessions.values()]})
+
+    async def profiles(request: web.Request) -> web.Response:
+        return _json({"default_profile": broker.default_profile,
+                      "profiles": {n: s.profile.model_dump() for n, s in broker.sessions.items()}})
+
+    async def login(request: web.Request) -> web.Response:
+        s = session(request)
+        try:
+            data = await request.json()
+            tokens = parse_token_response(data, "the login hand-off")
+        except (ValueError, TypeError):
+            return error(400, "BadRequest", "the login hand-off must be the IdP's token response as JSON")
+        return _json(await s.login(tokens))
+
+    async def logout(request: web.Request) -> web.Response:
+        s = session(request)
+        revoked = await s.logout()
+        return _json({"profile": s.name, "signed_out": True, "revoked_at_idp": revoked})
+
+    async def credentials(request: web.Request) -> web.Response:
+        served = await session(request).credentials()
+        return web.Response(body=served.body, content_type="application/json")
+
+    app = web.Application(middlewares=[same_user], client_max_size=256 * 1024)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/profiles", profiles)
+    app.router.add_post("/v1/login/{profile}", login)
+    app.router.add_post("/v1/logout/{profile}", logout)
+    app.router.add_get("/v1/credentials/{profile}", credentials)
+    return app

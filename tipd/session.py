@@ -1,0 +1,328 @@
+"""One profile's live state: IdP tokens -> bootstrap session -> Identity Center token -> enhanced session."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+
+from .clock import Clock, iso_utc
+from .config import Profile, RefreshConfig
+from .errors import LoginRequired, TipdError, UpstreamError
+from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
+from .idp import oidc
+from .idp.oidc import ProviderMetadata, TokenResponse
+from .idp.verify import unverified_claims
+from .refresh import Held, Stage
+from .secret import Secret
+from .store import TokenStore
+
+log = logging.getLogger(__name__)
+
+#: a dependency must stay valid at least this long for the next stage to use it
+DEPENDENCY_MARGIN = 60
+#: below this, credentials are not served even in a failure (an SDK could not use them)
+HARD_MIN_REMAINING = 60
+#: how often the scheduler re-reads the wall clock (notices sleep/resume and clock jumps)
+TICK = 5.0
+#: Identity Center refuses an expired assertion: an id_token must have this long left to be exchanged
+ASSERTION_MARGIN = 30
+FALLBACK_CODES = {"InvalidGrantException", "ExpiredTokenException"}
+
+
+class State(StrEnum):
+    SIGNED_OUT = "signed-out"
+    SIGNING_IN = "signing-in"
+    FRESH = "fresh"
+    REFRESHING = "refreshing"
+    DEGRADED = "degraded"
+    LOGIN_REQUIRED = "login-required"
+
+
+@dataclass
+class IdpTokens:
+    id_token: Secret
+    claims: dict[str, Any]
+    #: Identity Center rejects a JWT it has already exchanged: each id_token goes to it at most once
+    exchanged: bool = False
+
+    def __repr__(self) -> str:
+        return f"IdpTokens(sub={self.claims.get('sub')!r}, exchanged={self.exchanged})"
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the credential endpoint hands out, rendered once when the session is made."""
+
+    creds: AwsCredentials
+    body: bytes
+
+
+class ProfileSession:
+    def __init__(self, name: str, profile: Profile, refresh: RefreshConfig, *, store: TokenStore, aws: AwsChain,
+                 http: aiohttp.ClientSession, clock: Clock) -> None:
+        self.name = name
+        self.profile = profile
+        self.settings = refresh
+        self.store = store
+        self.aws = aws
+        self.http = http
+        self.clock = clock
+        self.refresh_token: Secret | None = None
+        self.served: Served | None = None
+        self.signing_in = False
+        self.login_required: TipdError | None = None
+        self.user: str | None = None
+        self.idc_user_id: str | None = None
+        self._meta: ProviderMetadata | None = None
+        self._wake = asyncio.Event()
+        ahead = refresh.rotate_remaining
+        self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead)
+        self.bootstrap: Stage[AwsCredentials] = Stage("bootstrap-session", self._fetch_bootstrap, clock, ahead)
+        self.idc: Stage[IdcToken] = Stage("identity-center-token", self._fetch_idc, clock, ahead)
+        self.enhanced: Stage[AwsCredentials] = Stage("identity-enhanced-session", self._fetch_enhanced, clock, ahead)
+        self.stages = (self.idp, self.bootstrap, self.idc, self.enhanced)
+
+    # -- the stages ------------------------------------------------------------------------
+    async def metadata(self) -> ProviderMetadata:
+        if self._meta is None:
+            self._meta = await oidc.discover(self.http, self.profile.issuer)
+        return self._meta
+
+    async def _fetch_idp(self) -> tuple[IdpTokens, float]:
+        if self.refresh_token is None:
+            raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
+        meta = await self.metadata()
+        tokens = await oidc.refresh(self.http, meta, self.profile.client_id, self.refresh_token, self.profile.scopes)
+        if tokens.refresh_token is not None and tokens.refresh_token != self.refresh_token:
+            # The IdP rotated it: the old one is dead now. Persist the new one before anything uses it,
+            # so a crash at any later point still leaves a token that works.
+            await self.store.save(self.name, tokens.refresh_token)
+            self.refresh_token = tokens.refresh_token
+        return self._idp_tokens(tokens)
+
+    def _idp_tokens(self, tokens: TokenResponse) -> tuple[IdpTokens, float]:
+        if tokens.id_token is None:
+            raise UpstreamError("the IdP returned no id_token: the profile's scopes must include openid",
+                                permanent=True, code="IdPError")
+        claims = unverified_claims(tokens.id_token.reveal())
+        self.user = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
+        exp = float(claims.get("exp") or self.clock.time() + (tokens.expires_in or 300))
+        return IdpTokens(tokens.id_token, claims), exp
+
+    async def _fresh_assertion(self) -> Secret:
+        """An IdP id_token Identity Center has never seen (a refresh grant unless one is at hand)."""
+        held = self.idp.held
+        if held is None or held.value.exchanged or self.idp.valid_for(ASSERTION_MARGIN) is None:
+            held = await self.idp.refresh()
+        held.value.exchanged = True
+        return held.value.id_token
+
+    async def _fetch_bootstrap(self) -> tuple[AwsCredentials, float]:
+        tokens = await self.idp.get(DEPENDENCY_MARGIN)
+        creds = await self.aws.assume_role_with_web_identity(
+            region=self.profile.region, role_arn=self.profile.oidc_role_arn, id_token=tokens.id_token,
+            session=session_name(str(tokens.claims.get("sub", self.name))),
+            duration=self.settings.session_duration)
+        return creds, creds.expires_at
+
+    async def _fetch_idc(self) -> tuple[IdcToken, float]:
+        boot = await self.bootstrap.get(DEPENDENCY_MARGIN)
+        previous = self.idc.held.value if self.idc.held else None
+        token: IdcToken | None = None
+        if previous is not None and previous.refresh_token is not None:
+            try:  # no IdP round trip needed
+                token = await self.aws.create_token_with_iam(
+                    region=self.profile.region, creds=boot, application_arn=self.profile.application_arn,
+                    refresh_token=previous.refresh_token)
+            except UpstreamError as e:
+                if e.code not in FALLBACK_CODES:
+                    raise
+                log.info("profile %s: the Identity Center refresh token was refused (%s); "
+                         "exchanging a fresh IdP token instead", self.name, e.code)
+        if token is None:
+            token = await self.aws.create_token_with_iam(
+                region=self.profile.region, creds=boot, application_arn=self.profile.application_arn,
+                assertion=await self._fresh_assertion())
+        self.idc_user_id = token.user_id or self.idc_user_id
+        return token, token.expires_at
+
+    async def _fetch_enhanced(self) -> tuple[AwsCredentials, float]:
+        boot = await self.bootstrap.get(DEPENDENCY_MARGIN)
+        idc = await self.idc.get(DEPENDENCY_MARGIN)
+        creds = await self.aws.assume_role_with_context(
+            region=self.profile.region, creds=boot, role_arn=self.profile.identity_enhanced_role_arn,
+            session=session_name(idc.user_id or "unknown"), identity_context=idc.identity_context,
+            duration=self.settings.session_duration)
+        self.served = Served(creds, json.dumps(creds.container_json()).encode())
+        log.info("profile %s: identity-enhanced session ready for %s, valid until %s", self.name,
+                 self.user, iso_utc(creds.expires_at))
+        return creds, creds.expires_at
+
+    # -- serving ---------------------------------------------------------------------------
+    def cached_body(self) -> bytes | None:
+        """The hot path: credentials with at least `min_remaining` left, from memory, or None."""
+        s = self.served
+        if s is not None and s.creds.expires_at - self.clock.time() >= self.settings.min_remaining:
+            return s.body
+        return None
+
+    async def credentials(self) -> Served:
+        """Credentials to serve, refreshing only when nothing valid is at hand."""
+        s = self.served
+        now = self.clock.time()
+        if s is not None and s.creds.expires_at - now >= self.settings.min_remaining:
+            return s
+        if s is not None and s.creds.expires_at - now > HARD_MIN_REMAINING:
+            self._wake.set()  # short but valid: serve it now, let the scheduler refresh behind
+            return s
+        if self.login_required is not None:
+            raise LoginRequired(self.login_required.message)
+        if self.refresh_token is None:
+            raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
+        stage = self.enhanced
+        if stage.next_attempt is not None and stage.next_attempt > now and stage.last_error is not None:
+            raise stage.last_error  # backing off: answer at once rather than pile onto a failing upstream
+        try:
+            await stage.refresh()
+        except TipdError as e:
+            self._note_failure(e)
+            raise
+        assert self.served is not None
+        return self.served
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            self.refresh_token = await self.store.load(self.name)
+        except Exception as e:
+            log.warning("profile %s: cannot read the stored refresh token (%s)", self.name, type(e).__name__)
+        if self.refresh_token is not None:
+            log.info("profile %s: found a stored sign-in; refreshing in the background", self.name)
+
+    async def login(self, tokens: TokenResponse) -> dict[str, Any]:
+        """Take the tokens of a fresh sign-in and run the whole chain once."""
+        if tokens.refresh_token is None:
+            raise UpstreamError("the IdP issued no refresh token: the app must allow the refresh_token grant "
+                                "and the profile's scopes must include offline_access", permanent=True,
+                                code="NoRefreshToken", status=400)
+        self.signing_in = True
+        try:
+            for st in self.stages:
+                st.clear()
+            self.served = None
+            self.login_required = None
+            await self.store.save(self.name, tokens.refresh_token)
+            self.refresh_token = tokens.refresh_token
+            held, exp = self._idp_tokens(tokens)
+            self.idp.held = Held(held, exp, self.clock.time())
+            try:
+                await self.enhanced.refresh()
+            except TipdError as e:
+                self._note_failure(e)
+                raise
+        finally:
+            self.signing_in = False
+        self._wake.set()
+        return self.status()
+
+    async def logout(self) -> bool:
+        """Forget everything; revoke the refresh token at the IdP when it offers revocation."""
+        revoked = False
+        token, self.refresh_token = self.refresh_token, None
+        for st in self.stages:
+            st.clear()
+        self.served = None
+        self.login_required = None
+        self.user = self.idc_user_id = None
+        await self.store.delete(self.name)
+        if token is not None:
+            try:
+                revoked = await oidc.revoke(self.http, await self.metadata(), self.profile.client_id, token)
+            except TipdError as e:
+                log.warning("profile %s: signed out locally, but revoking at the IdP failed: %s", self.name, e.message)
+        return revoked
+
+    def _note_failure(self, e: TipdError) -> None:
+        if e.permanent and self.login_required is None:
+            self.login_required = e
+            log.error("profile %s: sign-in needed: %s", self.name, e.message)
+
+    async def run(self) -> None:
+        """The proactive schedule: refresh each stage ahead of its expiry; wake every TICK seconds so a
+        jump of the wall clock (sleep/resume) is noticed promptly."""
+        while True:
+            delay = TICK
+            if self.refresh_token is not None and self.login_required is None and not self.signing_in:
+                now = self.clock.time()
+                due = self._due_stage(now)
+                if due is not None:
+                    try:
+                        await due.refresh()
+                    except TipdError as e:
+                        self._note_failure(e)
+                    continue
+                nxt = min((d for st in self.stages if (d := st.due_at()) is not None), default=now + TICK)
+                delay = min(TICK, max(0.0, nxt - now))
+            self._wake.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()
+
+    def _due_stage(self, now: float) -> Stage | None:
+        if self.enhanced.held is None:
+            st = self.enhanced
+            return st if st.next_attempt is None or st.next_attempt <= now else None
+        for st in self.stages:
+            due = st.due_at()
+            if due is not None and due <= now and not st.refreshing:
+                return st
+        return None
+
+    # -- status ----------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        if self.signing_in:
+            return State.SIGNING_IN
+        if self.login_required is not None:
+            return State.LOGIN_REQUIRED
+        if self.refresh_token is None and self.served is None:
+            return State.SIGNED_OUT
+        if any(st.refreshing for st in self.stages):
+            return State.REFRESHING
+        if any(st.last_error is not None for st in self.stages) or self.cached_body() is None:
+            return State.DEGRADED
+        return State.FRESH
+
+    def status(self) -> dict[str, Any]:
+        def t(x: float | None) -> str | None:
+            return iso_utc(x) if x is not None else None
+
+        err = self.login_required or next((st.last_error for st in reversed(self.stages) if st.last_error), None)
+        return {
+            "profile": self.name,
+            "state": str(self.state),
+            "user": self.user,
+            "identity_center_user_id": self.idc_user_id,
+            "role_arn": self.served.creds.arn if self.served else None,
+            "credentials_expire": t(self.served.creds.expires_at) if self.served else None,
+            "next_refresh": t(self.enhanced.due_at()),
+            "last_error": err.message if err else None,
+            "stages": {
+                st.name: {
+                    "expires": t(st.held.expires_at) if st.held else None,
+                    "last_refresh": t(st.held.obtained_at) if st.held else None,
+                    "refreshes": st.calls,
+                    "last_error": st.last_error.message if st.last_error else None,
+                    "next_attempt": t(st.due_at()),
+                } for st in self.stages
+            },
+        }
