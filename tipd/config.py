@@ -107,10 +107,10 @@ class Config(_Model):
     store: StoreConfig = StoreConfig()
     profiles: dict[str, Profile] = Field(default_factory=dict)
 
-    @field_validator("profiles")
+    @field_validator("profiles", mode="before")
     @classmethod
-    def _names(cls, v: dict[str, Profile]) -> dict[str, Profile]:
-        for name in v:
+    def _names(cls, v: object) -> object:
+        for name in v if isinstance(v, dict) else ():
             if not PROFILE_NAME.match(name):
                 raise ValueError(f"profile name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
         return v

@@ -1,0 +1,260 @@
+"""The real test IdP (panva oidc-provider, tests/idp/server.mjs) as a subprocess.
+
+    with IdP(refresh_ttl=60) as idp:
+        idp.issuer            # http://127.0.0.1:<port>
+        idp.fault("/token", 500, count=2)
+        idp.stats()           # {"/token": 3, ...}
+
+Needs ``npm ci --prefix tests/idp`` once (the harness never installs anything).
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .net import free_port
+
+IDP_DIR = Path(__file__).resolve().parent.parent / "idp"
+SERVER = IDP_DIR / "server.mjs"
+
+
+class IdPError(RuntimeError):
+    """The IdP could not be started or answered a control request with an error."""
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class IdP:
+    """Starts the IdP on a free 127.0.0.1 port in the constructor (``start=False`` to defer)."""
+
+    def __init__(self, *, client_id: str = "tipd-test", access_ttl: int = 3600, id_ttl: int = 3600,
+                 refresh_ttl: int = 86400, device_ttl: int = 600, port: int | None = None,
+                 startup_timeout: float = 20.0, env: dict[str, str] | None = None,
+                 start: bool = True):
+        self.client_id = client_id
+        self.access_ttl = access_ttl
+        self.id_ttl = id_ttl
+        self.refresh_ttl = refresh_ttl
+        self.device_ttl = device_ttl
+        self.startup_timeout = startup_timeout
+        self._requested_port = port
+        self._extra_env = dict(env or {})
+        self.port: int | None = None
+        self.issuer: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._stderr_file = None
+        self._finalizer = None
+        self._discovery: dict | None = None
+        if start:
+            self.start()
+
+    # ----- lifecycle ------------------------------------------------------------------------
+    def start(self) -> "IdP":
+        if self._proc is not None:
+            return self
+        if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
+            raise IdPError(
+                f"{IDP_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/idp` "
+                "(from the repository root) before running the tests")
+        node = os.environ.get("NODE") or shutil.which("node")
+        if not node:
+            raise IdPError("node is not on PATH (Node 20+ is needed for the test IdP)")
+        attempts = 1 if self._requested_port else 3
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                self._launch(node, self._requested_port or free_port())
+                return self
+            except IdPError as err:  # a port taken between free_port() and listen: retry
+                last = err
+                if "EADDRINUSE" not in str(err):
+                    raise
+        raise last  # type: ignore[misc]
+
+    def _launch(self, node: str, port: int) -> None:
+        env = {**os.environ, **self._extra_env,
+               "IDP_PORT": str(port), "IDP_CLIENT_ID": self.client_id,
+               "IDP_ACCESS_TTL": str(self.access_ttl), "IDP_ID_TTL": str(self.id_ttl),
+               "IDP_REFRESH_TTL": str(self.refresh_ttl), "IDP_DEVICE_TTL": str(self.device_ttl),
+               "IDP_WATCH_STDIN": "1"}
+        stderr_file = tempfile.TemporaryFile()
+        proc = subprocess.Popen(
+            [node, str(SERVER)], cwd=str(IDP_DIR), env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr_file)
+        deadline = time.monotonic() + self.startup_timeout
+        line = b""
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while b"\n" not in line:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise IdPError(f"IdP not ready after {self.startup_timeout}s"
+                                       f"{self._stderr_tail(stderr_file)}")
+                    if not sel.select(timeout=remaining):
+                        continue
+                    chunk = os.read(proc.stdout.fileno(), 4096)
+                    if not chunk:  # EOF: the process died
+                        proc.wait(timeout=5)
+                        raise IdPError(f"IdP exited with {proc.returncode} before ready"
+                                       f"{self._stderr_tail(stderr_file)}")
+                    line += chunk
+        except BaseException:
+            _kill(proc)
+            stderr_file.close()
+            raise
+        first = line.split(b"\n", 1)[0].decode()
+        expected = f"ready http://127.0.0.1:{port}"
+        if first != expected:
+            _kill(proc)
+            stderr_file.close()
+            raise IdPError(f"unexpected first line from the IdP: {first!r}")
+        # keep draining stdout so a chatty process can never block on a full pipe
+        threading.Thread(target=self._drain, args=(proc.stdout,), daemon=True).start()
+        self._proc, self._stderr_file = proc, stderr_file
+        self.port, self.issuer = port, f"http://127.0.0.1:{port}"
+        self._finalizer = weakref.finalize(self, _kill, proc)
+
+    @staticmethod
+    def _drain(stream) -> None:
+        try:
+            while stream.read(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _stderr_tail(stderr_file) -> str:
+        try:
+            stderr_file.seek(0)
+            text = stderr_file.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f"; stderr:\n{text[-4000:]}" if text else "; stderr empty"
+
+    def stderr(self) -> str:
+        """Everything the IdP wrote to stderr so far (for test diagnostics)."""
+        if self._stderr_file is None:
+            return ""
+        self._stderr_file.seek(0)
+        return self._stderr_file.read().decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> "IdP":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ----- HTTP helpers -----------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"{self.issuer}{path}"
+
+    def _request(self, method: str, path_or_url: str, *, json_body: Any = None,
+                 form: dict[str, str] | None = None) -> tuple[int, bytes]:
+        url = path_or_url if path_or_url.startswith("http") else self.url(path_or_url)
+        data, headers = None, {"Accept": "application/json"}
+        if json_body is not None:
+            data, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+        elif form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=15) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, err.read()
+
+    def _control(self, method: str, path: str, body: Any = None) -> Any:
+        status, raw = self._request(method, path, json_body=body)
+        if status != 200:
+            raise IdPError(f"{method} {path} -> {status}: {raw[:300]!r}")
+        return json.loads(raw)
+
+    def discovery(self) -> dict:
+        if self._discovery is None:
+            status, raw = self._request("GET", "/.well-known/openid-configuration")
+            if status != 200:
+                raise IdPError(f"discovery -> {status}")
+            self._discovery = json.loads(raw)
+        return self._discovery
+
+    # ----- test controls ------------------------------------------------------------------------
+    def fault(self, path: str, status: int = 500, count: int = 1, *, error: str = "server_error",
+              delay_ms: int = 0) -> None:
+        """The next ``count`` requests whose path starts with ``path`` get ``status`` and
+        ``{"error": error}`` (count -1: until clear_faults). Note "/token" also matches
+        "/token/revocation" and "/token/introspection"."""
+        self._control("POST", "/__test/fault", {"path": path, "status": status, "count": count,
+                                                "error": error, "delay_ms": delay_ms})
+
+    def clear_faults(self) -> None:
+        self._control("DELETE", "/__test/fault")
+
+    def stats(self) -> dict[str, int]:
+        """Requests per path since start (or reset_stats), counted before fault handling."""
+        return self._control("GET", "/__test/stats")
+
+    def reset_stats(self) -> None:
+        self._control("DELETE", "/__test/stats")
+
+    def revoke_all(self) -> int:
+        """Revoke every grant: every refresh (and access) token of every account stops working.
+        Returns the number of grants revoked."""
+        return self._control("POST", "/__test/revoke-all")["grants"]
+
+    def revoke(self, token: str, token_type_hint: str | None = None) -> None:
+        """RFC 7009 revocation at the real revocation endpoint, as the public client.
+        Revoking a refresh token revokes its whole grant."""
+        form = {"token": token, "client_id": self.client_id}
+        if token_type_hint:
+            form["token_type_hint"] = token_type_hint
+        status, raw = self._request("POST", self.discovery()["revocation_endpoint"], form=form)
+        if status != 200:
+            raise IdPError(f"revocation -> {status}: {raw[:300]!r}")

@@ -1,0 +1,111 @@
+import pytest
+
+from tipd.config import load_config, parse_config
+from tipd.errors import ConfigError, UnknownProfile
+
+GOOD = """
+[server]
+port = 9911
+[profiles.work]
+issuer = "https://dev-123.okta.com/oauth2/default"
+client_id = "0oa1"
+application_arn = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
+oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"
+identity_enhanced_role_arn = "arn:aws:iam::111122223333:role/tip-enhanced"
+region = "eu-west-1"
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_config_loads_with_defaults(tmp_path):
+    cfg, path = load_config(write(tmp_path, GOOD))
+    p = cfg.profiles["work"]
+    assert p.scopes == ["openid", "email", "offline_access"]
+    assert p.redirect_port == 0
+    assert cfg.server.port == 9911
+    assert cfg.profile_name(None) == "work"  # a single profile is the default by itself
+
+
+def test_config_path_from_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIPD_CONFIG", str(write(tmp_path, GOOD)))
+    cfg, path = load_config(None)
+    assert path == tmp_path / "config.toml" and "work" in cfg.profiles
+
+
+def test_missing_file_is_a_sentence(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "nope.toml")
+    assert "nope.toml" in e.value.message and "no config file" in e.value.message
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "[server\nport = 1"))
+    assert str(tmp_path / "config.toml") in e.value.message and "not valid TOML" in e.value.message
+
+
+@pytest.mark.parametrize("old,new,key,words", [
+    ('issuer = "https://dev-123.okta.com/oauth2/default"', 'issuer = "http://idp.example.com"',
+     "profiles.work.issuer", "https"),
+    ('region = "eu-west-1"', 'region = "Europe"', "profiles.work.region", "eu-west-1"),
+    ('oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"', 'oidc_role_arn = "role/x"',
+     "profiles.work.oidc_role_arn", "arn:aws:iam"),
+    ('client_id = "0oa1"\n', '', "profiles.work.client_id", "is required"),
+    ('port = 9911', 'port = 99999', "server.port", "less than or equal"),
+    ('port = 9911', 'port = 9911\nprot = 1', "server.prot", "unknown key"),
+])
+def test_bad_values_name_key_and_problem(tmp_path, old, new, key, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD.replace(old, new)))
+    msg = e.value.message
+    assert str(tmp_path / "config.toml") in msg and key in msg and words in msg, msg
+    assert "Traceback" not in msg
+
+
+def test_http_issuer_allowed_on_loopback(tmp_path):
+    for host in ("127.0.0.1:8080", "localhost:1", "[::1]:9"):
+        cfg, _ = load_config(write(tmp_path, GOOD.replace("https://dev-123.okta.com/oauth2/default", f"http://{host}")))
+        assert cfg.profiles["work"].issuer.startswith("http://")
+
+
+def test_scopes_need_openid_and_offline_access(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid"]')))
+    assert "offline_access" in e.value.message
+
+
+def test_profile_names_cannot_traverse_paths():
+    data = {"profiles": {"../../etc": {}}}
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, "x.toml")
+    assert "profile name" in e.value.message
+
+
+def test_default_profile_rules(tmp_path):
+    two = GOOD + GOOD.split("[profiles.work]")[1].join(["\n[profiles.home]", ""])
+    cfg, _ = load_config(write(tmp_path, two))
+    with pytest.raises(UnknownProfile) as e:
+        cfg.profile_name(None)
+    assert "default_profile" in e.value.message
+    cfg, _ = load_config(write(tmp_path, 'default_profile = "home"\n' + two))
+    assert cfg.profile_name(None) == "home"
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, 'default_profile = "nope"\n' + two))
+    with pytest.raises(UnknownProfile):
+        cfg.profile_name("other")
+
+
+def test_refresh_settings_are_validated_against_each_other(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD + "[refresh]\nmin_remaining = 1800\nrotate_remaining = 1200\n"))
+    assert "rotate_remaining must be greater than min_remaining" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD + "[refresh]\nsession_duration = 1800\n"))
+    assert "session_duration must be greater" in e.value.message
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, GOOD + "[refresh]\nsession_duration = 7200\n"))

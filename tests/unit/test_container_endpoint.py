@@ -1,0 +1,107 @@
+"""The credential endpoint's answers, with a session whose upstream is a stand-in (unit level)."""
+import json
+
+import pytest
+
+from tipd.config import parse_config
+from tipd.daemon import Broker
+from tipd.exchange import AwsCredentials
+from tipd.secret import Secret
+from tipd.server import container
+from tipd.server.guards import Guard
+from tipd.session import ProfileSession, Served
+
+from .test_refresh import FakeClock
+
+TOKEN = b"t0ken-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+PROFILE = {
+    "issuer": "http://127.0.0.1:1", "client_id": "cid",
+    "application_arn": "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd",
+    "oidc_role_arn": "arn:aws:iam::111122223333:role/a", "identity_enhanced_role_arn": "arn:aws:iam::111122223333:role/b",
+    "region": "eu-west-1",
+}
+
+
+class NoStore:
+    name = "none"
+
+    async def load(self, p):
+        return None
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(1_700_000_000.0)
+
+
+@pytest.fixture
+async def client(aiohttp_client, clock):
+    cfg = parse_config({"profiles": {"work": PROFILE}}, "test")
+    broker = Broker(cfg)
+    broker.sessions["work"] = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=NoStore(), aws=None,
+                                             http=None, clock=clock)
+    c = await aiohttp_client(container.make_app(broker, Guard(TOKEN, 9911)), server_kwargs={"port": 0})
+    c.broker = broker
+    return c
+
+
+def headers(**extra):
+    h = {"Host": "127.0.0.1:9911", "Authorization": TOKEN.decode()}
+    h.update(extra)
+    return h
+
+
+def serve(session, clock, remaining):
+    creds = AwsCredentials("ASIAEXAMPLE", Secret("sek"), Secret("tok"), clock.t + remaining, "111122223333")
+    session.served = Served(creds, json.dumps(creds.container_json()).encode())
+
+
+async def test_fresh_credentials_in_the_sdk_format(client, clock):
+    serve(client.broker.sessions["work"], clock, 3000)
+    for path in ("/v1/credentials/work", "/v1/credentials"):  # the default profile too
+        r = await client.get(path, headers=headers())
+        assert r.status == 200 and r.content_type == "application/json"
+        body = await r.json()
+        assert body == {"AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "sek", "Token": "tok",
+                        "Expiration": "2023-11-14T23:03:20Z", "AccountId": "111122223333"}
+
+
+async def test_not_signed_in_says_what_to_do(client):
+    r = await client.get("/v1/credentials/work", headers=headers())
+    assert r.status == 401
+    assert await r.json() == {"code": "LoginRequired", "message": "not signed in: run `tipctl login work`"}
+
+
+async def test_unknown_profile(client):
+    r = await client.get("/v1/credentials/nope", headers=headers())
+    assert r.status == 404 and (await r.json())["code"] == "UnknownProfile"
+
+
+async def test_short_but_valid_credentials_are_served_without_waiting(client, clock):
+    serve(client.broker.sessions["work"], clock, 300)  # below min_remaining, above the hard floor
+    r = await client.get("/v1/credentials/work", headers=headers())
+    assert r.status == 200 and client.broker.sessions["work"]._wake.is_set()
+
+
+@pytest.mark.parametrize("hdrs,status", [
+    ({"Authorization": None}, 401),
+    ({"Authorization": "wrong"}, 401),
+    ({"Authorization": TOKEN.decode()[:-1] + "X"}, 401),
+    ({"Authorization": "Bearer " + TOKEN.decode()}, 401),
+    ({"Host": "evil.example:9911"}, 403),
+    ({"Host": "127.0.0.1:80"}, 403),
+    ({"Origin": "https://evil.example"}, 403),
+    ({"Sec-Fetch-Site": "cross-site"}, 403),
+])
+async def test_refusals_give_no_credentials_and_no_hint(client, clock, hdrs, status):
+    serve(client.broker.sessions["work"], clock, 3000)
+    h = headers()
+    for k, v in hdrs.items():
+        if v is None:
+            h.pop(k)
+        else:
+            h[k] = v
+    r = await client.get("/v1/credentials/work", headers=h)
+    text = await r.text()
+    assert r.status == status and "sek" not in text and "Access-Control-Allow-Origin" not in r.headers
+    assert TOKEN.decode() not in text
