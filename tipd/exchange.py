@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore import UNSIGNED
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
 from .clock import Clock, iso_utc, parse_time
 from .errors import UpstreamError
@@ -78,7 +78,9 @@ def session_name(user_id: str) -> str:
 class AwsChain:
     def __init__(self, clock: Clock, session: AioSession | None = None) -> None:
         self.clock = clock
-        self.session = session or AioSession()
+        # Ignore AWS_PROFILE / AWS_DEFAULT_PROFILE: the user's choice of profile is for their tools, and a
+        # profile that does not exist (or that points at tipd itself) must not break the daemon.
+        self.session = session or AioSession(session_vars={"profile": (None, None, None, None)})
 
     def _client(self, service: str, region: str, creds: AwsCredentials | None, duration: int | None = None):
         cfg = AioConfig(
@@ -197,7 +199,9 @@ def explain(stage: str, e: Exception) -> UpstreamError:
         if err.get("Message") and not permanent:
             msg += f" ({err['Message'][:200]})"
         out = UpstreamError(msg, code=code, permanent=permanent, status=502 if not permanent else 403)
-    else:
+    elif isinstance(e, (BotoConnectionError, HTTPClientError)):
         out = UpstreamError(f"{stage} failed: cannot reach AWS ({type(e).__name__})", code="AwsUnreachable",
                             permanent=False, status=503)
+    else:  # botocore's own complaint (bad parameter, config): its message names the problem, no secrets
+        out = UpstreamError(f"{stage} failed: {e}", code=type(e).__name__, permanent=False, status=502)
     return out

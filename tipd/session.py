@@ -31,7 +31,9 @@ HARD_MIN_REMAINING = 60
 TICK = 5.0
 #: Identity Center refuses an expired assertion: an id_token must have this long left to be exchanged
 ASSERTION_MARGIN = 30
-FALLBACK_CODES = {"InvalidGrantException", "ExpiredTokenException"}
+#: a refused Identity Center refresh grant: exchange a fresh IdP token instead
+FALLBACK_CODES = {"InvalidGrantException", "ExpiredTokenException", "UnsupportedGrantTypeException",
+                  "UnauthorizedClientException"}
 
 
 class State(StrEnum):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -52,7 +51,7 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
@@ -488,9 +487,12 @@ def _identify(method: str, raw_path: str, headers: Any, body: bytes) -> _Identif
                 params[f"{k}_sha256"] = sha256_hex(json_body[k])
     elif isinstance(json_body, dict):
         for k, v in json_body.items():
-            if isinstance(v, (str, int, float, bool)) or v is None:
-                params[k if not _SECRETISH_KEY.search(k) else f"{k}_sha256"] = (
-                    v if not _SECRETISH_KEY.search(k) else sha256_hex(str(v)))
+            if not (isinstance(v, (str, int, float, bool)) or v is None):
+                continue
+            if _SECRETISH_KEY.search(k):
+                params[f"{k}_sha256"] = sha256_hex(str(v))
+            else:
+                params[k] = v
     return _Identified(service, operation, scope, form, json_body, params)
 
 
@@ -747,7 +749,7 @@ class FakeAWS:
     # call log ------------------------------------------------------------------------------------
     @property
     def calls(self) -> list[Call]:
-        """Snapshot of every completed request, in completion order."""
+        """Snapshot (a new list, taken under the lock) of every completed request, in completion order."""
         with self._lock:
             return list(self._calls)
 
@@ -813,8 +815,8 @@ class FakeAWS:
             user = self._contexts.get(context)
         if user is None:
             raise ValueError("identity context was not issued by this fake")
-        decoded = json.loads(_b64url_decode(context))
-        assert decoded["userId"] == user
+        if json.loads(_b64url_decode(context)).get("userId") != user:
+            raise ValueError("identity context does not decode to the user it was issued for")
         return user
 
     def revoke_refresh_tokens(self, user_id: str | None = None) -> int:
