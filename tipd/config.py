@@ -182,12 +182,15 @@ def parse_config(data: dict, source: str) -> Config:
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> tuple[Config, Path]:
-    """Read and validate the config; every problem becomes a ConfigError naming file and key."""
+def load_config(path: str | os.PathLike[str] | None = None, *, missing_ok: bool = False) -> tuple[Config, Path]:
+    """Read and validate the config; every problem becomes a ConfigError naming file and key.
+    With `missing_ok`, an absent file at the implicit location is an empty config (a fresh install)."""
     p = config_path(path)
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
+        if missing_ok and not path and not os.environ.get("TIPD_CONFIG"):
+            return Config(), p
         raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None

@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config, _ = load_config(args.config)
+        config, path = load_config(args.config, missing_ok=True)
+        if not config.profiles:
+            log.warning("no profiles configured (config file: %s); add one with `tipctl configure` or by "
+                        "editing the file (see docs/quickstart.md), then restart tipd", path)
         return asyncio.run(_serve(config, Paths.default()))
     except TipdError as e:
         print(f"tipd: {e.message}", file=sys.stderr)

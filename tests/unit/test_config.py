@@ -109,3 +109,12 @@ def test_refresh_settings_are_validated_against_each_other(tmp_path):
     assert "session_duration must be greater" in e.value.message
     with pytest.raises(ConfigError):
         load_config(write(tmp_path, GOOD + "[refresh]\nsession_duration = 7200\n"))
+
+
+def test_missing_implicit_config_is_empty_but_explicit_one_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("TIPD_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    cfg, path = load_config(None, missing_ok=True)
+    assert cfg.profiles == {} and path == tmp_path / "tipd" / "config.toml"
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "explicit.toml", missing_ok=True)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs (idempotent), then runs pytest.
+#   bash tests/run.sh            # everything
+#   bash tests/run.sh -k login   # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== installing Node.js (the test IdP is npm's oidc-provider)"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "tests/run.sh: Node.js and npm are needed; install them (e.g. apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+fi
+
+echo "== python environment (.venv) with tipd and its test dependencies"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q -e '.[test]'
+
+echo "== the aws CLI v1 in its own environment (.venv-awscli; it pins its own botocore)"
+[ -x .venv-awscli/bin/aws ] || { "$PY" -m venv .venv-awscli && .venv-awscli/bin/pip install -q 'awscli==1.46.3'; }
+
+echo "== npm: the test IdP (oidc-provider) and the Node AWS SDK client"
+for d in tests/idp tests/node; do
+  [ -d "$d/node_modules" ] && [ "$d/node_modules/.package-lock.json" -nt "$d/package-lock.json" ] ||
+    npm ci --prefix "$d" --no-audit --no-fund --loglevel=error
+done
+
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest -q -ra "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  echo "tests/run.sh: pytest collected no tests; that is a failure" >&2
+  exit 1
+fi
+exit "$rc"
