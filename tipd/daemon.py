@@ -20,6 +20,8 @@ from .errors import ConfigError, TipdError
 from .paths import Paths
 
 log = logging.getLogger("tipd")
+#: on SIGTERM, in-flight requests get this long to finish (a login hand-off may be waiting on AWS)
+SHUTDOWN_GRACE = 3.0
 
 
 def new_endpoint_token() -> bytes:
@@ -58,6 +60,8 @@ class Daemon:
         from aiohttp import web
 
         from .exchange import AwsChain
+        from .idp.oidc import IdpClient
+        from .notify import desktop_notify
         from .fsutil import private_dir, write_private
         from .server import container, control
         from .server.guards import Guard
@@ -76,14 +80,15 @@ class Daemon:
         self._http = aiohttp.ClientSession(headers={"User-Agent": f"tipd/{__version__}"})
         aws = AwsChain(self.clock)
         for name, profile in self.config.profiles.items():
-            s = ProfileSession(name, profile, self.config.refresh, store=store, aws=aws, http=self._http,
-                               clock=self.clock)
+            idp = IdpClient(self._http, profile.issuer, profile.client_id, profile.scopes)
+            s = ProfileSession(name, profile, self.config.refresh, store=store, aws=aws, idp=idp, clock=self.clock,
+                               notify=desktop_notify)
             await s.start()
             self.broker.sessions[name] = s
 
         port = self.config.server.port
         cred_runner = web.AppRunner(container.make_app(self.broker, Guard(token, port)), access_log=None,
-                                    handle_signals=False)
+                                    handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
         await cred_runner.setup()
         self._runners.append(cred_runner)
         try:
@@ -93,7 +98,8 @@ class Daemon:
             raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}{hint}; "
                               "change [server] port in the config") from None
 
-        ctl_runner = web.AppRunner(control.make_app(self.broker), access_log=None, handle_signals=False)
+        ctl_runner = web.AppRunner(control.make_app(self.broker), access_log=None, handle_signals=False,
+                                   shutdown_timeout=SHUTDOWN_GRACE)
         await ctl_runner.setup()
         self._runners.append(ctl_runner)
         if sock_path.exists() or sock_path.is_symlink():

@@ -4,18 +4,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-
-import aiohttp
 
 from .clock import Clock, iso_utc
 from .config import Profile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
-from .idp import oidc
-from .idp.oidc import ProviderMetadata, TokenResponse
+from .idp.oidc import IdpClient, TokenResponse
 from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
@@ -25,12 +23,11 @@ log = logging.getLogger(__name__)
 
 #: a dependency must stay valid at least this long for the next stage to use it
 DEPENDENCY_MARGIN = 60
-#: below this, credentials are not served even in a failure (an SDK could not use them)
-HARD_MIN_REMAINING = 60
+#: below this, credentials are not served even when nothing fresher can be had (clock skew would
+#: make them expired on arrival)
+HARD_MIN_REMAINING = 10
 #: how often the scheduler re-reads the wall clock (notices sleep/resume and clock jumps)
 TICK = 5.0
-#: Identity Center refuses an expired assertion: an id_token must have this long left to be exchanged
-ASSERTION_MARGIN = 30
 #: a refused Identity Center refresh grant: exchange a fresh IdP token instead
 FALLBACK_CODES = {"InvalidGrantException", "ExpiredTokenException", "UnsupportedGrantTypeException",
                   "UnauthorizedClientException"}
@@ -66,21 +63,24 @@ class Served:
 
 class ProfileSession:
     def __init__(self, name: str, profile: Profile, refresh: RefreshConfig, *, store: TokenStore, aws: AwsChain,
-                 http: aiohttp.ClientSession, clock: Clock) -> None:
+                 idp: IdpClient, clock: Clock, notify: Callable[[str, str], None] | None = None) -> None:
         self.name = name
         self.profile = profile
         self.settings = refresh
         self.store = store
         self.aws = aws
-        self.http = http
+        self.idp_client = idp
         self.clock = clock
+        self.notify = notify or (lambda title, body: None)
+        # margins scale down with (test-sized) lifetimes; at the defaults they are 60 s and 30 s
+        self.margin = min(DEPENDENCY_MARGIN, refresh.min_remaining / 4)
+        self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
         self.refresh_token: Secret | None = None
         self.served: Served | None = None
         self.signing_in = False
         self.login_required: TipdError | None = None
         self.user: str | None = None
         self.idc_user_id: str | None = None
-        self._meta: ProviderMetadata | None = None
         self._wake = asyncio.Event()
         ahead = refresh.rotate_remaining
         self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead)
@@ -90,16 +90,10 @@ class ProfileSession:
         self.stages = (self.idp, self.bootstrap, self.idc, self.enhanced)
 
     # -- the stages ------------------------------------------------------------------------
-    async def metadata(self) -> ProviderMetadata:
-        if self._meta is None:
-            self._meta = await oidc.discover(self.http, self.profile.issuer)
-        return self._meta
-
     async def _fetch_idp(self) -> tuple[IdpTokens, float]:
         if self.refresh_token is None:
             raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
-        meta = await self.metadata()
-        tokens = await oidc.refresh(self.http, meta, self.profile.client_id, self.refresh_token, self.profile.scopes)
+        tokens = await self.idp_client.refresh(self.refresh_token)
         if tokens.refresh_token is not None and tokens.refresh_token != self.refresh_token:
             # The IdP rotated it: the old one is dead now. Persist the new one before anything uses it,
             # so a crash at any later point still leaves a token that works.
@@ -119,13 +113,13 @@ class ProfileSession:
     async def _fresh_assertion(self) -> Secret:
         """An IdP id_token Identity Center has never seen (a refresh grant unless one is at hand)."""
         held = self.idp.held
-        if held is None or held.value.exchanged or self.idp.valid_for(ASSERTION_MARGIN) is None:
+        if held is None or held.value.exchanged or self.idp.valid_for(self.margin / 2) is None:
             held = await self.idp.refresh()
         held.value.exchanged = True
         return held.value.id_token
 
     async def _fetch_bootstrap(self) -> tuple[AwsCredentials, float]:
-        tokens = await self.idp.get(DEPENDENCY_MARGIN)
+        tokens = await self.idp.get(self.margin)
         creds = await self.aws.assume_role_with_web_identity(
             region=self.profile.region, role_arn=self.profile.oidc_role_arn, id_token=tokens.id_token,
             session=session_name(str(tokens.claims.get("sub", self.name))),
@@ -133,7 +127,7 @@ class ProfileSession:
         return creds, creds.expires_at
 
     async def _fetch_idc(self) -> tuple[IdcToken, float]:
-        boot = await self.bootstrap.get(DEPENDENCY_MARGIN)
+        boot = await self.bootstrap.get(self.margin)
         previous = self.idc.held.value if self.idc.held else None
         token: IdcToken | None = None
         if previous is not None and previous.refresh_token is not None:
@@ -154,8 +148,8 @@ class ProfileSession:
         return token, token.expires_at
 
     async def _fetch_enhanced(self) -> tuple[AwsCredentials, float]:
-        boot = await self.bootstrap.get(DEPENDENCY_MARGIN)
-        idc = await self.idc.get(DEPENDENCY_MARGIN)
+        boot = await self.bootstrap.get(self.margin)
+        idc = await self.idc.get(self.margin)
         creds = await self.aws.assume_role_with_context(
             region=self.profile.region, creds=boot, role_arn=self.profile.identity_enhanced_role_arn,
             session=session_name(idc.user_id or "unknown"), identity_context=idc.identity_context,
@@ -179,7 +173,7 @@ class ProfileSession:
         now = self.clock.time()
         if s is not None and s.creds.expires_at - now >= self.settings.min_remaining:
             return s
-        if s is not None and s.creds.expires_at - now > HARD_MIN_REMAINING:
+        if s is not None and s.creds.expires_at - now > self.floor:
             self._wake.set()  # short but valid: serve it now, let the scheduler refresh behind
             return s
         if self.login_required is not None:
@@ -244,15 +238,16 @@ class ProfileSession:
         await self.store.delete(self.name)
         if token is not None:
             try:
-                revoked = await oidc.revoke(self.http, await self.metadata(), self.profile.client_id, token)
+                revoked = await self.idp_client.revoke(token)
             except TipdError as e:
                 log.warning("profile %s: signed out locally, but revoking at the IdP failed: %s", self.name, e.message)
         return revoked
 
     def _note_failure(self, e: TipdError) -> None:
         if e.permanent and self.login_required is None:
-            self.login_required = e
+            self.login_required = e  # stops the schedule: no retry storm against a refusing upstream
             log.error("profile %s: sign-in needed: %s", self.name, e.message)
+            self.notify(f"tipd: sign in to {self.name} again", e.message)
 
     async def run(self) -> None:
         """The proactive schedule: refresh each stage ahead of its expiry; wake every TICK seconds so a

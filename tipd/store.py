@@ -100,14 +100,49 @@ def usable_keyring():
     return backend
 
 
-def open_store(backend: str, tokens_dir: Path) -> TokenStore:
-    if backend in ("auto", "keyring"):
-        kr = usable_keyring()
-        if kr is not None:
-            log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
-            return KeyringStore(kr)
-        if backend == "keyring":
-            log.warning("no usable OS keyring; falling back to 0600 files in %s", tokens_dir)
+class FallbackStore:
+    """The keyring, with the file store behind it: a keyring that fails at runtime (locked, D-Bus gone)
+    must never lose a rotated refresh token, because the old one is already dead at the IdP."""
+
+    def __init__(self, primary: TokenStore, fallback: FileStore) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.name = primary.name
+
+    async def load(self, profile: str) -> Secret | None:
+        try:
+            token = await self.primary.load(profile)
+        except Exception as e:
+            log.warning("cannot read the OS keyring (%s); trying the file store", type(e).__name__)
+            token = None
+        return token or await self.fallback.load(profile)
+
+    async def save(self, profile: str, token: Secret) -> None:
+        try:
+            await self.primary.save(profile, token)
+        except Exception as e:
+            log.warning("cannot write the OS keyring (%s); keeping the refresh token of %s in a 0600 file in %s",
+                        type(e).__name__, profile, self.fallback.directory)
+            await self.fallback.save(profile, token)
         else:
-            log.info("no usable OS keyring; refresh tokens are kept in 0600 files in %s", tokens_dir)
-    return FileStore(tokens_dir)
+            await self.fallback.delete(profile)  # one place holds the live token
+
+    async def delete(self, profile: str) -> None:
+        try:
+            await self.primary.delete(profile)
+        except Exception as e:
+            log.warning("cannot delete from the OS keyring (%s)", type(e).__name__)
+        await self.fallback.delete(profile)
+
+
+def open_store(backend: str, tokens_dir: Path) -> TokenStore:
+    files = FileStore(tokens_dir)
+    if backend == "file":
+        log.info("refresh tokens are kept in 0600 files in %s (store backend = \"file\")", tokens_dir)
+        return files
+    kr = usable_keyring()
+    if kr is not None:
+        log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
+        return FallbackStore(KeyringStore(kr), files)
+    log.warning("no usable OS keyring; refresh tokens are kept in 0600 files in %s instead", tokens_dir)
+    return files

@@ -11,7 +11,7 @@ from tipd.server import container
 from tipd.server.guards import Guard
 from tipd.session import ProfileSession, Served
 
-from .test_refresh import FakeClock
+from .fakes import FakeClock
 
 TOKEN = b"t0ken-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
 PROFILE = {
@@ -39,7 +39,7 @@ async def client(aiohttp_client, clock):
     cfg = parse_config({"profiles": {"work": PROFILE}}, "test")
     broker = Broker(cfg)
     broker.sessions["work"] = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=NoStore(), aws=None,
-                                             http=None, clock=clock)
+                                             idp=None, clock=clock)
     c = await aiohttp_client(container.make_app(broker, Guard(TOKEN, 9911)), server_kwargs={"port": 0})
     c.broker = broker
     return c

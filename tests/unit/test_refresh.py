@@ -6,17 +6,7 @@ import pytest
 from tipd.errors import UpstreamError
 from tipd.refresh import Stage
 
-
-class FakeClock:
-    def __init__(self, t=1_000_000.0):
-        self.t = t
-
-    def time(self):
-        return self.t
-
-    async def sleep(self, s):
-        self.t += s
-        await asyncio.sleep(0)
+from .fakes import FakeClock
 
 
 async def test_concurrent_callers_share_one_fetch():

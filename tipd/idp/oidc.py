@@ -144,3 +144,26 @@ async def revoke(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id:
             return True
     except aiohttp.ClientError as e:
         raise _connection_error("revoking the refresh token", e) from None
+
+
+class IdpClient:
+    """One profile's IdP: discovery (cached), refresh and revocation. The daemon's only IdP dependency,
+    so tests can substitute it."""
+
+    def __init__(self, http: aiohttp.ClientSession, issuer: str, client_id: str, scopes: list[str]) -> None:
+        self.http = http
+        self.issuer = issuer
+        self.client_id = client_id
+        self.scopes = scopes
+        self._meta: ProviderMetadata | None = None
+
+    async def metadata(self) -> ProviderMetadata:
+        if self._meta is None:
+            self._meta = await discover(self.http, self.issuer)
+        return self._meta
+
+    async def refresh(self, refresh_token: Secret) -> TokenResponse:
+        return await refresh(self.http, await self.metadata(), self.client_id, refresh_token, self.scopes)
+
+    async def revoke(self, token: Secret) -> bool:
+        return await revoke(self.http, await self.metadata(), self.client_id, token)

@@ -1,0 +1,417 @@
+"""Benchmark of the credential endpoint (issue 2), side by side with a bare aiohttp handler.
+
+    .venv/bin/python bench/endpoint.py            # full run (~2 min); needs `wrk` (apt-get install wrk)
+
+Runs the real tipd in an isolated home against the test stack (the npm oidc-provider IdP, moto and the
+project's AWS fake, as in tests/conftest.py), signs in with `tipctl login` (headless browser), then measures:
+
+1. warm fetch, one keep-alive client (wrk -t1 -c1 --latency): p50/p99 latency    target: tipd p99 <= 0.5 ms
+2. 16 keep-alive clients (wrk -c16 --latency): requests/s                          target: tipd >= 0.8x bare
+3. credential resolution in N fresh boto3 processes (imports excluded)             target: tipd <= 1.2x bare
+4. 200 concurrent cold requests right after a restart: upstream calls              target: exactly one each
+
+Prints a Markdown table; writes every raw number to bench/results/endpoint.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.net import free_port, wait_for_port  # noqa: E402
+from tests.support.stack import APP_ARN, BIN, Home, Tipd, tipctl  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "endpoint.json"
+PROFILE = "work"
+UPSTREAM_OPS = ("AssumeRoleWithWebIdentity", "CreateTokenWithIAM", "AssumeRole")
+
+BARE_SERVER = r'''
+import sys
+from aiohttp import web
+body = open(sys.argv[2], "rb").read()
+async def credentials(request):
+    return web.Response(body=body, content_type="application/json")
+app = web.Application()
+app.router.add_get("/v1/credentials/{profile}", credentials)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+'''
+
+BOTO3_PROBE = r'''
+import json, time
+import boto3
+t0 = time.perf_counter()
+creds = boto3.Session().get_credentials()
+frozen = creds.get_frozen_credentials()
+ms = (time.perf_counter() - t0) * 1000
+print(json.dumps({"ms": ms, "method": creds.method, "key": frozen.access_key[:4]}))
+'''
+
+# models the aws-samples sample CLI: a Python process that prints Version 1 JSON
+FAKE_CREDENTIAL_PROCESS = r'''
+import json, time
+print(json.dumps({"Version": 1, "AccessKeyId": "AKIAFAKEFAKEFAKEFAKE",
+                  "SecretAccessKey": "fakefakefakefakefakefakefakefakefakefake",
+                  "SessionToken": "fake-session-token",
+                  "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}))
+'''
+
+
+# --------------------------------------------------------------------------------------------------
+# processes
+# --------------------------------------------------------------------------------------------------
+
+def _poll(check, timeout: float, what: str, proc: subprocess.Popen | None = None, interval: float = 0.002):
+    """Poll `check()` until truthy, with a deadline (a polling interval, not a synchronisation sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout}s")
+        time.sleep(interval)
+
+
+def _connects(family: int, addr) -> bool:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(0.5)
+    try:
+        s.connect(addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class BenchTipd(Tipd):
+    """tipd as in tests/support/stack.py, but at the production log level (INFO) and with readiness
+    polled directly on the sockets (the cold test must fire while the chain is still being fetched)."""
+
+    def spawn(self) -> "BenchTipd":
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level", "INFO"],
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_port(self, timeout: float = 20) -> None:
+        _poll(lambda: _connects(socket.AF_INET, ("127.0.0.1", self.home.port)), timeout, "tipd port", self.proc)
+
+    def wait_control(self, timeout: float = 20) -> None:
+        _poll(lambda: _connects(socket.AF_UNIX, str(self.home.socket)), timeout, "tipd control socket", self.proc)
+
+
+def http_get(url: str, token: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": token})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+# --------------------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"cannot parse wrk time {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict:
+    pct = {f"p{p}": _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M)}
+    rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M).group(1))
+    total = re.search(r"^\s+(\d+) requests in ([\d.]+\w+),", out, re.M)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    lat = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    return {
+        "latency_ms": pct,
+        "latency_avg_ms": _ms(lat.group(1)), "latency_stdev_ms": _ms(lat.group(2)), "latency_max_ms": _ms(lat.group(3)),
+        "requests_per_s": rps,
+        "requests": int(total.group(1)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(map(int, errs.groups())) if errs else 0,
+        "raw": out,
+    }
+
+
+def run_wrk(url: str, token: str, threads: int, conns: int, duration: int) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-H", f"Authorization: {token}", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    res = parse_wrk(out)
+    res["command"] = " ".join(cmd[:-3]) + " -H 'Authorization: <token>' " + url
+    if res["non_2xx"] or res["socket_errors"]:
+        raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# fresh boto3 processes
+# --------------------------------------------------------------------------------------------------
+
+def boto3_env(base: dict[str, str], tmp: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not k.startswith("AWS_")}
+    home = Path(tempfile.mkdtemp(prefix="home-", dir=tmp))
+    env.update({"HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": str(home / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials")})
+    env.update(extra)
+    return env
+
+
+def run_probe(env: dict[str, str]) -> dict:
+    r = subprocess.run([sys.executable, "-c", BOTO3_PROBE], env=env, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"boto3 probe failed: {r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def summary(xs: list[float]) -> dict:
+    s = sorted(xs)
+    q = statistics.quantiles(s, n=10, method="inclusive")
+    return {"median": statistics.median(s), "p90": q[8], "min": s[0], "max": s[-1], "samples": xs}
+
+
+# --------------------------------------------------------------------------------------------------
+# cold burst
+# --------------------------------------------------------------------------------------------------
+
+async def burst(url: str, token: str, n: int) -> dict:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)  # one connection per request
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        t0 = time.perf_counter()
+
+        async def one() -> tuple[int, float]:
+            async with http.get(url, headers={"Authorization": token}) as r:
+                await r.read()
+                return r.status, (time.perf_counter() - t0) * 1000
+
+        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    statuses: dict[str, int] = {}
+    done = []
+    for r in results:
+        key = type(r).__name__ if isinstance(r, BaseException) else str(r[0])
+        statuses[key] = statuses.get(key, 0) + 1
+        if not isinstance(r, BaseException):
+            done.append(r[1])
+    return {"statuses": statuses, "ok": statuses.get("200", 0), "wall_ms": max(done) if done else None,
+            "first_answer_ms": min(done) if done else None, "median_answer_ms": statistics.median(done) if done else None}
+
+
+# --------------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import aiohttp
+    import boto3
+    import botocore
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
+            "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
+            "aiohttp": aiohttp.__version__, "boto3": boto3.__version__, "botocore": botocore.__version__,
+            "wrk": wrk_v.split(" Copyright")[0], "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    ap.add_argument("--wrk-threads", type=int, default=1,
+                    help="wrk threads for the 16-client run (default 1: on 2 cores, wrk keeps one, the server the other)")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of unrecorded wrk load per server first (default 3)")
+    ap.add_argument("-n", type=int, default=15, help="fresh boto3 processes per variant (default 15)")
+    ap.add_argument("--burst", type=int, default=200, help="concurrent cold requests (default 200)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    from tests.support.aws import AppConfig, FakeAWS, FakeConfig, MotoServer
+    from tests.support.idp import IdP
+
+    results: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-endpoint-"))
+    bare = tipd = None
+    with IdP() as idp, MotoServer() as moto:
+        config = FakeConfig(applications={APP_ARN: AppConfig(issuer_url=idp.issuer, audiences=[idp.client_id],
+                                                             claim="email")},
+                            users={"alice@example.com": "9067e4a2-alice"})
+        with FakeAWS(moto.url, config) as fake:
+            home = Home(idp.issuer, idp.client_id, fake.url)
+            try:
+                tipd = BenchTipd(home).spawn()
+                tipd.wait_control()
+                tipctl(home, "login")
+                tipd_url = f"http://127.0.0.1:{home.port}/v1/credentials/{PROFILE}"
+                token = home.token()
+                status, body = http_get(tipd_url, token)
+                assert status == 200, (status, body)
+
+                # the bare handler: same bytes, same route shape, same content type, no checks
+                body_file = tmp / "body.json"
+                body_file.write_bytes(body)
+                bare_token = tmp / "bare-token"
+                bare_token.write_text(token)
+                bare_port = free_port()
+                bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port), str(body_file)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                wait_for_port(bare_port, timeout=20)
+                bare_url = f"http://127.0.0.1:{bare_port}/v1/credentials/{PROFILE}"
+                b_status, b_body = http_get(bare_url, token)
+                assert b_status == 200 and b_body == body
+                results["body_bytes"] = len(body)
+
+                # 1 and 2: wrk, tipd and bare alternately
+                targets = {"tipd": tipd_url, "bare": bare_url}
+                # an unrecorded warm-up of each server first: the first seconds of load on a fresh process
+                # show p99 outliers (page faults, allocator growth) that a long-running daemon does not have
+                for name, url in targets.items():
+                    print(f"warm-up wrk -t1 -c16 -d{args.warmup}s  {name} ...", file=sys.stderr)
+                    run_wrk(url, token, 1, 16, args.warmup)
+                for key, threads, conns in (("one_client", 1, 1), ("sixteen_clients", args.wrk_threads, 16)):
+                    results[key] = {}
+                    for name, url in targets.items():
+                        print(f"wrk -t{threads} -c{conns} -d{args.duration}s  {name} ...", file=sys.stderr)
+                        results[key][name] = run_wrk(url, token, threads, conns, args.duration)
+
+                # 3: fresh boto3 processes, the variants interleaved round by round
+                fake_proc = tmp / "fake_credential_process.py"
+                fake_proc.write_text(FAKE_CREDENTIAL_PROCESS)
+                cfg_c, cfg_d = tmp / "config-sample", tmp / "config-tipctl"
+                cfg_c.write_text(f"[default]\ncredential_process = {sys.executable} {fake_proc}\n")
+                cfg_d.write_text(f"[default]\ncredential_process = {BIN / 'tipctl'} credential-process {PROFILE}\n")
+                variants = {
+                    "tipd": {"AWS_CONTAINER_CREDENTIALS_FULL_URI": tipd_url,
+                             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(home.token_file)},
+                    "bare": {"AWS_CONTAINER_CREDENTIALS_FULL_URI": bare_url,
+                             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(bare_token)},
+                    "credential_process_python": {"AWS_CONFIG_FILE": str(cfg_c)},
+                    "tipctl_credential_process": {"AWS_CONFIG_FILE": str(cfg_d)},
+                }
+                expect = {"tipd": ("container-role", "ASIA"), "bare": ("container-role", "ASIA"),
+                          "credential_process_python": ("custom-process", "AKIA"),
+                          "tipctl_credential_process": ("custom-process", "ASIA")}
+                # tipctl finds the daemon through the XDG directories of the isolated home
+                # (boto3_env drops every AWS_* variable of it and gives each variant its own empty HOME)
+                envs = {k: boto3_env(home.env, tmp, v) for k, v in variants.items()}
+                run_probe(envs["bare"])  # one unrecorded warm-up (page cache of the boto3 imports)
+                samples: dict[str, list[float]] = {k: [] for k in variants}
+                print(f"boto3: {args.n} fresh processes x {len(variants)} variants ...", file=sys.stderr)
+                for _ in range(args.n):
+                    for name, env in envs.items():
+                        r = run_probe(env)
+                        if (r["method"], r["key"]) != expect[name]:
+                            raise RuntimeError(f"{name}: credentials came from {r}, expected {expect[name]}")
+                        samples[name].append(r["ms"])
+                results["boto3"] = {k: summary(v) for k, v in samples.items()}
+
+                # 4: restart, then a burst of cold requests
+                print(f"cold burst of {args.burst} ...", file=sys.stderr)
+                assert tipd.stop() == 0
+                fake.clear_calls()
+                idp.reset_stats()
+                t_spawn = time.perf_counter()
+                tipd = BenchTipd(home).spawn()
+                tipd.wait_port()
+                t_port = time.perf_counter()
+                cold = asyncio.run(burst(tipd_url, home.token(), args.burst))
+                cold["spawn_to_port_ms"] = (t_port - t_spawn) * 1000
+                cold["upstream_calls"] = {op: fake.count(op) for op in UPSTREAM_OPS}
+                cold["idp_token_requests"] = idp.stats().get("/token", 0)
+                tipd.wait_control()
+                results["cold"] = cold
+            finally:
+                if bare is not None and bare.poll() is None:
+                    bare.send_signal(signal.SIGINT)
+                    try:
+                        bare.wait(10)
+                    except subprocess.TimeoutExpired:
+                        bare.kill()
+                        bare.wait()
+                if tipd is not None:
+                    tipd.stop()
+                home.cleanup()
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nraw numbers: {args.out}", file=sys.stderr)
+    return 0
+
+
+def table(r: dict) -> str:
+    m, one, six, b, c = r["machine"], r["one_client"], r["sixteen_clients"], r["boto3"], r["cold"]
+    f = lambda x: f"{x:.3f}"  # noqa: E731
+    ratio_rps = six["tipd"]["requests_per_s"] / six["bare"]["requests_per_s"]
+    ratio_boto = b["tipd"]["median"] / b["bare"]["median"]
+    p99 = one["tipd"]["latency_ms"]["p99"]
+    calls = c["upstream_calls"]
+    threads = r["settings"]["wrk_threads"]
+    ok = lambda cond: "met" if cond else "**missed**"  # noqa: E731
+    lines = [
+        f"Machine: {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, aiohttp {m['aiohttp']}, "
+        f"boto3 {m['boto3']}, {m['wrk']}; {m['date']}",
+        "",
+        "| Measurement | tipd | bare aiohttp | target | result |",
+        "|---|---|---|---|---|",
+        f"| 1 client keep-alive (wrk -t1 -c1 -d{r['settings']['duration']}s): p50 / p99 ms | "
+        f"{f(one['tipd']['latency_ms']['p50'])} / {f(p99)} | "
+        f"{f(one['bare']['latency_ms']['p50'])} / {f(one['bare']['latency_ms']['p99'])} | p99 <= 0.5 ms | {ok(p99 <= 0.5)} |",
+        f"| 1 client: requests/s | {one['tipd']['requests_per_s']:.0f} | {one['bare']['requests_per_s']:.0f} | | |",
+        f"| 16 clients keep-alive (wrk -t{threads} -c16): requests/s | {six['tipd']['requests_per_s']:.0f} | "
+        f"{six['bare']['requests_per_s']:.0f} | >= 0.8x bare | {ratio_rps:.2f}x, {ok(ratio_rps >= 0.8)} |",
+        f"| 16 clients: p50 / p99 ms | {f(six['tipd']['latency_ms']['p50'])} / {f(six['tipd']['latency_ms']['p99'])} | "
+        f"{f(six['bare']['latency_ms']['p50'])} / {f(six['bare']['latency_ms']['p99'])} | | |",
+        f"| fresh boto3 process, credential resolution (N={len(b['tipd']['samples'])}): median / p90 ms | "
+        f"{b['tipd']['median']:.1f} / {b['tipd']['p90']:.1f} | {b['bare']['median']:.1f} / {b['bare']['p90']:.1f} | "
+        f"<= 1.2x bare | {ratio_boto:.2f}x, {ok(ratio_boto <= 1.2)} |",
+        f"| same, credential_process spawning Python (sample CLI model) | "
+        f"{b['credential_process_python']['median']:.1f} / {b['credential_process_python']['p90']:.1f} | | reference | |",
+        f"| same, `tipctl credential-process` | "
+        f"{b['tipctl_credential_process']['median']:.1f} / {b['tipctl_credential_process']['p90']:.1f} | | reference | |",
+        f"| {sum(c['statuses'].values())} concurrent cold requests after restart: upstream calls "
+        f"ARWWI / CreateTokenWithIAM / AssumeRole | {calls['AssumeRoleWithWebIdentity']} / "
+        f"{calls['CreateTokenWithIAM']} / {calls['AssumeRole']} | | 1 / 1 / 1 | "
+        f"{ok(all(v == 1 for v in calls.values()))} |",
+        f"| cold burst: 200 OK, wall time to last answer (port open after {c['spawn_to_port_ms']:.0f} ms) | "
+        f"{c['ok']} OK, {c['wall_ms']:.0f} ms | | all OK | {ok(c['ok'] == sum(c['statuses'].values()))} |",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

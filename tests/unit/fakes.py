@@ -1,0 +1,139 @@
+"""Unit-level stand-ins: a virtual clock, and upstreams whose lifetimes follow it. Acceptance tests use
+the real IdP, moto and the project's AWS fake instead."""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+
+import jwt
+
+from tipd.errors import UpstreamError
+from tipd.exchange import AwsCredentials, IdcToken
+from tipd.idp.oidc import OAuthError, TokenResponse
+from tipd.secret import Secret
+
+
+class FakeClock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self, t=1_000_000.0):
+        self.t = t
+
+    def time(self):
+        return self.t
+
+    async def sleep(self, s):
+        self.t += s
+        await asyncio.sleep(0)
+
+
+class VirtualClock:
+    """Virtual time for whole schedules: `sleep` parks the caller until `run_until` advances the clock to
+    its wake-up time, after letting every runnable task settle. A day passes in well under a second."""
+
+    def __init__(self, t=1_700_000_000.0):
+        self.t = t
+        self._heap: list = []
+        self._seq = itertools.count()
+
+    def time(self):
+        return self.t
+
+    async def sleep(self, s):
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (self.t + max(0.0, s), next(self._seq), fut))
+        await fut
+
+    def jump(self, seconds):
+        """The wall clock jumps (suspend/resume): no sleeper is woken by it."""
+        self.t += seconds
+
+    async def settle(self, rounds=50):
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def run_until(self, end):
+        while True:
+            await self.settle()
+            while self._heap and self._heap[0][2].done():
+                heapq.heappop(self._heap)  # cancelled sleepers
+            if not self._heap or self._heap[0][0] > end:
+                self.t = max(self.t, end)
+                await self.settle()
+                return
+            when, _, fut = heapq.heappop(self._heap)
+            self.t = max(self.t, when)
+            fut.set_result(None)
+
+
+class FakeIdp:
+    """An IdP whose tokens live `ttl` seconds of the given clock and whose refresh tokens rotate."""
+
+    def __init__(self, clock, ttl=3600):
+        self.clock = clock
+        self.ttl = ttl
+        self.calls = 0
+        self.revoked = False
+        self.fail: Exception | None = None
+        self.live = "rt-0"
+        self.n = 0
+
+    def tokens(self):
+        now = int(self.clock.time())
+        idt = jwt.encode({"sub": "alice", "email": "alice@example.com", "iat": now, "exp": now + self.ttl,
+                          "n": self.n}, "k" * 32, algorithm="HS256")
+        return TokenResponse(Secret(f"at-{self.n}"), Secret(idt), Secret(self.live), self.ttl)
+
+    async def refresh(self, refresh_token):
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        if self.revoked or refresh_token.reveal() != self.live:
+            raise OAuthError("invalid_grant", "grant revoked", 400, "refreshing the IdP tokens")
+        self.n += 1
+        self.live = f"rt-{self.n}"
+        return self.tokens()
+
+    async def revoke(self, token):
+        self.revoked = True
+        return True
+
+
+class FakeAws:
+    """The three AWS calls with lifetimes on the given clock; counts calls per operation."""
+
+    def __init__(self, clock, idc_ttl=3600, bootstrap_duration=None):
+        self.clock = clock
+        self.idc_ttl = idc_ttl
+        self.calls = {"AssumeRoleWithWebIdentity": 0, "CreateTokenWithIAM": 0, "AssumeRole": 0}
+        self.assertions: list[str] = []
+        self.fail: dict[str, Exception] = {}
+        self.n = 0
+
+    def _creds(self, duration, role):
+        self.n += 1
+        return AwsCredentials(f"ASIA{self.n:016d}", Secret("s"), Secret("t"), self.clock.time() + duration,
+                              "111122223333", f"arn:aws:sts::111122223333:assumed-role/{role}/x")
+
+    def _call(self, op):
+        self.calls[op] += 1
+        if op in self.fail:
+            raise self.fail[op]
+
+    async def assume_role_with_web_identity(self, *, region, role_arn, id_token, session, duration=3600):
+        self._call("AssumeRoleWithWebIdentity")
+        return self._creds(duration, "oidc")
+
+    async def create_token_with_iam(self, *, region, creds, application_arn, assertion=None, refresh_token=None):
+        self._call("CreateTokenWithIAM")
+        if assertion is not None:
+            if assertion.reveal() in self.assertions:
+                raise UpstreamError("replayed", code="InvalidGrantException", permanent=True)
+            self.assertions.append(assertion.reveal())
+        return IdcToken(Secret("idc-at"), Secret(f"idc-rt-{self.n}"), Secret("ctx"),
+                        self.clock.time() + self.idc_ttl, "user-1")
+
+    async def assume_role_with_context(self, *, region, creds, role_arn, session, identity_context, duration=3600):
+        self._call("AssumeRole")
+        return self._creds(duration, "enhanced")
