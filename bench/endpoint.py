@@ -162,10 +162,42 @@ def parse_wrk(out: str) -> dict:
     }
 
 
-def run_wrk(url: str, token: str, threads: int, conns: int, duration: int) -> dict:
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime of one process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _HZ
+
+
+def _system_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine: user+nice+system+irq+softirq+steal, and steal."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / _HZ, f[7] / _HZ
+
+
+def run_wrk(url: str, token: str, threads: int, conns: int, duration: int, server_pid: int | None = None) -> dict:
+    """One wrk run; with server_pid, also the server's CPU per request and how much CPU anything other
+    than the server and wrk used meanwhile (a noise indicator on a shared machine)."""
+    import resource
+
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "-H", f"Authorization: {token}", url]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sys0, steal0 = _system_cpu_s()
+    srv0 = _proc_cpu_s(server_pid) if server_pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    srv1 = _proc_cpu_s(server_pid) if server_pid else 0.0
+    sys1, steal1 = _system_cpu_s()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = parse_wrk(out)
+    if server_pid:
+        wrk_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        res["server_cpu_s"] = srv1 - srv0
+        res["server_cpu_us_per_request"] = (srv1 - srv0) / res["requests"] * 1e6
+        res["wrk_cpu_s"] = wrk_cpu
+        res["other_cpu_s"] = max(0.0, (sys1 - sys0) - (srv1 - srv0) - wrk_cpu)
+        res["steal_s"] = steal1 - steal0
     res["command"] = " ".join(cmd[:-3]) + " -H 'Authorization: <token>' " + url
     if res["non_2xx"] or res["socket_errors"]:
         raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
@@ -296,6 +328,7 @@ def main() -> int:
 
                 # 1 and 2: wrk, tipd and bare alternately
                 targets = {"tipd": tipd_url, "bare": bare_url}
+                pids = {"tipd": tipd.proc.pid, "bare": bare.pid}
                 # an unrecorded warm-up of each server first: the first seconds of load on a fresh process
                 # show p99 outliers (page faults, allocator growth) that a long-running daemon does not have
                 for name, url in targets.items():
@@ -305,7 +338,7 @@ def main() -> int:
                     results[key] = {}
                     for name, url in targets.items():
                         print(f"wrk -t{threads} -c{conns} -d{args.duration}s  {name} ...", file=sys.stderr)
-                        results[key][name] = run_wrk(url, token, threads, conns, args.duration)
+                        results[key][name] = run_wrk(url, token, threads, conns, args.duration, pids[name])
 
                 # 3: fresh boto3 processes, the variants interleaved round by round
                 fake_proc = tmp / "fake_credential_process.py"
@@ -366,6 +399,7 @@ def main() -> int:
                 home.cleanup()
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    results["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
@@ -394,6 +428,8 @@ def table(r: dict) -> str:
         f"| 1 client: requests/s | {one['tipd']['requests_per_s']:.0f} | {one['bare']['requests_per_s']:.0f} | | |",
         f"| 16 clients keep-alive (wrk -t{threads} -c16): requests/s | {six['tipd']['requests_per_s']:.0f} | "
         f"{six['bare']['requests_per_s']:.0f} | >= 0.8x bare | {ratio_rps:.2f}x, {ok(ratio_rps >= 0.8)} |",
+        f"| 16 clients: server CPU per request (us) | {six['tipd']['server_cpu_us_per_request']:.1f} | "
+        f"{six['bare']['server_cpu_us_per_request']:.1f} | | |",
         f"| 16 clients: p50 / p99 ms | {f(six['tipd']['latency_ms']['p50'])} / {f(six['tipd']['latency_ms']['p99'])} | "
         f"{f(six['bare']['latency_ms']['p50'])} / {f(six['bare']['latency_ms']['p99'])} | | |",
         f"| fresh boto3 process, credential resolution (N={len(b['tipd']['samples'])}): median / p90 ms | "
@@ -410,6 +446,11 @@ def table(r: dict) -> str:
         f"| cold burst: 200 OK, wall time to last answer (port open after {c['spawn_to_port_ms']:.0f} ms) | "
         f"{c['ok']} OK, {c['wall_ms']:.0f} ms | | all OK | {ok(c['ok'] == sum(c['statuses'].values()))} |",
     ]
+    noise = ", ".join(f"{key} {name} {r[key][name]['other_cpu_s']:.2f} s"
+                      for key in ("one_client", "sixteen_clients") for name in ("tipd", "bare"))
+    lines += ["", f"CPU used by other processes during each {r['settings']['duration']} s wrk run (noise; ~0 on a quiet "
+                  f"machine): {noise}. Load average at start / end: {' '.join(m['loadavg_at_start'])} / "
+                  f"{' '.join(m.get('loadavg_at_end', []))}."]
     return "\n".join(lines)
 
 

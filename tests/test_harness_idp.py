@@ -327,3 +327,121 @@ def test_missing_node_modules_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(idp_module, "IDP_DIR", tmp_path)
     with pytest.raises(IdPError, match="npm ci --prefix tests/idp"):
         IdP()
+
+
+# ----- persistent mode: down() / up() is an outage, not a new IdP --------------------------------
+def assert_refused(port: int) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_non_persistent_has_no_state_and_no_outage():
+    with IdP() as plain:
+        assert plain.state_dir is None
+        with pytest.raises(IdPError, match="persistent=True"):
+            plain.down()
+        assert plain.running
+
+
+def test_persistent_outage_keeps_keys_grants_and_reuse_detection():
+    with IdP(persistent=True) as idp:
+        state_dir = idp.state_dir
+        assert state_dir is not None and (state_dir / "jwks.json").is_file()
+        port, issuer = idp.port, idp.issuer
+        tokens = sign_in(idp, login="olga")
+        jwks_before = get_json(idp.discovery()["jwks_uri"])
+        kid_before = jwt.get_unverified_header(tokens["id_token"])["kid"]
+        assert [k["kid"] for k in jwks_before["keys"]] == [kid_before]
+        assert (state_dir / "store.json").is_file()
+
+        idp.down()
+        assert not idp.running
+        assert_refused(port)
+        idp.up()
+        assert idp.running and (idp.port, idp.issuer) == (port, issuer)
+
+        status, rotated = refresh(idp, tokens["refresh_token"])
+        assert status == 200, rotated
+        assert rotated["refresh_token"] != tokens["refresh_token"]
+        # the new id_token verifies against the JWKS fetched before the outage (same kid)
+        assert jwt.get_unverified_header(rotated["id_token"])["kid"] == kid_before
+        key = jwt.PyJWKSet.from_dict(jwks_before)[kid_before]
+        claims = jwt.decode(rotated["id_token"], key.key, algorithms=["RS256"],
+                            audience=idp.client_id, issuer=issuer)
+        assert claims["sub"] == "olga"
+        # a second outage after the rotation: reuse of the pre-rotation token is still detected
+        idp.down()
+        assert_refused(port)
+        idp.start()  # start() after down() is up()
+        assert idp.port == port
+        status, body = refresh(idp, tokens["refresh_token"])
+        assert status == 400 and body["error"] == "invalid_grant"
+        status, body = refresh(idp, rotated["refresh_token"])  # the whole grant is revoked
+        assert status == 400 and body["error"] == "invalid_grant"
+    assert not idp.running and idp.state_dir is None and not state_dir.exists()
+    assert_refused(port)
+
+
+def test_persistent_sessions_device_codes_and_revoke_all_survive_up():
+    with IdP(persistent=True, refresh_ttl=600) as idp:
+        one, two = sign_in(idp, "paul")["refresh_token"], sign_in(idp, "quinn")["refresh_token"]
+        status, start = post_form(idp.discovery()["device_authorization_endpoint"],
+                                  {"client_id": idp.client_id, "scope": "openid offline_access"})
+        assert status == 200, start
+        idp.fault("/token", 503, count=-1)  # faults and stats are per process, not state
+        idp.down()
+        idp.up()
+        assert idp.stats() == {}
+        approve_device_code(idp.issuer, start["user_code"], login="rita")  # pre-outage user code
+        status, device = post_form(idp.discovery()["token_endpoint"], {
+            "grant_type": DEVICE_GRANT, "device_code": start["device_code"],
+            "client_id": idp.client_id})
+        assert status == 200, device
+        assert verify_id_token(idp, device["id_token"])["sub"] == "rita"
+        assert idp.revoke_all() >= 3  # grants from before the restart are found too
+        for token in (one, two, device["refresh_token"]):
+            assert refresh(idp, token)[1]["error"] == "invalid_grant"
+
+
+def test_persistent_browser_session_survives_up():
+    """The IdP session cookie from before the outage still signs the user in (no login page,
+    only the consent page every native client gets): sessions and cookie keys persist."""
+    from tests.support.browser import Session, drive_interactions
+    with IdP(persistent=True) as idp:
+        browser = Session()
+        redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+        at_callback = lambda url: url.startswith(redirect_uri)  # noqa: E731
+        _verifier, challenge = pkce_pair()
+        first, steps = drive_interactions(
+            browser, browser.get(authorize_url(idp, redirect_uri, "one", challenge)), "sara",
+            stop_at=at_callback)
+        assert any("(login)" in step for step in steps)
+        assert "code=" in first.location
+        idp.down()
+        idp.up()
+        verifier, challenge = pkce_pair()
+        url = authorize_url(idp, redirect_uri, "two", challenge, scope="openid email")
+        again, steps = drive_interactions(browser, browser.get(url), "nobody", stop_at=at_callback)
+        assert not any("(login)" in step for step in steps), steps
+        assert any("(consent)" in step for step in steps), steps
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(again.location).query))
+        assert params["state"] == "two" and "code" in params, params
+        status, tokens = post_form(idp.discovery()["token_endpoint"], {
+            "grant_type": "authorization_code", "code": params["code"],
+            "client_id": idp.client_id, "redirect_uri": redirect_uri, "code_verifier": verifier})
+        assert status == 200, tokens
+        assert verify_id_token(idp, tokens["id_token"])["sub"] == "sara"
+
+
+def test_up_refuses_to_move_when_port_is_taken():
+    with IdP(persistent=True) as idp:
+        port = idp.port
+        idp.down()
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            with pytest.raises(IdPError, match=f"port {port} .*in use"):
+                idp.up()
+            assert not idp.running and idp.port == port
+        idp.up()
+        assert idp.running and idp.discovery()["issuer"] == f"http://127.0.0.1:{port}"

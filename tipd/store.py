@@ -110,12 +110,15 @@ class FallbackStore:
         self.name = primary.name
 
     async def load(self, profile: str) -> Secret | None:
+        # A file exists only when the keyring refused the latest save, so it is the newer of the two.
+        token = await self.fallback.load(profile)
+        if token is not None:
+            return token
         try:
-            token = await self.primary.load(profile)
+            return await self.primary.load(profile)
         except Exception as e:
-            log.warning("cannot read the OS keyring (%s); trying the file store", type(e).__name__)
-            token = None
-        return token or await self.fallback.load(profile)
+            log.warning("cannot read the OS keyring (%s)", type(e).__name__)
+            return None
 
     async def save(self, profile: str, token: Secret) -> None:
         try:

@@ -13,6 +13,12 @@
 //   IDP_DEVICE_TTL             seconds, default 600
 //   IDP_WATCH_STDIN=1          exit when stdin reaches EOF (the parent test process died)
 //   IDP_VERBOSE=1              keep oidc-provider's development notices (on stderr)
+//   IDP_STATE_DIR              persist state there so a restart on the same port is an outage,
+//                              not a new IdP: jwks.json (private signing keys) and cookie-keys.json
+//                              are written on first start and loaded later; store.json holds every
+//                              grant / token / session / interaction (the file adapter below,
+//                              rewritten synchronously, temp file + rename, on every change).
+//                              Unset: fresh keys per process and oidc-provider's MemoryAdapter.
 //
 // Test endpoints (not part of any standard):
 //   POST   /__test/fault       {"path": "/token", "status": 500, "count": 3}
@@ -25,7 +31,9 @@
 //   DELETE /__test/stats       reset the counters
 //   POST   /__test/revoke-all  revoke every grant, so every refresh token of every account fails
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as nodePath from 'node:path';
 
 // oidc-provider prints development notices with console.info (stdout) and console.warn. The
 // harness reads stdout for the ready line, so keep stdout for that line alone.
@@ -61,22 +69,177 @@ const refreshTtl = intEnv('IDP_REFRESH_TTL', 86400);
 const deviceTtl = intEnv('IDP_DEVICE_TTL', 600);
 const issuer = `http://127.0.0.1:${port}`;
 
-// A fresh signing key per process: a token from another IdP instance must never verify here.
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = {
-  ...privateKey.export({ format: 'jwk' }),
-  kid: `test-${randomBytes(6).toString('hex')}`,
-  alg: 'RS256',
-  use: 'sig',
-};
+const stateDir = process.env.IDP_STATE_DIR || '';
+
+// ----- persistence (IDP_STATE_DIR) ------------------------------------------------------------
+function writeFileAtomic(file, text) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+// Load `name` from the state dir, or create it with make() and save it (first start).
+function loadOrCreate(name, make) {
+  if (!stateDir) return make();
+  const file = nodePath.join(stateDir, name);
+  if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
+  const value = make();
+  writeFileAtomic(file, JSON.stringify(value));
+  return value;
+}
+
+if (stateDir) {
+  try {
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    console.error(`IDP_STATE_DIR ${stateDir}: ${err.message}`);
+    process.exit(2);
+  }
+}
+
+// A fresh signing key per IdP (per process, or per state dir when persistent): a token from
+// another IdP instance must never verify here.
+function makeJwks() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    keys: [{
+      ...privateKey.export({ format: 'jwk' }),
+      kid: `test-${randomBytes(6).toString('hex')}`,
+      alg: 'RS256',
+      use: 'sig',
+    }],
+  };
+}
+const jwks = loadOrCreate('jwks.json', makeJwks);
+const cookieKeys = loadOrCreate('cookie-keys.json', () => [randomBytes(32).toString('hex')]);
+
+const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest']);
+
+// A file-backed oidc-provider adapter: every model in one JSON file, $IDP_STATE_DIR/store.json,
+// mirrored in memory and rewritten (temp + rename) synchronously on every change, so a SIGTERM
+// at any point leaves a complete store. Entries: "Model:id" -> { payload, exp (epoch ms|null) }.
+// Expired entries read as absent and are pruned on the next write.
+class FileAdapter {
+  static file = '';
+
+  static entries = new Map();
+
+  static load(file) {
+    FileAdapter.file = file;
+    if (!fs.existsSync(file)) return;
+    const data = JSON.parse(fs.readFileSync(file, 'utf8'));
+    FileAdapter.entries = new Map(Object.entries(data.entries || {}));
+  }
+
+  static live(entry) {
+    return entry !== undefined && (entry.exp === null || entry.exp > Date.now());
+  }
+
+  static save() {
+    for (const [key, entry] of FileAdapter.entries) {
+      if (!FileAdapter.live(entry)) FileAdapter.entries.delete(key);
+    }
+    writeFileAtomic(FileAdapter.file,
+      JSON.stringify({ version: 1, entries: Object.fromEntries(FileAdapter.entries) }));
+  }
+
+  // every grant id the store knows about (Grant entries and the grantId of every token)
+  static grantIds() {
+    const ids = new Set();
+    for (const [key, entry] of FileAdapter.entries) {
+      if (!FileAdapter.live(entry)) continue;
+      const model = key.slice(0, key.indexOf(':'));
+      if (model === 'Grant') ids.add(key.slice(model.length + 1));
+      else if (GRANTABLE.has(model) && entry.payload.grantId) ids.add(entry.payload.grantId);
+    }
+    return ids;
+  }
+
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  get(id) {
+    const entry = FileAdapter.entries.get(this.key(id));
+    return FileAdapter.live(entry) ? entry : undefined;
+  }
+
+  findBy(field, value) {
+    const prefix = `${this.model}:`;
+    for (const [key, entry] of FileAdapter.entries) {
+      if (key.startsWith(prefix) && FileAdapter.live(entry) && entry.payload[field] === value) {
+        return structuredClone(entry.payload);
+      }
+    }
+    return undefined;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const exp = Number.isFinite(expiresIn) && expiresIn > 0 ? Date.now() + expiresIn * 1000 : null;
+    FileAdapter.entries.set(this.key(id), { payload: structuredClone(payload), exp });
+    FileAdapter.save();
+  }
+
+  async find(id) {
+    const entry = this.get(id);
+    return entry ? structuredClone(entry.payload) : undefined;
+  }
+
+  async findByUserCode(userCode) {
+    return this.findBy('userCode', userCode);
+  }
+
+  async findByUid(uid) {
+    return this.findBy('uid', uid);
+  }
+
+  async consume(id) {
+    const entry = this.get(id);
+    if (!entry) return;
+    entry.payload.consumed = Math.floor(Date.now() / 1000);
+    FileAdapter.save();
+  }
+
+  async destroy(id) {
+    if (FileAdapter.entries.delete(this.key(id))) FileAdapter.save();
+  }
+
+  async revokeByGrantId(grantId) {
+    const prefix = `${this.model}:`;
+    let changed = false;
+    for (const [key, entry] of FileAdapter.entries) {
+      if (key.startsWith(prefix) && entry.payload.grantId === grantId) {
+        FileAdapter.entries.delete(key);
+        changed = true;
+      }
+    }
+    if (changed) FileAdapter.save();
+  }
+}
+
+if (stateDir) {
+  try {
+    FileAdapter.load(nodePath.join(stateDir, 'store.json'));
+  } catch (err) {
+    console.error(`cannot load ${nodePath.join(stateDir, 'store.json')}: ${err.message}`);
+    process.exit(2);
+  }
+}
 
 const FOURTEEN_DAYS = 14 * 24 * 60 * 60;
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
-// Every grant ever saved, so /__test/revoke-all can find them in the (default) MemoryAdapter.
+// Every grant ever saved, so /__test/revoke-all can find them in the (default) MemoryAdapter
+// (the file adapter lists its own, including those saved before a restart).
 const grantIds = new Set();
 
 const configuration = {
+  ...(stateDir ? { adapter: FileAdapter } : {}),
   clients: [{
     client_id: clientId,
     application_type: 'native',
@@ -131,8 +294,8 @@ const configuration = {
     Grant: Math.max(FOURTEEN_DAYS, refreshTtl),
     Session: Math.max(FOURTEEN_DAYS, refreshTtl),
   },
-  jwks: { keys: [signingKey] },
-  cookies: { keys: [randomBytes(32).toString('hex')] },
+  jwks,
+  cookies: { keys: cookieKeys },
   async renderError(ctx, out) {
     ctx.type = 'html';
     const safe = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -165,7 +328,7 @@ function sendJson(ctx, status, body) {
 }
 
 async function revokeAll() {
-  const ids = [...grantIds];
+  const ids = [...new Set([...grantIds, ...(stateDir ? FileAdapter.grantIds() : [])])];
   grantIds.clear();
   const models = [provider.AccessToken, provider.RefreshToken, provider.AuthorizationCode,
     provider.DeviceCode];

@@ -5,6 +5,10 @@
         idp.fault("/token", 500, count=2)
         idp.stats()           # {"/token": 3, ...}
 
+    with IdP(persistent=True) as idp:   # keys + grants/tokens/sessions kept in a private dir
+        idp.down()            # outage: the process is gone, the port refuses connections
+        idp.up()              # back on the same port: same keys, every token still valid
+
 Needs ``npm ci --prefix tests/idp`` once (the harness never installs anything).
 """
 from __future__ import annotations
@@ -49,7 +53,7 @@ class IdP:
     def __init__(self, *, client_id: str = "tipd-test", access_ttl: int = 3600, id_ttl: int = 3600,
                  refresh_ttl: int = 86400, device_ttl: int = 600, port: int | None = None,
                  startup_timeout: float = 20.0, env: dict[str, str] | None = None,
-                 start: bool = True):
+                 persistent: bool = False, start: bool = True):
         self.client_id = client_id
         self.access_ttl = access_ttl
         self.id_ttl = id_ttl
@@ -64,6 +68,12 @@ class IdP:
         self._stderr_file = None
         self._finalizer = None
         self._discovery: dict | None = None
+        self._node: str | None = None
+        self._stderr_prev = ""
+        # persistent=True: IDP_STATE_DIR (signing keys, cookie keys, store.json) lives in a private
+        # temp dir from start() to stop(), so down()/up() is an outage and not a new IdP.
+        self.persistent = persistent
+        self._state_dir: tempfile.TemporaryDirectory | None = None
         if start:
             self.start()
 
@@ -71,6 +81,8 @@ class IdP:
     def start(self) -> "IdP":
         if self._proc is not None:
             return self
+        if self._state_dir is not None and self.port is not None:
+            return self.up()  # started before and down(): come back as the same IdP
         if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
             raise IdPError(
                 f"{IDP_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/idp` "
@@ -78,20 +90,64 @@ class IdP:
         node = os.environ.get("NODE") or shutil.which("node")
         if not node:
             raise IdPError("node is not on PATH (Node 20+ is needed for the test IdP)")
+        self._node = node
+        self._stderr_prev = ""
+        if self.persistent and self._state_dir is None:
+            self._state_dir = tempfile.TemporaryDirectory(prefix="tipd-idp-state-")
         attempts = 1 if self._requested_port else 3
         last: Exception | None = None
-        for _ in range(attempts):
-            try:
-                self._launch(node, self._requested_port or free_port())
-                return self
-            except IdPError as err:  # a port taken between free_port() and listen: retry
-                last = err
-                if "EADDRINUSE" not in str(err):
-                    raise
-        raise last  # type: ignore[misc]
+        try:
+            for _ in range(attempts):
+                try:
+                    self._launch(node, self._requested_port or free_port())
+                    return self
+                except IdPError as err:  # a port taken between free_port() and listen: retry
+                    last = err
+                    if "EADDRINUSE" not in str(err):
+                        raise
+            raise last  # type: ignore[misc]
+        except BaseException:
+            self._remove_state_dir()
+            raise
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The IDP_STATE_DIR of a persistent IdP (None otherwise, or after stop())."""
+        return Path(self._state_dir.name) if self._state_dir is not None else None
+
+    def down(self) -> None:
+        """Outage: stop the IdP process (SIGTERM, wait) but keep its state and port number;
+        connections to the port are refused until up(). Needs persistent=True."""
+        if not self.persistent:
+            raise IdPError("down()/up() need IdP(persistent=True): a non-persistent IdP "
+                           "would come back with new keys and no grants")
+        if self._proc is None:
+            return
+        self._stderr_prev = self.stderr()
+        self._end_process()
+
+    def up(self) -> "IdP":
+        """End an outage: start the IdP again on the same port, with the same state dir and env
+        (same signing keys, accounts, grants, refresh tokens, sessions); waits for ready.
+        Raises IdPError if the port has been taken meanwhile (the issuer URL includes it)."""
+        if self._proc is not None:
+            return self
+        if self.port is None or self._state_dir is None or self._node is None:
+            raise IdPError("up() is for an IdP(persistent=True) that was started and then down()")
+        try:
+            self._launch(self._node, self.port)
+        except IdPError as err:
+            if "EADDRINUSE" in str(err):
+                raise IdPError(
+                    f"cannot bring the IdP back up: port {self.port} (issuer {self.issuer}) is "
+                    f"in use by another process; not moving ports since the issuer would change"
+                    f"\n{err}") from err
+            raise
+        return self
 
     def _launch(self, node: str, port: int) -> None:
-        env = {**os.environ, **self._extra_env,
+        state = {"IDP_STATE_DIR": self._state_dir.name} if self._state_dir is not None else {}
+        env = {**os.environ, **self._extra_env, **state,
                "IDP_PORT": str(port), "IDP_CLIENT_ID": self.client_id,
                "IDP_ACCESS_TTL": str(self.access_ttl), "IDP_ID_TTL": str(self.id_ttl),
                "IDP_REFRESH_TTL": str(self.refresh_ttl), "IDP_DEVICE_TTL": str(self.device_ttl),
@@ -152,13 +208,25 @@ class IdP:
         return f"; stderr:\n{text[-4000:]}" if text else "; stderr empty"
 
     def stderr(self) -> str:
-        """Everything the IdP wrote to stderr so far (for test diagnostics)."""
+        """Everything the IdP wrote to stderr so far (for test diagnostics; across down()/up())."""
         if self._stderr_file is None:
-            return ""
+            return self._stderr_prev
         self._stderr_file.seek(0)
-        return self._stderr_file.read().decode("utf-8", "replace")
+        return self._stderr_prev + self._stderr_file.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
+        """End everything: the process (if up) and a persistent IdP's state dir."""
+        try:
+            self._end_process()
+        finally:
+            self._remove_state_dir()
+
+    def _remove_state_dir(self) -> None:
+        state, self._state_dir = self._state_dir, None
+        if state is not None:
+            state.cleanup()
+
+    def _end_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return

@@ -36,7 +36,8 @@ class Home:
     """A private HOME / XDG tree, with the environment a user's shell would have."""
 
     def __init__(self, idp_issuer: str, client_id: str, aws_url: str, *, extra_config: str = "",
-                 profile_extra: str = "") -> None:
+                 profile_extra: str = "", app_arn: str = APP_ARN) -> None:
+        self.app_arn = app_arn
         # a short base: a unix socket path must fit in 108 bytes
         self.dir = Path(tempfile.mkdtemp(prefix="tipd-"))
         for d in ("home", "config", "state", "run", "data", "cache"):
@@ -63,6 +64,7 @@ class Home:
             "BROWSER": str(BROWSER),
             "TIPD_TEST_BROWSER_LOG": str(self.browser_log),
             "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true",
+            "PYTHONPATH": str(ROOT),  # so test keyring backends (tests.support.keyrings) can be named
         })
 
     def write_config(self, issuer: str, client_id: str, extra: str = "", profile_extra: str = "") -> None:
@@ -73,7 +75,7 @@ port = {self.port}
 [profiles.work]
 issuer = "{issuer}"
 client_id = "{client_id}"
-application_arn = "{APP_ARN}"
+application_arn = "{self.app_arn}"
 oidc_role_arn = "{OIDC_ROLE}"
 identity_enhanced_role_arn = "{ENHANCED_ROLE}"
 region = "{REGION}"
@@ -162,3 +164,12 @@ def in_tipd_env(home: Home, command: str, timeout: float = 120) -> subprocess.Co
     """Run a shell command the way a user would after `eval "$(tipctl env)"`."""
     return subprocess.run(["bash", "-c", f'set -e; eval "$(tipctl env)"; {command}'], env=home.env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll a condition with a deadline (never a blind sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)

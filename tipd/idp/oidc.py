@@ -53,7 +53,7 @@ class OAuthError(UpstreamError):
             msg = (f"{what}: the IdP says your sign-in is no longer valid (invalid_grant"
                    f"{': ' + description if description else ''}); sign in again")
         else:
-            msg = f"{what}: the IdP answered {error}{': ' + description if description else ''}"
+            msg = f"{what}: the IdP answered HTTP {status} {error}{': ' + description if description else ''}"
         super().__init__(msg, code="IdPError", permanent=permanent, status=401 if permanent else 502)
 
 
