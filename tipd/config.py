@@ -37,6 +37,12 @@ class _Model(BaseModel):
 
 class ServerConfig(_Model):
     port: int = Field(9911, ge=1, le=65535, description="loopback port of the credential endpoints")
+    #: serve clients of other local users too (Linux refuses them by default; elsewhere it cannot tell)
+    allow_other_users: bool = False
+    #: the IMDSv2 emulation on the same port: None = on where the peer's uid can be checked (Linux)
+    imds: bool | None = None
+    #: answer IMDSv1 (token-less GETs); off, as on a hardened EC2 instance
+    imds_v1: bool = False
 
 
 class RefreshConfig(_Model):

@@ -11,9 +11,11 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import __version__
+from .audit import Audit
 from .clock import Clock
 from .config import Config, load_config
 from .errors import ConfigError, TipdError
@@ -22,6 +24,9 @@ from .paths import Paths
 log = logging.getLogger("tipd")
 #: on SIGTERM, in-flight requests get this long to finish (a login hand-off may be waiting on AWS)
 SHUTDOWN_GRACE = 3.0
+#: request size limits, and how long a connection may sit without completing a request: aiohttp's
+#: keep-alive timer is not reset by partial data, so it also ends slow-loris connections
+LIMITS = dict(max_line_size=4096, max_field_size=4096, max_headers=32, keepalive_timeout=15.0)
 
 
 def new_endpoint_token() -> bytes:
@@ -35,6 +40,9 @@ class Broker:
 
     config: Config
     sessions: dict = field(default_factory=dict)
+    audit: Audit = field(default_factory=Audit)
+    guard: "Guard | None" = None
+    rotate_token: "Callable[[], None] | None" = None
 
     @property
     def default_profile(self) -> str | None:
@@ -50,6 +58,7 @@ class Daemon:
         self.paths = paths
         self.clock = clock or Clock()
         self.broker = Broker(config)
+        self.broker.rotate_token = self.rotate_token
         self._runners: list = []
         self._tasks: list[asyncio.Task] = []
         self._http = None
@@ -65,6 +74,7 @@ class Daemon:
         from .fsutil import private_dir, write_private
         from .server import container, control
         from .server.guards import Guard
+        from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
         from .session import ProfileSession
         from .store import open_store
 
@@ -86,9 +96,12 @@ class Daemon:
             await s.start()
             self.broker.sessions[name] = s
 
-        port = self.config.server.port
-        cred_runner = web.AppRunner(container.make_app(self.broker, Guard(token, port)), access_log=None,
-                                    handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE)
+        server = self.config.server
+        port = server.port
+        guard = self.broker.guard = Guard(token, port, allow_other_users=server.allow_other_users)
+        imds = server.imds if server.imds is not None else PEER_UID_SUPPORTED
+        cred_runner = web.AppRunner(container.make_app(self.broker, guard, imds=imds), access_log=None,
+                                    handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
         await cred_runner.setup()
         self._runners.append(cred_runner)
         try:
@@ -113,8 +126,23 @@ class Daemon:
 
         for s in self.broker.sessions.values():
             self._tasks.append(asyncio.create_task(s.run(), name=f"schedule-{s.name}"))
-        log.info("tipd %s ready: credentials on http://127.0.0.1:%d/v1/credentials/<profile>, control socket %s, "
-                 "profiles: %s", __version__, port, sock_path, ", ".join(self.broker.sessions) or "none")
+        self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
+        log.info("tipd %s ready: credentials on http://127.0.0.1:%d/v1/credentials/<profile>%s, control socket %s, "
+                 "profiles: %s", __version__, port, f" and IMDSv2 on http://127.0.0.1:{port}/latest/" if imds else "",
+                 sock_path, ", ".join(self.broker.sessions) or "none")
+        if not PEER_UID_SUPPORTED:
+            log.warning("this platform cannot tell which user a TCP client runs as: the endpoint token is the "
+                        "only barrier against other local users (see docs/security.md)")
+
+    def rotate_token(self) -> None:
+        """A new endpoint token, written atomically; SDKs re-read the file on every fetch."""
+        from .fsutil import write_private
+
+        token = new_endpoint_token()
+        write_private(self.paths.token_file, token)
+        assert self.broker.guard is not None
+        self.broker.guard.rotate(token)
+        log.info("the endpoint token was rotated")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -130,6 +158,7 @@ class Daemon:
                 await t
             except BaseException:
                 pass
+        await self.broker.audit.flush()
         for r in reversed(self._runners):
             await r.cleanup()  # stops accepting, lets in-flight requests finish (aiohttp's shutdown timeout)
         if self._http is not None:

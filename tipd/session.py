@@ -55,10 +55,21 @@ class IdpTokens:
 
 @dataclass(frozen=True)
 class Served:
-    """What the credential endpoint hands out, rendered once when the session is made."""
+    """What the credential endpoints hand out, rendered once when the session is made."""
 
     creds: AwsCredentials
-    body: bytes
+    body: bytes  # container-credentials JSON
+    imds_body: bytes = b""  # IMDS security-credentials/<name>
+    imds_extended_body: bytes = b""  # IMDS security-credentials-extended/<name> (with AccountId)
+
+    @classmethod
+    def render(cls, creds: AwsCredentials, now: float) -> "Served":
+        c = creds.container_json()
+        imds = {"Code": "Success", "LastUpdated": iso_utc(now), "Type": "AWS-HMAC",
+                "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"], "Token": c["Token"],
+                "Expiration": c["Expiration"]}
+        return cls(creds, json.dumps(c).encode(), json.dumps(imds).encode(),
+                   json.dumps(dict(imds, AccountId=c["AccountId"])).encode())
 
 
 class ProfileSession:
@@ -154,7 +165,7 @@ class ProfileSession:
             region=self.profile.region, creds=boot, role_arn=self.profile.identity_enhanced_role_arn,
             session=session_name(idc.user_id or "unknown"), identity_context=idc.identity_context,
             duration=self.settings.session_duration)
-        self.served = Served(creds, json.dumps(creds.container_json()).encode())
+        self.served = Served.render(creds, self.clock.time())
         log.info("profile %s: identity-enhanced session ready for %s, valid until %s", self.name,
                  self.user, iso_utc(creds.expires_at))
         return creds, creds.expires_at

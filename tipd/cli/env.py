@@ -14,16 +14,21 @@ def add_parser(sub) -> None:
                        "the daemon does not have to be running.")
     p.add_argument("profile", nargs="?", help="profile to serve (default: the default profile)")
     p.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
+    p.add_argument("--imds", action="store_true", help="print AWS_EC2_METADATA_SERVICE_ENDPOINT for tools that only "
+                   "know the EC2 instance metadata service (IMDSv2; serves the default profile)")
     p.add_argument("--json", action="store_true", help="print the variables as a JSON object")
     p.set_defaults(run=run)
 
 
-def variables(profile: str | None, config_path: str | None) -> dict[str, str]:
+def variables(profile: str | None, config_path: str | None, imds: bool = False) -> dict[str, str]:
     from ..config import load_config
     from ..paths import Paths
 
     config, _ = load_config(config_path)
     name = config.profile_name(profile)
+    if imds:
+        return {"AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{config.server.port}/",
+                "AWS_EC2_METADATA_DISABLED": "false"}
     return {
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{config.server.port}/v1/credentials/{name}",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(Paths.default().token_file),
@@ -31,14 +36,15 @@ def variables(profile: str | None, config_path: str | None) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = variables(args.profile, args.config)
+    env = variables(args.profile, args.config, args.imds)
     if args.json:
         from .common import print_json
 
         print_json(env)
         return 0
-    # these would win over the container provider (or over the token file, for Java): clear them
-    print("unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN")
+    # these would win over the chosen provider (or over the token file, for Java): clear them
+    print("unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN"
+          + (" AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" if args.imds else ""))
     for k, v in env.items():
         print(f"export {k}={shlex.quote(v)}")
     if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):

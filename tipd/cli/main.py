@@ -8,7 +8,7 @@ import sys
 
 from .. import __version__
 
-COMMANDS = ["login", "logout", "status", "env", "credential_process"]
+COMMANDS = ["login", "logout", "status", "env", "credential_process", "rotate_token"]
 
 
 def parser() -> argparse.ArgumentParser:

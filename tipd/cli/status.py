@@ -29,6 +29,12 @@ def render(status: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     if notes:
         lines += [""] + notes
+    clients = status.get("recent_clients") or []
+    if clients:
+        lines += ["", "Recent clients:"]
+        for c in clients[:5]:
+            who = f"pid {c['pid']} {c['exe']}" if c["pid"] is not None else "an unidentified process"
+            lines.append(f"  {when(c['time'])}  {c['profile']} via {c['endpoint']}: {who} ({c['count']}x)")
     return "\n".join(lines)
 
 

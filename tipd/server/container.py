@@ -7,6 +7,7 @@ from aiohttp import web
 
 from ..errors import TipdError
 from .guards import Guard, error
+from .imds import Imds
 
 if TYPE_CHECKING:
     from ..daemon import Broker
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 JSON = "application/json"
 
 
-def make_app(broker: "Broker", guard: Guard) -> web.Application:
+def make_app(broker: "Broker", guard: Guard, *, imds: bool = False) -> web.Application:
+    """The credential endpoints on one port: container credentials, and IMDSv2 when enabled."""
     sessions = broker.sessions
 
     async def credentials(request: web.Request) -> web.Response:
@@ -31,9 +33,13 @@ def make_app(broker: "Broker", guard: Guard) -> web.Application:
                 body = (await session.credentials()).body
             except TipdError as e:
                 return error(e.status, e.code, e.message)
+        audit(name, "container", guard.peer(request))
         return web.Response(body=body, content_type=JSON)
 
+    audit = broker.audit.record
     app = web.Application(client_max_size=1024)
     app.router.add_get("/v1/credentials/{profile}", credentials)
     app.router.add_get("/v1/credentials", credentials)
+    if imds:
+        Imds(broker, guard, allow_v1=broker.config.server.imds_v1).add_routes(app)
     return app

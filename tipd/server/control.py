@@ -48,7 +48,8 @@ def make_app(broker: "Broker") -> web.Application:
     async def status(request: web.Request) -> web.Response:
         return _json({"version": __version__, "pid": os.getpid(), "port": broker.config.server.port,
                       "default_profile": broker.default_profile,
-                      "profiles": [s.status() for s in broker.sessions.values()]})
+                      "profiles": [s.status() for s in broker.sessions.values()],
+                      "recent_clients": broker.audit.clients()})
 
     async def profiles(request: web.Request) -> web.Response:
         return _json({"default_profile": broker.default_profile,
@@ -72,7 +73,13 @@ def make_app(broker: "Broker") -> web.Application:
         served = await session(request).credentials()
         return web.Response(body=served.body, content_type="application/json")
 
+    async def rotate_token(request: web.Request) -> web.Response:
+        assert broker.rotate_token is not None
+        broker.rotate_token()
+        return _json({"rotated": True})
+
     app = web.Application(middlewares=[same_user], client_max_size=256 * 1024)
+    app.router.add_post("/v1/rotate-token", rotate_token)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/profiles", profiles)
     app.router.add_post("/v1/login/{profile}", login)

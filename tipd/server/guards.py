@@ -7,8 +7,12 @@ import json
 import os
 import socket
 import struct
+import weakref
 
 from aiohttp import web
+
+from .peer import SUPPORTED as PEER_UID_SUPPORTED
+from .peer import Peer, tcp_peer
 
 #: headers browsers add and SDKs never send: a request carrying one came from a web page
 BROWSER_MARKERS = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Referer")
@@ -20,26 +24,56 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 
 class Guard:
-    def __init__(self, token: bytes, port: int) -> None:
+    def __init__(self, token: bytes, port: int, *, allow_other_users: bool = False) -> None:
         self.token = token
         #: DNS rebinding: a page at evil.example resolving to 127.0.0.1 still sends Host: evil.example
         self.hosts = frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
+        self.check_uid = PEER_UID_SUPPORTED and not allow_other_users
+        self.uid = os.getuid()
+        #: the client of each connection, looked up once (a file read) and kept while it lives
+        self._peers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def rotate(self, token: bytes) -> None:
         self.token = token
 
-    def refuse(self, request: web.Request) -> web.Response | None:
-        """None when the request may proceed, else the refusal to send."""
+    def peer(self, request: web.Request) -> Peer | None:
+        transport = request.transport
+        if transport is None or not PEER_UID_SUPPORTED:
+            return None
+        try:
+            return self._peers[transport]
+        except KeyError:
+            peer = tcp_peer(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
+            self._peers[transport] = peer
+            return peer
+
+    def refuse_browser(self, request: web.Request) -> web.Response | None:
+        """The checks every endpoint shares: our Host, no browser, and (Linux) the same user."""
         headers = request.headers
         if headers.get("Host") not in self.hosts:
             return error(403, "Forbidden", "request refused")
         for marker in BROWSER_MARKERS:
             if marker in headers:
                 return error(403, "Forbidden", "request refused")
-        presented = headers.get("Authorization")
+        return None
+
+    def refuse_user(self, request: web.Request) -> web.Response | None:
+        if self.check_uid:
+            peer = self.peer(request)
+            if peer is None or peer.uid != self.uid:
+                return error(403, "Forbidden", "tipd serves only the user it runs as")
+        return None
+
+    def refuse(self, request: web.Request) -> web.Response | None:
+        """None when a container-credentials request may proceed, else the refusal to send. The token
+        is checked before the (per-connection) peer lookup, so unauthenticated floods cost no file read."""
+        refused = self.refuse_browser(request)
+        if refused is not None:
+            return refused
+        presented = request.headers.get("Authorization")
         if presented is None or not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self.token):
             return error(401, "Unauthorized", "missing or wrong authorization token")
-        return None
+        return self.refuse_user(request)
 
 
 def peer_uid(request: web.Request) -> int | None:

@@ -1,0 +1,83 @@
+"""An audit trail of every credential handed out, kept off the hot path: the handler appends a tuple to
+a deque; a background task resolves the client process and writes one line per client, profile and second."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from .server.peer import Peer, Process, process_of_inode
+
+log = logging.getLogger("tipd.audit")
+FLUSH_EVERY = 1.0
+RECENT = 20
+
+
+@dataclass
+class Client:
+    last_seen: float
+    profile: str
+    endpoint: str
+    pid: int | None
+    exe: str | None
+    uid: int | None
+    count: int
+
+
+class Audit:
+    def __init__(self) -> None:
+        self._pending: deque[tuple[float, str, str, Peer | None]] = deque()
+        self._processes: dict[int, Process | None] = {}  # by socket inode (one per connection)
+        self.recent: dict[tuple, Client] = {}
+
+    def record(self, profile: str, endpoint: str, peer: Peer | None) -> None:
+        """Hot path: one append, no I/O."""
+        self._pending.append((time.time(), profile, endpoint, peer))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch = Counter()
+        last: dict[tuple, float] = {}
+        while self._pending:
+            t, profile, endpoint, peer = self._pending.popleft()
+            key = (profile, endpoint, peer)
+            batch[key] += 1
+            last[key] = t
+        for (profile, endpoint, peer), n in batch.items():
+            proc = await self._process(peer)
+            pid, exe = (proc.pid, proc.exe) if proc else (None, None)
+            uid = peer.uid if peer else None
+            log.info("handed out %d credential%s: profile=%s endpoint=%s client_pid=%s exe=%s uid=%s", n,
+                     "" if n == 1 else "s", profile, endpoint, pid if pid is not None else "unknown",
+                     exe or "unknown", uid if uid is not None else "unknown")
+            c = self.recent.get((pid, exe, profile, endpoint))
+            if c is None:
+                c = self.recent[(pid, exe, profile, endpoint)] = Client(0, profile, endpoint, pid, exe, uid, 0)
+            c.last_seen, c.count = last[(profile, endpoint, peer)], c.count + n
+        if len(self.recent) > RECENT:
+            for k, _ in sorted(self.recent.items(), key=lambda kv: kv[1].last_seen)[:-RECENT]:
+                del self.recent[k]
+        if len(self._processes) > 4096:
+            self._processes.clear()
+
+    async def _process(self, peer: Peer | None) -> Process | None:
+        if peer is None:
+            return None
+        if peer.inode not in self._processes:
+            self._processes[peer.inode] = await asyncio.to_thread(process_of_inode, peer.inode)
+        return self._processes[peer.inode]
+
+    def clients(self) -> list[dict]:
+        from .clock import iso_utc
+
+        return [{"time": iso_utc(c.last_seen), "profile": c.profile, "endpoint": c.endpoint, "pid": c.pid,
+                 "exe": c.exe, "uid": c.uid, "count": c.count}
+                for c in sorted(self.recent.values(), key=lambda c: -c.last_seen)]
