@@ -204,6 +204,36 @@ def run_wrk(url: str, token: str, threads: int, conns: int, duration: int, serve
     return res
 
 
+def measured_wrk(url: str, token: str, threads: int, conns: int, duration: int, pid: int, max_noise: float,
+                 retries: int) -> dict:
+    """run_wrk, repeated (up to `retries` more times) while other processes used more than `max_noise`
+    CPU-seconds during the run: on a shared 2-core machine one busy neighbour halves the numbers. Every
+    attempt is kept in the result; the last one is the measurement."""
+    attempts = []
+    for _ in range(retries + 1):
+        res = run_wrk(url, token, threads, conns, duration, pid)
+        attempts.append({k: v for k, v in res.items() if k != "raw"})
+        if res["other_cpu_s"] <= max_noise:
+            break
+        print(f"  noisy run (other processes used {res['other_cpu_s']:.2f} CPU-s); repeating", file=sys.stderr)
+    res["noisy"] = res["other_cpu_s"] > max_noise
+    res["attempts"] = attempts
+    return res
+
+
+def wait_quiet(timeout: float, busy_max: float = 0.15) -> float:
+    """Wait (up to `timeout` s) until the machine is idle: less than `busy_max` of a core busy over 1 s.
+    Returns the busy fraction last seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        b0, _ = _system_cpu_s()
+        time.sleep(1.0)  # the measuring window, not a synchronisation sleep
+        busy = _system_cpu_s()[0] - b0
+        if busy <= busy_max or time.monotonic() > deadline:
+            return busy
+        print(f"waiting for a quiet machine ({busy:.2f} cores busy)", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------------------------------
 # fresh boto3 processes
 # --------------------------------------------------------------------------------------------------
@@ -271,7 +301,10 @@ def machine() -> dict:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    return {"git_head": git("rev-parse", "--short", "HEAD"),
+            "tipd_uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "tipd").splitlines()],
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
             "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
             "aiohttp": aiohttp.__version__, "boto3": boto3.__version__, "botocore": botocore.__version__,
             "wrk": wrk_v.split(" Copyright")[0], "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3]}
@@ -285,6 +318,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3, help="seconds of unrecorded wrk load per server first (default 3)")
     ap.add_argument("-n", type=int, default=15, help="fresh boto3 processes per variant (default 15)")
     ap.add_argument("--burst", type=int, default=200, help="concurrent cold requests (default 200)")
+    ap.add_argument("--max-noise", type=float, default=0.5,
+                    help="CPU-seconds other processes may use during a wrk run before it is repeated (default 0.5)")
+    ap.add_argument("--retries", type=int, default=3, help="repeats of a noisy wrk run (default 3)")
+    ap.add_argument("--wait-quiet", type=float, default=120,
+                    help="before each measurement, wait up to this many seconds for an idle machine (default 120)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -338,7 +376,9 @@ def main() -> int:
                     results[key] = {}
                     for name, url in targets.items():
                         print(f"wrk -t{threads} -c{conns} -d{args.duration}s  {name} ...", file=sys.stderr)
-                        results[key][name] = run_wrk(url, token, threads, conns, args.duration, pids[name])
+                        wait_quiet(args.wait_quiet)
+                        results[key][name] = measured_wrk(url, token, threads, conns, args.duration, pids[name],
+                                                          args.max_noise, args.retries)
 
                 # 3: fresh boto3 processes, the variants interleaved round by round
                 fake_proc = tmp / "fake_credential_process.py"
@@ -360,6 +400,7 @@ def main() -> int:
                 # tipctl finds the daemon through the XDG directories of the isolated home
                 # (boto3_env drops every AWS_* variable of it and gives each variant its own empty HOME)
                 envs = {k: boto3_env(home.env, tmp, v) for k, v in variants.items()}
+                wait_quiet(args.wait_quiet)
                 run_probe(envs["bare"])  # one unrecorded warm-up (page cache of the boto3 imports)
                 samples: dict[str, list[float]] = {k: [] for k in variants}
                 print(f"boto3: {args.n} fresh processes x {len(variants)} variants ...", file=sys.stderr)
@@ -374,6 +415,7 @@ def main() -> int:
                 # 4: restart, then a burst of cold requests
                 print(f"cold burst of {args.burst} ...", file=sys.stderr)
                 assert tipd.stop() == 0
+                wait_quiet(args.wait_quiet)
                 fake.clear_calls()
                 idp.reset_stats()
                 t_spawn = time.perf_counter()
@@ -418,7 +460,8 @@ def table(r: dict) -> str:
     ok = lambda cond: "met" if cond else "**missed**"  # noqa: E731
     lines = [
         f"Machine: {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, aiohttp {m['aiohttp']}, "
-        f"boto3 {m['boto3']}, {m['wrk']}; {m['date']}",
+        f"boto3 {m['boto3']}, {m['wrk']}; {m['date']}; tipd at {m['git_head']}"
+        + (f" with uncommitted changes to {', '.join(m['tipd_uncommitted'])}" if m["tipd_uncommitted"] else ""),
         "",
         "| Measurement | tipd | bare aiohttp | target | result |",
         "|---|---|---|---|---|",
@@ -447,6 +490,7 @@ def table(r: dict) -> str:
         f"{c['ok']} OK, {c['wall_ms']:.0f} ms | | all OK | {ok(c['ok'] == sum(c['statuses'].values()))} |",
     ]
     noise = ", ".join(f"{key} {name} {r[key][name]['other_cpu_s']:.2f} s"
+                      + (" (NOISY)" if r[key][name]["noisy"] else "")
                       for key in ("one_client", "sixteen_clients") for name in ("tipd", "bare"))
     lines += ["", f"CPU used by other processes during each {r['settings']['duration']} s wrk run (noise; ~0 on a quiet "
                   f"machine): {noise}. Load average at start / end: {' '.join(m['loadavg_at_start'])} / "

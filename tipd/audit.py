@@ -29,12 +29,17 @@ class Client:
 class Audit:
     def __init__(self) -> None:
         self._pending: deque[tuple[float, str, str, Peer | None]] = deque()
-        self._processes: dict[int, Process | None] = {}  # by socket inode (one per connection)
+        #: the client process of each connection (by socket inode), looked up in a worker thread as soon
+        #: as the connection is first seen, while the client still holds it
+        self._processes: dict[int, asyncio.Future[Process | None]] = {}
         self.recent: dict[tuple, Client] = {}
 
     def record(self, profile: str, endpoint: str, peer: Peer | None) -> None:
-        """Hot path: one append, no I/O."""
+        """Hot path: one append and a dict lookup; the process lookup runs in a thread."""
         self._pending.append((time.time(), profile, endpoint, peer))
+        if peer is not None and peer.inode not in self._processes:
+            self._processes[peer.inode] = asyncio.get_running_loop().run_in_executor(
+                None, process_of_inode, peer.inode)
 
     async def run(self) -> None:
         while True:
@@ -69,11 +74,12 @@ class Audit:
             self._processes.clear()
 
     async def _process(self, peer: Peer | None) -> Process | None:
-        if peer is None:
+        if peer is None or peer.inode not in self._processes:
             return None
-        if peer.inode not in self._processes:
-            self._processes[peer.inode] = await asyncio.to_thread(process_of_inode, peer.inode)
-        return self._processes[peer.inode]
+        try:
+            return await self._processes[peer.inode]
+        except OSError:
+            return None
 
     def clients(self) -> list[dict]:
         from .clock import iso_utc

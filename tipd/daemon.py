@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries log request bodies and headers at DEBUG (tokens, assertions, signatures): whatever the
+    # level asked for, they stay at WARNING so no secret can reach a log line through them.
+    for noisy in ("botocore", "aiobotocore", "aiohttp", "urllib3", "asyncio", "keyring"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     try:
         config, path = load_config(args.config, missing_ok=True)
         if not config.profiles:

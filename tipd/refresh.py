@@ -88,6 +88,7 @@ class Stage(Generic[T]):
 
     async def _run(self) -> Held[T]:
         self.calls += 1
+        log.debug("refreshing %s (attempt %d)", self.name, self.failures + 1)
         try:
             value, expires_at = await self._fetch()
         except TipdError as e:
@@ -100,6 +101,7 @@ class Stage(Generic[T]):
             raise err from None
         now = self.clock.time()
         self.held = Held(value, expires_at, now)
+        log.debug("%s refreshed: valid for %d s", self.name, expires_at - now)
         self.last_error = None
         self.failures = 0
         self.next_attempt = None
@@ -108,6 +110,7 @@ class Stage(Generic[T]):
     def _failed(self, e: TipdError) -> None:
         self.last_error = e
         self.failures += 1
+        log.debug("%s failed (%s): %s", self.name, "permanent" if e.permanent else "transient", e.message)
         if e.permanent:
             self.next_attempt = None
         else:
