@@ -349,3 +349,11 @@ def test_no_secret_in_logs_outputs_or_files(home, idp, fake):
         for s in secrets:
             assert s.encode() not in text, f"a secret appears in {name}"
         assert not JWT.search(text), f"a JWT appears in {name}"
+
+
+def test_refuses_to_start_with_a_writable_state_directory(home):
+    home.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(home.state_dir, 0o777)
+    r = subprocess.run([str(ROOT / ".venv" / "bin" / "tipd"), "--config", str(home.config_file)], env=home.env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "writable by group or others" in r.stderr and "Traceback" not in r.stderr
