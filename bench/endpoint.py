@@ -205,12 +205,13 @@ def run_wrk(url: str, token: str, threads: int, conns: int, duration: int, serve
 
 
 def measured_wrk(url: str, token: str, threads: int, conns: int, duration: int, pid: int, max_noise: float,
-                 retries: int) -> dict:
+                 retries: int, wait: float) -> dict:
     """run_wrk, repeated (up to `retries` more times) while other processes used more than `max_noise`
     CPU-seconds during the run: on a shared 2-core machine one busy neighbour halves the numbers. Every
     attempt is kept in the result; the last one is the measurement."""
     attempts = []
     for _ in range(retries + 1):
+        wait_quiet(wait)
         res = run_wrk(url, token, threads, conns, duration, pid)
         attempts.append({k: v for k, v in res.items() if k != "raw"})
         if res["other_cpu_s"] <= max_noise:
@@ -301,8 +302,8 @@ def machine() -> dict:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
-    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    return {"git_head": git("rev-parse", "--short", "HEAD"),
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout  # noqa: E731
+    return {"git_head": git("rev-parse", "--short", "HEAD").strip(),
             "tipd_uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "tipd").splitlines()],
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
             "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
@@ -320,7 +321,7 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=200, help="concurrent cold requests (default 200)")
     ap.add_argument("--max-noise", type=float, default=0.5,
                     help="CPU-seconds other processes may use during a wrk run before it is repeated (default 0.5)")
-    ap.add_argument("--retries", type=int, default=3, help="repeats of a noisy wrk run (default 3)")
+    ap.add_argument("--retries", type=int, default=5, help="repeats of a noisy wrk run (default 5)")
     ap.add_argument("--wait-quiet", type=float, default=120,
                     help="before each measurement, wait up to this many seconds for an idle machine (default 120)")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -376,9 +377,8 @@ def main() -> int:
                     results[key] = {}
                     for name, url in targets.items():
                         print(f"wrk -t{threads} -c{conns} -d{args.duration}s  {name} ...", file=sys.stderr)
-                        wait_quiet(args.wait_quiet)
                         results[key][name] = measured_wrk(url, token, threads, conns, args.duration, pids[name],
-                                                          args.max_noise, args.retries)
+                                                          args.max_noise, args.retries, args.wait_quiet)
 
                 # 3: fresh boto3 processes, the variants interleaved round by round
                 fake_proc = tmp / "fake_credential_process.py"

@@ -33,17 +33,21 @@ class Audit:
         #: as the connection is first seen, while the client still holds it
         self._processes: dict[int, asyncio.Future[Process | None]] = {}
         self.recent: dict[tuple, Client] = {}
+        self._wake = asyncio.Event()  # the writer sleeps until there is something to write
 
     def record(self, profile: str, endpoint: str, peer: Peer | None) -> None:
         """Hot path: one append and a dict lookup; the process lookup runs in a thread."""
         self._pending.append((time.time(), profile, endpoint, peer))
+        self._wake.set()
         if peer is not None and peer.inode not in self._processes:
             self._processes[peer.inode] = asyncio.get_running_loop().run_in_executor(
                 None, process_of_inode, peer.inode)
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
+            await self._wake.wait()
+            await asyncio.sleep(FLUSH_EVERY)  # batch a second's worth into one line per client
+            self._wake.clear()
             await self.flush()
 
     async def flush(self) -> None:
