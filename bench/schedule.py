@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.stack import ACCOUNT, BIN, Home, Tipd, status, tipctl  # noqa: E402
+from tests.support.stack import wait_for as poll  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "schedule.json"
 HOUR = 3600
@@ -141,20 +142,6 @@ class BenchTipd(Tipd):
         poll(lambda: tipctl(self.home, "status", "--json", check=False).returncode != 3, timeout,
              "tipd ready", self.proc)
         return self
-
-
-def poll(check, timeout: float, what: str, proc: subprocess.Popen | None = None, interval: float = 0.05):
-    """Poll `check()` until truthy, with a deadline (a polling interval, not a synchronisation sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: tipd exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout}s")
-        time.sleep(interval)
 
 
 def profile_state(home: Home) -> dict:

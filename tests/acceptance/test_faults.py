@@ -154,7 +154,7 @@ def test_revoked_refresh_token_means_login_required_without_a_retry_storm(signed
         attempts = short_idp.stats().get("/token", 0)
         # keep watching for two more lifetimes: the schedule must have stopped asking
         deadline = time.time() + 2 * LIFETIME
-        f.wait(lambda: time.time() > deadline, timeout=3 * LIFETIME)
+        wait_for(lambda: time.time() > deadline, timeout=3 * LIFETIME, what='two lifetimes')
         assert short_idp.stats().get("/token", 0) == attempts <= 2
         st = status(short_home)["profiles"][0]
         assert "sign in again" in st["last_error"]
@@ -181,7 +181,7 @@ def test_kill_9_during_refresh_token_rotation_resumes_without_login(signed_in, s
         d = Tipd(short_home).start()
         with fetcher(short_home) as f:
             wait_for(lambda: state(short_home) == "fresh", timeout=LIFETIME, what=f"fresh after kill at: {point}")
-            f.wait(lambda: len(f.ok()) >= 3, timeout=10, what="answers")
+            wait_for(lambda: len(f.ok()) >= 3, timeout=10, what="answers")
         verdict(f)
         assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     d.stop()

@@ -76,10 +76,3 @@ class Fetcher:
 
     def expired_served(self) -> list[Answer]:
         return [a for a in self.ok() if a.expires is not None and a.expires <= a.at]
-
-    def wait(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            time.sleep(0.05)

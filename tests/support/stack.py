@@ -166,10 +166,17 @@ def in_tipd_env(home: Home, command: str, timeout: float = 120) -> subprocess.Co
                           capture_output=True, text=True, timeout=timeout)
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    """Poll a condition with a deadline (never a blind sleep)."""
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition", proc: subprocess.Popen | None = None,
+             interval: float = 0.05):
+    """Poll a condition with a deadline (never a blind sleep); returns its first truthy value. With `proc`,
+    fail at once if that process exits meanwhile."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+            raise TimeoutError(f"timed out waiting for {what} after {timeout} s")
+        time.sleep(interval)
