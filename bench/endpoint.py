@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.net import free_port, wait_for_port  # noqa: E402
-from tests.support.stack import APP_ARN, BIN, Home, Tipd, tipctl  # noqa: E402
+from tests.support.stack import APP_ARN, BIN, Home, Tipd, tipctl, wait_for  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "endpoint.json"
 PROFILE = "work"
@@ -77,20 +77,6 @@ print(json.dumps({"Version": 1, "AccessKeyId": "AKIAFAKEFAKEFAKEFAKE",
 # processes
 # --------------------------------------------------------------------------------------------------
 
-def _poll(check, timeout: float, what: str, proc: subprocess.Popen | None = None, interval: float = 0.002):
-    """Poll `check()` until truthy, with a deadline (a polling interval, not a synchronisation sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not ready after {timeout}s")
-        time.sleep(interval)
-
-
 def _connects(family: int, addr) -> bool:
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(0.5)
@@ -114,10 +100,12 @@ class BenchTipd(Tipd):
         return self
 
     def wait_port(self, timeout: float = 20) -> None:
-        _poll(lambda: _connects(socket.AF_INET, ("127.0.0.1", self.home.port)), timeout, "tipd port", self.proc)
+        wait_for(lambda: _connects(socket.AF_INET, ("127.0.0.1", self.home.port)), timeout, "tipd port", self.proc,
+                 interval=0.002)
 
     def wait_control(self, timeout: float = 20) -> None:
-        _poll(lambda: _connects(socket.AF_UNIX, str(self.home.socket)), timeout, "tipd control socket", self.proc)
+        wait_for(lambda: _connects(socket.AF_UNIX, str(self.home.socket)), timeout, "tipd control socket", self.proc,
+                 interval=0.002)
 
 
 def http_get(url: str, token: str) -> tuple[int, bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
 from dataclasses import dataclass
 
 from .server.peer import Peer, Process, process_of_inode
@@ -28,7 +27,9 @@ class Client:
 
 class Audit:
     def __init__(self) -> None:
-        self._pending: deque[tuple[float, str, str, Peer | None]] = deque()
+        #: (profile, endpoint, peer) -> [count, last time]: counted as they happen, so a flush costs one
+        #: entry per client, not one per request
+        self._pending: dict[tuple[str, str, Peer | None], list] = {}
         #: the client process of each connection (by socket inode), looked up in a worker thread as soon
         #: as the connection is first seen, while the client still holds it
         self._processes: dict[int, asyncio.Future[Process | None]] = {}
@@ -36,9 +37,15 @@ class Audit:
         self._wake = asyncio.Event()  # the writer sleeps until there is something to write
 
     def record(self, profile: str, endpoint: str, peer: Peer | None) -> None:
-        """Hot path: one append and a dict lookup; the process lookup runs in a thread."""
-        self._pending.append((time.time(), profile, endpoint, peer))
-        self._wake.set()
+        """Hot path: a couple of dict operations; the process lookup runs in a thread."""
+        key = (profile, endpoint, peer)
+        entry = self._pending.get(key)
+        if entry is None:
+            self._pending[key] = [1, time.time()]
+            self._wake.set()
+        else:
+            entry[0] += 1
+            entry[1] = time.time()
         if peer is not None and peer.inode not in self._processes:
             self._processes[peer.inode] = asyncio.get_running_loop().run_in_executor(
                 None, process_of_inode, peer.inode)
@@ -53,14 +60,8 @@ class Audit:
     async def flush(self) -> None:
         if not self._pending:
             return
-        batch = Counter()
-        last: dict[tuple, float] = {}
-        while self._pending:
-            t, profile, endpoint, peer = self._pending.popleft()
-            key = (profile, endpoint, peer)
-            batch[key] += 1
-            last[key] = t
-        for (profile, endpoint, peer), n in batch.items():
+        batch, self._pending = self._pending, {}
+        for (profile, endpoint, peer), (n, last) in batch.items():
             proc = await self._process(peer)
             pid, exe = (proc.pid, proc.exe) if proc else (None, None)
             uid = peer.uid if peer else None
@@ -70,7 +71,7 @@ class Audit:
             c = self.recent.get((pid, exe, profile, endpoint))
             if c is None:
                 c = self.recent[(pid, exe, profile, endpoint)] = Client(0, profile, endpoint, pid, exe, uid, 0)
-            c.last_seen, c.count = last[(profile, endpoint, peer)], c.count + n
+            c.last_seen, c.count = last, c.count + n
         if len(self.recent) > RECENT:
             for k, _ in sorted(self.recent.items(), key=lambda kv: kv[1].last_seen)[:-RECENT]:
                 del self.recent[k]

@@ -12,8 +12,10 @@ PROC_NET_TCP = Path("/proc/net/tcp")
 SUPPORTED = sys.platform.startswith("linux") and PROC_NET_TCP.exists()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Peer:
+    """One per connection (cached by the guard), so identity is equality and hashing is free."""
+
     uid: int
     inode: int
 
