@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .server.peer import Peer, Process, process_of_inode
+from .server.peer import Peer, Process, processes_of_inodes
 
 log = logging.getLogger("tipd.audit")
 FLUSH_EVERY = 1.0
@@ -31,8 +31,11 @@ class Audit:
         #: entry per client, not one per request
         self._pending: dict[tuple[str, str, Peer | None], list] = {}
         #: the client process of each connection (by socket inode), looked up in a worker thread as soon
-        #: as the connection is first seen, while the client still holds it
-        self._processes: dict[int, asyncio.Future[Process | None]] = {}
+        #: as the connection is first seen, while the client still holds it; one /proc walk serves every
+        #: connection that arrived meanwhile
+        self._processes: dict[int, Process | None] = {}
+        self._unresolved: set[int] = set()
+        self._walk: asyncio.Future | None = None
         self.recent: dict[tuple, Client] = {}
         self._wake = asyncio.Event()  # the writer sleeps until there is something to write
 
@@ -46,9 +49,23 @@ class Audit:
         else:
             entry[0] += 1
             entry[1] = time.time()
-        if peer is not None and peer.inode not in self._processes:
-            self._processes[peer.inode] = asyncio.get_running_loop().run_in_executor(
-                None, process_of_inode, peer.inode)
+        if peer is not None and peer.inode not in self._processes and peer.inode not in self._unresolved:
+            self._unresolved.add(peer.inode)
+            if self._walk is None:
+                self._start_walk()
+
+    def _start_walk(self) -> None:
+        batch, self._unresolved = self._unresolved, set()
+        self._walk = asyncio.get_running_loop().run_in_executor(None, processes_of_inodes, batch)
+        self._walk.add_done_callback(lambda f: self._walked(batch, f))
+
+    def _walked(self, batch: set[int], fut: asyncio.Future) -> None:
+        found = fut.result() if not fut.cancelled() and fut.exception() is None else {}
+        for inode in batch:
+            self._processes[inode] = found.get(inode)
+        self._walk = None
+        if self._unresolved:
+            self._start_walk()
 
     async def run(self) -> None:
         while True:
@@ -79,12 +96,11 @@ class Audit:
             self._processes.clear()
 
     async def _process(self, peer: Peer | None) -> Process | None:
-        if peer is None or peer.inode not in self._processes:
+        if peer is None:
             return None
-        try:
-            return await self._processes[peer.inode]
-        except OSError:
-            return None
+        while self._walk is not None and peer.inode not in self._processes:
+            await asyncio.wait({self._walk})
+        return self._processes.get(peer.inode)
 
     def clients(self) -> list[dict]:
         from .clock import iso_utc

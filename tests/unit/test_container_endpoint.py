@@ -105,3 +105,29 @@ async def test_refusals_give_no_credentials_and_no_hint(client, clock, hdrs, sta
     text = await r.text()
     assert r.status == status and "sek" not in text and "Access-Control-Allow-Origin" not in r.headers
     assert TOKEN.decode() not in text
+
+
+def test_peer_lookup_by_netlink_agrees_with_proc_net_tcp():
+    """The fast path (one netlink sock_diag query) and the fallback (a /proc/net/tcp scan) name the same
+    owner and socket for a real loopback connection."""
+    import os
+    import socket
+
+    from tipd.server.peer import netlink_peer, proc_net_tcp_peer, processes_of_inodes
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    cli = socket.create_connection(srv.getsockname())
+    conn, peer = srv.accept()
+    try:
+        local = conn.getsockname()
+        a, b = netlink_peer(peer, local), proc_net_tcp_peer(peer, local)
+        assert a is not None and b is not None
+        assert (a.uid, a.inode) == (b.uid, b.inode) == (os.getuid(), os.fstat(cli.fileno()).st_ino)
+        assert processes_of_inodes({a.inode})[a.inode].pid == os.getpid()
+        assert netlink_peer(("127.0.0.1", 1), local) is None  # no such socket
+    finally:
+        cli.close()
+        conn.close()
+        srv.close()
