@@ -83,7 +83,7 @@ class ProfileSession:
         self.idp_client = idp
         self.clock = clock
         self.notify = notify or (lambda title, body: None)
-        # margins scale down with (test-sized) lifetimes; at the defaults they are 60 s and 30 s
+        # margins scale down with (test-sized) lifetimes; at the defaults they are 60 s and 10 s
         self.margin = min(DEPENDENCY_MARGIN, refresh.min_remaining / 4)
         self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
         self.refresh_token: Secret | None = None

@@ -26,7 +26,10 @@ def test_login_then_every_sdk_gets_identity_enhanced_credentials(home, tipd, idp
     fake.clear_calls()
     r = login(home)
     assert "alice@example.com" in r.stdout and ALICE_ID in r.stdout, r.stdout
-    assert "authorize" in home.browser_log.read_text() or home.browser_log.read_text()
+    # the sign-in went through the real browser hook, and tipctl's loopback receiver accepted the callback
+    visit = json.loads(home.browser_log.read_text().splitlines()[-1])
+    assert visit["outcome"] == "delivered" and visit["callback_status"] == 200
+    assert visit["callback_path"] == "/callback" and "code" in visit["callback_params"]
 
     expected_arn = f"assumed-role/{ENHANCED_ROLE.split('/')[-1]}/tip-{ALICE_ID}"
     boto = in_tipd_env(home, BOTO3_WHOAMI)
@@ -65,7 +68,7 @@ def test_credential_process_prints_version_1(home, tipd):
     assert out["Version"] == 1 and out["AccessKeyId"].startswith("ASIA") and out["SessionToken"]
     assert out["Expiration"].endswith("Z")
     cfg = home.dir / "aws-config"
-    cfg.write_text(f"[profile tip]\ncredential_process = {tipctl.__module__ and 'tipctl'} credential-process work\n"
+    cfg.write_text(f"[profile tip]\ncredential_process = tipctl credential-process work\n"
                    f"region = us-east-1\n")
     r = subprocess.run([aws_cli(), "sts", "get-caller-identity", "--profile", "tip"],
                        env=dict(home.env, AWS_CONFIG_FILE=str(cfg)), capture_output=True, text=True)

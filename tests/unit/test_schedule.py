@@ -74,10 +74,6 @@ class Rig:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-def per_hour(rig, calls_log):
-    return calls_log
-
-
 async def test_a_simulated_day_serves_only_fresh_credentials_with_bounded_upstream_calls():
     rig = Rig()
     await rig.start()
