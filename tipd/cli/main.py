@@ -8,7 +8,21 @@ import sys
 
 from .. import __version__
 
-COMMANDS = ["login", "logout", "status", "env", "credential_process", "rotate_token"]
+COMMANDS = [
+    "configure",
+    "profiles",
+    "login",
+    "logout",
+    "status",
+    "env",
+    "credential_process",
+    "s3ag",
+    "service",
+    "tray",
+    "diag",
+    "cfn_template",
+    "rotate_token",
+]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,7 @@
+"""PLACEHOLDER for `tipctl tray`: being built; replace this whole module."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tray", help="(not built yet)")
+    p.set_defaults(run=lambda args: 2)
