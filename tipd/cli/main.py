@@ -25,7 +25,9 @@ COMMANDS = [
 ]
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser. When `argv` names a command, only that command's module is imported (a shell
+    prompt may run `tipctl status` often: it should not pay for importing every other command)."""
     p = argparse.ArgumentParser(
         prog="tipctl",
         description="Control tipd, the daemon that serves identity-enhanced AWS credentials (IAM Identity Center "
@@ -34,7 +36,9 @@ def parser() -> argparse.ArgumentParser:
                "`eval \"$(tipctl env)\"` and use any AWS tool.")
     p.add_argument("--version", action="version", version=f"tipctl {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMANDS:
+    first = next((a for a in (argv or []) if not a.startswith("-")), None)
+    wanted = first.replace("-", "_") if first else None
+    for name in [wanted] if wanted in COMMANDS else COMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)
     return p
 
@@ -42,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import TipdError
 
-    p = parser()
+    argv = sys.argv[1:] if argv is None else argv
+    p = parser(argv)
     args = p.parse_args(argv)
     if not hasattr(args, "run"):
         p.print_help()
