@@ -118,3 +118,31 @@ def test_missing_implicit_config_is_empty_but_explicit_one_is_an_error(tmp_path,
     assert cfg.profiles == {} and path == tmp_path / "tipd" / "config.toml"
     with pytest.raises(ConfigError):
         load_config(tmp_path / "explicit.toml", missing_ok=True)
+
+
+def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
+    cfg, _ = load_config(write(tmp_path, GOOD))
+    assert cfg.profiles["work"].provider == "oidc"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "auth0"')))
+    assert "profiles.work.provider" in e.value.message and "okta" in e.value.message
+
+
+@pytest.mark.parametrize("provider,scopes", [
+    ("okta", ["openid", "email", "offline_access"]),
+    ("entra", ["openid", "profile", "email", "offline_access"]),
+    ("cognito", ["openid", "email"]),
+])
+def test_default_scopes_follow_the_provider(tmp_path, provider, scopes):
+    cfg, _ = load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"')))
+    assert cfg.profiles["work"].scopes == scopes
+
+
+def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
+    cognito = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
+    cfg, _ = load_config(write(tmp_path, cognito.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid", "profile"]')))
+    assert cfg.profiles["work"].scopes == ["openid", "profile"]
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, cognito.replace('region = "eu-west-1"',
+                                                    'region = "eu-west-1"\nscopes = ["openid", "offline_access"]')))
+    assert "profiles.work.scopes" in e.value.message and "Cognito" in e.value.message

@@ -1,7 +1,173 @@
-"""PLACEHOLDER for `tipctl configure`: being built; replace this whole module."""
+"""`tipctl configure`: create or change a profile (asked for, from flags, or from a file), check its issuer,
+save it without disturbing the rest of the config file; `--show` prints the effective config."""
 from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "create or change a profile (interactively, from flags or from a file) after checking its issuer"
+EPILOG = """examples:
+  tipctl configure                      ask for each value (in a terminal)
+  tipctl configure --profile work --provider okta --org-url https://dev-123.okta.com \\
+      --client-id 0oa1b2c3 --application-arn arn:aws:sso::111122223333:application/ssoins-.../apl-... \\
+      --oidc-role-arn arn:aws:iam::111122223333:role/tip-oidc \\
+      --identity-enhanced-role-arn arn:aws:iam::111122223333:role/tip-enhanced --region eu-west-1
+  tipctl configure --profile work --client-id 0oa9z8y7     change one value of an existing profile
+  tipctl configure --from work.json --dry-run               show what would be written
+  tipctl configure --show                                   the effective config, defaults filled in
+
+Presets: okta (--org-url, --authorization-server), entra (--tenant), cognito (--user-pool-id, --cognito-domain),
+oidc (--issuer). See docs/configure.md."""
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("configure", help="(not built yet)")
-    p.set_defaults(run=lambda args: 2)
+    from ..configure.presets import INPUTS, PROVIDERS
+
+    p = sub.add_parser("configure", help=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=HELP + ". Values not given are kept from the existing profile of that name, else "
+                       "take the provider's defaults. The issuer's discovery document is fetched before anything is "
+                       "saved; comments, other profiles and other settings in the file stay exactly as they are.")
+    p.add_argument("--profile", metavar="NAME", help="the profile to create or change")
+    p.add_argument("--provider", choices=PROVIDERS, help="the IdP: a preset derives the issuer from what you know "
+                   "(oidc: give --issuer)")
+    values = p.add_argument_group("profile values")
+    for i in INPUTS:
+        values.add_argument(i.flag, dest=i.name, metavar=i.name.split("_")[-1].upper(), help=i.help)
+    p.add_argument("--from", dest="from_file", metavar="FILE", help="read the values from a JSON or TOML file "
+                   "(keys as the flags, with _ for -: profile, provider, org_url, client_id...); flags override it")
+    p.add_argument("--default", action="store_true", help="make it the default profile (a file without a "
+                   "default_profile gets one anyway)")
+    p.add_argument("--no-check", action="store_true", help="do not fetch the issuer's discovery document "
+                   "(offline setup)")
+    p.add_argument("--dry-run", action="store_true", help="print the profile's TOML table; write nothing")
+    p.add_argument("-i", "--interactive", action="store_true", help="ask for the values even when stdin is "
+                   "not a terminal (the default without --profile or --from when it is one)")
+    p.add_argument("--show", action="store_true", help="print the effective config (defaults filled in, "
+                   "secrets as ***) and change nothing")
+    p.add_argument("--config", metavar="PATH", help="the config file (default: $TIPD_CONFIG, else the per-user "
+                   "config directory's tipd/config.toml)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.show:
+        return _show(args)
+    from ..configure import tomledit
+    from ..configure.configfile import ConfigFile
+    from ..configure.presets import INPUTS
+    from ..configure.profile import build, check_issuer, parse_text, read_from_file
+    from ..errors import ConfigError
+
+    cf = ConfigFile.read(args.config)
+    given = read_from_file(args.from_file) if args.from_file else {}
+    for i in INPUTS:
+        value = getattr(args, i.name)
+        if value is not None:
+            given[i.name] = parse_text(i.name, value) if i.name in ("scopes", "redirect_port") else value
+    if args.provider:
+        given["provider"] = args.provider
+    name = given.pop("profile", None)
+    name = args.profile or name
+    make_default = given.pop("default", False) or args.default
+
+    if args.interactive or (name is None and not args.from_file and sys.stdin.isatty()):
+        from ..configure.prompt import Prompter, ask_profile
+
+        p = Prompter()
+        try:
+            draft = ask_profile(p, cf, given, name, check=not args.no_check)
+            make_default = make_default or _ask_default(p, cf, draft.name)
+            text = cf.with_profile(draft, make_default)
+            p.say("\n" + tomledit.table(("profiles", draft.name), draft.settings).rstrip())
+            if not args.dry_run and not p.confirm(f"Save it to {cf.path}?", True):
+                raise EOFError
+        except (EOFError, KeyboardInterrupt):
+            print("\ntipctl: cancelled; nothing was saved", file=sys.stderr)
+            return 130
+    elif name is None:
+        raise ConfigError("name the profile with --profile NAME (and give its values as flags or with --from FILE), "
+                          "or run `tipctl configure` in a terminal to be asked for each value")
+    else:
+        draft = build(name, given, cf.profile(name))
+        if not args.no_check:
+            check_issuer(draft.settings["provider"], draft.settings["issuer"], draft.cognito_domain)
+        text = cf.with_profile(draft, make_default)
+
+    if args.dry_run:
+        new_default = cf.default_after(draft.name, make_default)
+        if new_default and new_default != cf.data.get("default_profile"):
+            print(f"default_profile = {tomledit.toml_string(new_default)}\n")
+        print(tomledit.table(("profiles", draft.name), draft.settings), end="")
+        return 0
+    path = cf.write(text)
+    _report(args, draft, path)
+    return 0
+
+
+def _ask_default(p, cf, name: str) -> bool:
+    """With other profiles in the file, ask whether this one becomes the default."""
+    if cf.data.get("default_profile") == name or cf.default_after(name, False) == name:
+        return False  # it is, or becomes, the default anyway
+    current = cf.data.get("default_profile") or next(n for n in cf.profiles if n != name)
+    return p.confirm(f"Make {name} the default profile (instead of {current})?", False)
+
+
+def _report(args: argparse.Namespace, draft, path) -> None:
+    from ..configure.configfile import ConfigFile
+    from .common import print_json
+
+    default = ConfigFile.read(args.config).data.get("default_profile")
+    running, hint = _daemon_hint(draft.name, draft.settings)
+    if args.json:
+        print_json({"profile": draft.name, "config_file": str(path), "default_profile": default,
+                    "settings": draft.settings, "tipd_running": running, "restart_needed": running and bool(hint)})
+        return
+    print(f"Saved profile {draft.name} to {path}" + (" (the default profile)." if default == draft.name else "."))
+    login = f"`tipctl login {draft.name}`"
+    print(f"Next: {hint}, then {login}." if hint else f"Next: {login}.")
+
+
+def _daemon_hint(name: str, settings: dict) -> tuple[bool, str | None]:
+    """Is tipd running, and what must happen before it serves the profile as saved: tipd reads its config
+    only when it starts."""
+    from ..errors import TipdError
+    from ..service import Layout, running_platform
+    from .common import client
+    from .control import DaemonNotRunning
+
+    platform = running_platform()
+    service = any(p.exists() for role, p in Layout.of(platform).files.items() if role != "environment")
+    try:
+        loaded = client(timeout=3).request("GET", "/v1/profiles")["profiles"].get(name)
+    except DaemonNotRunning:
+        if service and platform == "linux":
+            return False, "start tipd (`systemctl --user start tipd`)"
+        return False, "start tipd (`tipd &`, or once and for all `tipctl service install`)"
+    except TipdError:
+        loaded = None
+    if loaded is not None and {k: loaded.get(k) for k in settings} == settings:
+        return True, None
+    if not service:
+        restart = "restart tipd"
+    elif platform == "linux":
+        restart = "restart it with `systemctl --user restart tipd`"
+    else:
+        restart = "restart it with `launchctl kickstart -k gui/$(id -u)/tipd`"
+    return True, f"tipd is running and reads its config only when it starts: {restart} to load the profile"
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..configure.configfile import redacted, render
+    from .common import print_json
+
+    cfg, path = load_config(args.config, missing_ok=True)
+    data = redacted(cfg)
+    if args.json:
+        print_json({"config_file": str(path), "exists": path.exists(), "config": data})
+    else:
+        note = "" if path.exists() else " (no file yet: these are the defaults)"
+        print(f"# {path}{note}\n# the effective configuration, defaults filled in\n")
+        print(render(data))
+    return 0

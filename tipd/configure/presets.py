@@ -1,0 +1,199 @@
+"""The IdP presets: the issuer derived from what people know (an Okta org URL, an Entra tenant id, a Cognito
+user pool id), and back. Pure functions, stdlib only (tipctl imports this module to build its parser)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+
+#: the same names as tipd.config.Profile.provider (a unit test keeps the two equal)
+PROVIDERS = ("okta", "entra", "cognito", "oidc")
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
+_POOL_ID = re.compile(rf"({_REGION})_([A-Za-z0-9]+)")
+_OKTA_ADMIN = re.compile(r"(.+)-admin(\.(?:okta|oktapreview|okta-emea|okta-gov|okta-mil)\.com)")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
+
+
+class FieldError(ConfigError):
+    """One value is wrong: `reason` says why, in words a prompt can show under the question."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Input:
+    """One value `tipctl configure` takes: a flag (--name-with-dashes), a key of --from files, a question."""
+
+    name: str
+    prompt: str
+    help: str
+    #: the providers that use it
+    providers: tuple[str, ...] = PROVIDERS
+    #: asked in interactive mode (the others are flags only)
+    asked: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+INPUTS = (
+    Input("org_url", "Okta org URL", "Okta: the org URL, e.g. https://dev-123.okta.com (not the -admin console URL)",
+          ("okta",)),
+    Input("authorization_server", "Okta authorization server",
+          "Okta: the authorization server: 'default' (the default), an id such as aus1a2b3c4d5e6f7g8h9, "
+          "or 'org' for the org authorization server", ("okta",)),
+    Input("tenant", "Entra ID directory (tenant) ID",
+          "Entra ID: the Directory (tenant) ID, a GUID shown on the app registration's Overview page", ("entra",)),
+    Input("user_pool_id", "Cognito user pool ID", "Cognito: the user pool ID, e.g. eu-west-1_AbCdEf123",
+          ("cognito",)),
+    Input("cognito_region", "Cognito user pool region",
+          "Cognito: the user pool's region (only checked against the pool ID's prefix)", ("cognito",), asked=False),
+    Input("cognito_domain", "Cognito domain (optional, checked against the user pool)",
+          "Cognito: the user pool's domain (prefix.auth.REGION.amazoncognito.com or a custom domain); "
+          "optional, checked against the pool's sign-in endpoint", ("cognito",)),
+    Input("issuer", "Issuer URL",
+          "the issuer URL, exactly as the IdP's discovery document publishes it (any provider; "
+          "required for --provider oidc)", ("oidc",)),
+    Input("client_id", "Client ID", "the OIDC app's client ID (a public client: no secret)"),
+    Input("scopes", "Scopes", "space- or comma-separated scopes (default: the provider's)"),
+    Input("redirect_port", "Redirect port (0 = any free port)",
+          "loopback port of the sign-in redirect http://127.0.0.1:PORT/callback: the one registered with the app, "
+          "or 0 for any free port when the IdP allows it (RFC 8252)"),
+    Input("application_arn", "Identity Center application ARN",
+          "the Identity Center customer managed application that trusts the IdP"),
+    Input("oidc_role_arn", "OIDC role ARN", "the IAM role assumed with the id_token (AssumeRoleWithWebIdentity)"),
+    Input("identity_enhanced_role_arn", "Identity-enhanced role ARN",
+          "the IAM role assumed with the Identity Center identity context"),
+    Input("region", "Identity Center region", "the Identity Center instance's region, e.g. eu-west-1"),
+)
+BY_NAME = {i.name: i for i in INPUTS}
+#: inputs that make the issuer, by provider
+PRESET_INPUTS = {"okta": ("org_url", "authorization_server"), "entra": ("tenant",),
+                 "cognito": ("user_pool_id", "cognito_region", "cognito_domain"), "oidc": ()}
+#: the inputs a provider cannot do without (the issuer may replace them: see derive_issuer)
+REQUIRED_PRESET = {"okta": ("org_url",), "entra": ("tenant",), "cognito": ("user_pool_id",), "oidc": ("issuer",)}
+#: the profile keys configure sets, in the order it writes them (it leaves any other key as it is)
+PROFILE_KEYS = ("provider", "issuer", "client_id", "scopes", "redirect_port", "application_arn", "oidc_role_arn",
+                "identity_enhanced_role_arn", "region")
+
+
+def okta_org_url(value: str) -> str:
+    """'dev-123', 'dev-123.okta.com' or 'https://dev-123.okta.com/' -> 'https://dev-123.okta.com'."""
+    v = value.strip().rstrip("/")
+    if "://" not in v:
+        v = "https://" + (v if "." in v else f"{v}.okta.com")
+    parts = urlsplit(v)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not _HOST.fullmatch(host):
+        raise FieldError("org_url", "must be an https:// URL such as https://dev-123.okta.com")
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise FieldError("org_url", f"give the org URL alone (https://{host}); the authorization server is "
+                                    "a separate value")
+    m = _OKTA_ADMIN.fullmatch(host)
+    if m:
+        raise FieldError("org_url", f"that is the Admin Console; the org URL is https://{m[1]}{m[2]}")
+    return f"https://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def okta_issuer(org_url: str, authorization_server: str | None = None) -> str:
+    """A custom authorization server's issuer is ORG/oauth2/ID ('default' is the one every org has); the org
+    authorization server's issuer is the org URL itself."""
+    org = okta_org_url(org_url)
+    server = (authorization_server or "default").strip()
+    if server == "org":
+        return org
+    if not re.fullmatch(r"[A-Za-z0-9]+", server):
+        raise FieldError("authorization_server", "must be 'default', an authorization server id such as "
+                                                 "aus1a2b3c4d5e6f7g8h9, or 'org' for the org authorization server")
+    return f"{org}/oauth2/{server}"
+
+
+def entra_issuer(tenant: str) -> str:
+    """The v2.0 endpoints' issuer. Entra ID names the tenant by its id in every token, whatever name was used
+    to ask, so only the id makes an issuer that matches the discovery document and the tokens."""
+    t = tenant.strip()
+    if t.lower() in ("common", "organizations", "consumers"):
+        raise FieldError("tenant", f"{t!r} stands for many tenants and tokens carry the user's own, so no single "
+                                   "issuer would match them; give your Directory (tenant) ID")
+    if not _GUID.fullmatch(t):
+        raise FieldError("tenant", "give the Directory (tenant) ID, a GUID such as "
+                                   "72f988bf-86f1-41af-91ab-2d7cd011db47 (on the app registration's Overview page, "
+                                   "next to the Application (client) ID): tokens name the tenant by this ID")
+    return f"https://login.microsoftonline.com/{t.lower()}/v2.0"
+
+
+def cognito_pool(user_pool_id: str, region: str | None = None) -> tuple[str, str]:
+    """(region, pool id) from 'eu-west-1_AbC123', or from 'AbC123' and its region."""
+    pool = user_pool_id.strip()
+    region = region.strip() if region else None
+    if region is not None and not re.fullmatch(_REGION, region):
+        raise FieldError("cognito_region", "does not look right (expected a region such as eu-west-1)")
+    m = _POOL_ID.fullmatch(pool)
+    if m is None and region and re.fullmatch(r"[A-Za-z0-9]+", pool):
+        pool = f"{region}_{pool}"
+        m = _POOL_ID.fullmatch(pool)
+    if m is None:
+        raise FieldError("user_pool_id", "expected REGION_ID, such as eu-west-1_AbCdEf123")
+    if region and m[1] != region:
+        raise FieldError("user_pool_id", f"this pool ID is of a pool in {m[1]}, not in {region}")
+    return m[1], pool
+
+
+def cognito_issuer(user_pool_id: str, region: str | None = None) -> str:
+    pool_region, pool = cognito_pool(user_pool_id, region)
+    return f"https://cognito-idp.{pool_region}.amazonaws.com/{pool}"
+
+
+def cognito_domain(domain: str, pool_region: str) -> str:
+    """The host of a user pool domain: 'https://x.auth.eu-west-1.amazoncognito.com', a bare host, a custom
+    domain, or just the prefix 'x'."""
+    v = domain.strip().rstrip("/")
+    if "://" in v:
+        parts = urlsplit(v)
+        if parts.scheme != "https" or parts.path or parts.query or parts.port:
+            raise FieldError("cognito_domain", "give the domain alone, such as myprefix.auth.eu-west-1.amazoncognito.com")
+        v = parts.hostname or ""
+    host = v.lower()
+    if re.fullmatch(r"[a-z0-9-]+", host):
+        host = f"{host}.auth.{pool_region}.amazoncognito.com"  # a domain prefix
+    if not _HOST.fullmatch(host):
+        raise FieldError("cognito_domain", "expected a domain such as myprefix.auth.eu-west-1.amazoncognito.com "
+                                           "or auth.example.com")
+    m = re.fullmatch(r"[a-z0-9-]+\.auth\.([a-z0-9-]+)\.amazoncognito\.com", host)
+    if m and m[1] != pool_region:
+        raise FieldError("cognito_domain", f"this domain is in {m[1]}, but the user pool is in {pool_region}")
+    return host
+
+
+def derive_issuer(provider: str, inputs: dict[str, str | None]) -> str:
+    """The issuer a provider's inputs make (raises FieldError naming the input that is wrong)."""
+    if provider == "okta":
+        return okta_issuer(inputs.get("org_url") or "", inputs.get("authorization_server"))
+    if provider == "entra":
+        return entra_issuer(inputs.get("tenant") or "")
+    if provider == "cognito":
+        return cognito_issuer(inputs.get("user_pool_id") or "", inputs.get("cognito_region"))
+    return (inputs.get("issuer") or "").strip()
+
+
+def preset_inputs(provider: str, issuer: str) -> dict[str, str]:
+    """The inputs an issuer was made from (the defaults when a profile is configured again); {} when it was
+    not made by the preset."""
+    if provider == "okta":
+        m = re.fullmatch(r"(https://[^/]+)(?:/oauth2/([A-Za-z0-9]+))?", issuer)
+        return {"org_url": m[1], "authorization_server": m[2] or "org"} if m else {}
+    if provider == "entra":
+        m = re.fullmatch(r"https://login\.microsoftonline\.com/([^/]+)/v2\.0", issuer)
+        return {"tenant": m[1]} if m else {}
+    if provider == "cognito":
+        m = re.fullmatch(rf"https://cognito-idp\.({_REGION})\.amazonaws\.com/({_REGION}_[A-Za-z0-9]+)", issuer)
+        return {"user_pool_id": m[2]} if m else {}
+    return {"issuer": issuer}

@@ -1,0 +1,143 @@
+"""The interactive questions of `tipctl configure`: one value at a time, the default in brackets, a wrong
+value asked again with the reason. It reads lines (not a terminal's raw keys), so a test can drive it through
+a pipe; end of input raises EOFError and the command cancels without writing anything."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from ..config import DEFAULT_SCOPES
+from ..errors import ConfigError
+from .configfile import ConfigFile
+from .presets import (BY_NAME, PRESET_INPUTS, PROFILE_KEYS, REQUIRED_PRESET, FieldError, cognito_domain,
+                      cognito_pool, derive_issuer, entra_issuer, okta_issuer, okta_org_url, preset_inputs)
+from .profile import Draft, build, check_field, check_issuer, check_name, cognito_domain_of, parse_text
+
+
+class Prompter:
+    def __init__(self, stdin: TextIO | None = None, out: TextIO | None = None) -> None:
+        self.stdin = stdin or sys.stdin
+        self.out = out or sys.stderr  # stdout stays for the result (--json)
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def line(self, question: str) -> str:
+        self.out.write(question)
+        self.out.flush()
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.strip()
+
+    def ask(self, question: str, default: str | None = None, parse: Callable[[str], Any] = str,
+            required: bool = True) -> Any:
+        """Ask until `parse` accepts the answer (Enter takes the default); None for an optional value left
+        empty."""
+        while True:
+            text = self.line(f"{question}{f' [{default}]' if default else ''}: ") or (default or "")
+            if not text:
+                if not required:
+                    return None
+                self.say("  a value is needed")
+                continue
+            try:
+                return parse(text)
+            except FieldError as e:
+                self.say(f"  {e.reason}")
+
+    def confirm(self, question: str, default: bool) -> bool:
+        while True:
+            text = self.line(f"{question} [{'Y/n' if default else 'y/N'}]: ").lower()
+            if not text:
+                return default
+            if text in ("y", "yes", "n", "no"):
+                return text.startswith("y")
+            self.say("  answer y or n")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return " ".join(value) if isinstance(value, list) else str(value)
+
+
+def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | None = None,
+                check: bool = True) -> Draft:
+    """Ask for a profile's values; `given` (flags, a --from file) and an existing profile of that name are
+    the defaults. With `check`, the issuer's discovery document is fetched as soon as the issuer is known."""
+    if name is None:
+        name = p.ask("Profile name", cf.data.get("default_profile") or next(iter(cf.profiles), "work"), check_name)
+    else:
+        name = check_name(name)
+    existing = cf.profile(name) or {}
+    if existing:
+        p.say(f"Profile {name} exists in {cf.path}: Enter keeps each of its values.")
+    provider = p.ask("IdP (okta, entra, cognito or oidc for any other)",
+                     given.get("provider") or existing.get("provider") or "oidc",
+                     lambda s: check_field("provider", s.strip().lower()))
+
+    defaults: dict[str, Any] = {}
+    if existing.get("provider", "oidc") == provider:
+        defaults.update(existing)
+        defaults.update(preset_inputs(provider, existing.get("issuer", "")))
+    else:
+        defaults.update({k: v for k, v in existing.items() if k not in ("provider", "issuer", "scopes")})
+    defaults.update({k: v for k, v in given.items() if v is not None})
+    defaults.setdefault("authorization_server", "default")
+
+    answers: dict[str, Any] = {"provider": provider}
+    while True:
+        answers.update(_ask_issuer(p, provider, defaults))
+        issuer = derive_issuer(provider, answers)
+        if provider != "oidc":
+            p.say(f"  issuer: {issuer}")
+        if not check:
+            break
+        try:
+            domain = answers.get("cognito_domain")
+            check_issuer(provider, issuer, cognito_domain_of(issuer, domain) if domain else None)
+        except ConfigError as e:
+            p.say(f"  {e.message.splitlines()[0]}")
+            p.say("  Correct it (Ctrl-C stops; --no-check skips this check when the IdP cannot be reached).")
+            defaults.update(answers)
+            continue
+        p.say("  found its discovery document")
+        break
+
+    for k in PROFILE_KEYS[2:]:
+        if k == "redirect_port" and provider in ("okta", "cognito"):
+            p.say(f"  {provider.capitalize()} compares the redirect URI exactly: give the port of the one registered "
+                  "with the app (http://127.0.0.1:PORT/callback)")
+        default = defaults.get(k)
+        if default is None:
+            default = DEFAULT_SCOPES[provider] if k == "scopes" else {"redirect_port": 0}.get(k)
+        answers[k] = p.ask(BY_NAME[k].prompt, _text(default),
+                           lambda s, k=k: check_field(k, parse_text(k, s), provider))
+    return build(name, answers, existing)
+
+
+def _ask_issuer(p: Prompter, provider: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The preset's values (or the issuer itself for oidc), each checked as typed."""
+    out: dict[str, Any] = {}
+    if provider == "oidc":
+        out["issuer"] = p.ask(BY_NAME["issuer"].prompt, _text(defaults.get("issuer")),
+                              lambda s: check_field("issuer", s.strip()))
+        return out
+    parse: dict[str, Callable[[str], Any]] = {
+        "org_url": okta_org_url,
+        "authorization_server": lambda s: (okta_issuer(out["org_url"], s), s.strip())[1],
+        "tenant": lambda s: (entra_issuer(s), s.strip())[1],
+        "user_pool_id": lambda s: cognito_pool(s)[1],
+        "cognito_domain": lambda s: (cognito_domain(s, cognito_pool(out["user_pool_id"])[0]), s.strip())[1],
+    }
+    for k in PRESET_INPUTS[provider]:
+        if not BY_NAME[k].asked:
+            continue
+        value = p.ask(BY_NAME[k].prompt, _text(defaults.get(k)), parse[k], required=k in REQUIRED_PRESET[provider]
+                      or k == "authorization_server")
+        if value is not None:
+            out[k] = value
+    return out
