@@ -18,12 +18,14 @@ loopback redirect_uri, GET that URL (the CLI's loopback receiver) and exit 0.
 
 Environment:
   TIPD_TEST_LOGIN         login name (default alice; the IdP accepts any name and password)
-  TIPD_TEST_BROWSER_MODE  login (default) | deny | bad-state | favicon-first | nothing
+  TIPD_TEST_BROWSER_MODE  login (default) | deny | bad-state | favicon-first | nothing | linger
       login          sign in and consent, then deliver the callback
       deny           sign in, then abort at the consent page: callback gets error=access_denied
       bad-state      sign in, but deliver the callback with a different `state` value
       favicon-first  GET /favicon.ico on the callback host first, then the real callback
       nothing        do nothing and exit 0 (for timeout tests)
+      linger         like login, then stay running for TIPD_TEST_BROWSER_LINGER seconds (default 120),
+                     like a browser command that returns only when its window is closed
   TIPD_TEST_BROWSER_LOG   append one JSON line per run describing what was done (URL paths
                           only: never codes, tokens or query strings)
 
@@ -44,7 +46,7 @@ import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
 
-MODES = ("login", "deny", "bad-state", "favicon-first", "nothing")
+MODES = ("login", "deny", "bad-state", "favicon-first", "nothing", "linger")
 MAX_STEPS = 30
 HTTP_TIMEOUT = 30.0
 
@@ -311,6 +313,8 @@ def main(argv: list[str]) -> int:
     except (BrowserError, OSError, ValueError) as err:
         print(f"browser.py: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    if mode == "linger":  # a browser window left open, not a synchronisation
+        time.sleep(float(os.environ.get("TIPD_TEST_BROWSER_LINGER") or 120))
     return 0
 
 

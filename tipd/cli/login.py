@@ -1,52 +1,75 @@
-"""`tipctl login`: sign in through the browser and hand the tokens to the daemon."""
+"""`tipctl login`: sign in through the browser (or with a device code) and hand the tokens to the daemon."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-HELP = "sign in to a profile's IdP in the browser (authorization code + PKCE) and start serving credentials"
+HELP = "sign in to a profile's IdP (browser, or --device for a code) and start serving credentials"
+BROWSER_TIMEOUT = 300
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("login", help=HELP, description=HELP + ". The browser opens on the IdP's sign-in page "
-                       "(set BROWSER to choose it); the redirect comes back to a one-shot listener on 127.0.0.1.")
+                       "(set BROWSER to choose it); the redirect comes back to a one-shot listener on 127.0.0.1 "
+                       "(on the profile's redirect_port, or any free port when it is 0). Over SSH or on a machine "
+                       "without a browser, --device prints a URL and a code to enter on any other device. "
+                       "Ctrl-C cancels; nothing reaches the daemon then.")
     p.add_argument("profile", nargs="?", help="profile (default: the default profile)")
-    p.add_argument("--no-browser", action="store_true", help="only print the sign-in URL")
-    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
-                   help="how long to wait for the sign-in to complete (default 300)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--device", action="store_true",
+                     help="use the device authorization grant: sign in on another device with a code")
+    how.add_argument("--no-browser", action="store_true", help="only print the sign-in URL")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help=f"how long to wait for the sign-in to complete (default {BROWSER_TIMEOUT}; "
+                        "with --device, until the code expires)")
     p.add_argument("--json", action="store_true", help="print the resulting status as JSON")
     p.set_defaults(run=run)
 
 
 async def _sign_in(profile: dict, args: argparse.Namespace):
+    """Sign in at the profile's IdP and verify the id_token; returns the token response."""
     import aiohttp
 
+    from ..errors import LoginError
     from ..idp import oidc
-    from ..idp.browser import browser_login
     from ..idp.verify import verify_id_token
+
+    def show(text: str) -> None:  # stderr: stdout carries only the result (--json)
+        print(text, file=sys.stderr, flush=True)
 
     async with aiohttp.ClientSession() as http:
         meta = await oidc.discover(http, profile["issuer"])
-        tokens, req = await browser_login(
-            http, meta, profile["client_id"], profile["scopes"], port=profile["redirect_port"],
-            timeout=args.timeout, open_browser=not args.no_browser,
-            show=lambda s: print(s, file=sys.stderr))
-        if tokens.id_token is None:
-            from ..errors import LoginError
+        if args.device:
+            from ..idp.device import device_login
 
+            tokens = await device_login(http, meta, profile["client_id"], profile["scopes"], timeout=args.timeout,
+                                        show=show)
+            nonce = None  # the device grant has no authorization request to carry one
+        else:
+            from ..idp.browser import browser_login
+
+            tokens, req = await browser_login(
+                http, meta, profile["client_id"], profile["scopes"], port=profile["redirect_port"],
+                timeout=args.timeout or BROWSER_TIMEOUT, open_browser=not args.no_browser, show=show)
+            nonce = req.nonce
+        if tokens.id_token is None:
             raise LoginError("the IdP returned no id_token: the profile's scopes must include openid")
         jwks = await oidc.fetch_jwks(http, meta.jwks_uri)
         verify_id_token(tokens.id_token.reveal(), jwks, issuer=meta.issuer, client_id=profile["client_id"],
-                        nonce=req.nonce)
+                        nonce=nonce)
     return tokens
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .common import client, print_json, resolve_profile, when
 
     ctl = client(timeout=120)
+    # asks the daemon first: when it is not running, say so before any browser opens or code is issued
     name, profile = resolve_profile(ctl, args.profile)
+    # Ctrl-C: asyncio.run cancels the sign-in (closing the loopback listener) and raises KeyboardInterrupt,
+    # which main turns into `tipctl: cancelled` and exit 130, before anything is handed to the daemon
     tokens = asyncio.run(_sign_in(profile, args))
     handoff = {"access_token": tokens.access_token.reveal(), "id_token": tokens.id_token.reveal(),
                "refresh_token": tokens.refresh_token.reveal() if tokens.refresh_token else None,

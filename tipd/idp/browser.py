@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import html
 import logging
+import threading
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,8 +54,12 @@ class LoopbackReceiver:
             await site.start()
         except OSError as e:
             await self._runner.cleanup()
-            raise LoginError(f"cannot listen on 127.0.0.1:{self.port} for the sign-in redirect ({e.strerror}); "
-                             "close what uses it or set redirect_port = 0 if your IdP allows any port") from None
+            if not self.port:
+                raise LoginError(f"cannot listen on 127.0.0.1 for the sign-in redirect ({e.strerror or e})") from None
+            reason = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise LoginError(f"cannot listen on 127.0.0.1:{self.port} (the profile's redirect_port) for the sign-in "
+                             f"redirect: {reason}; close what uses it, or set redirect_port = 0 if your IdP accepts "
+                             "any loopback port") from None
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
 
@@ -108,8 +114,10 @@ async def browser_login(http: aiohttp.ClientSession, meta: ProviderMetadata, cli
         url = authorization_url(meta, client_id, scopes, rx.redirect_uri, req)
         show(f"Opening your browser to sign in. If it does not open, visit:\n\n  {url}\n")
         if open_browser:
-            # webbrowser may run the browser command and wait for it: keep the receiver's loop free
-            asyncio.get_running_loop().run_in_executor(None, _open, url)
+            # webbrowser may run the browser command and wait for it to exit (BROWSER=firefox waits until the
+            # window closes): a daemon thread keeps the receiver's loop free, and unlike the loop's executor,
+            # which asyncio.run joins on the way out, it never holds up the login or a Ctrl-C
+            threading.Thread(target=_open, args=(url,), name="open-browser", daemon=True).start()
         try:
             cb = await asyncio.wait_for(asyncio.shield(rx.result), timeout)
         except asyncio.TimeoutError:
