@@ -126,9 +126,11 @@ async def token_request(http: aiohttp.ClientSession, endpoint: str, form: dict[s
 
 
 async def refresh(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id: str, refresh_token: Secret,
-                  scopes: list[str]) -> TokenResponse:
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(), "client_id": client_id,
-            "scope": " ".join(scopes)}
+                  scopes: list[str] | None) -> TokenResponse:
+    """`scopes` None leaves `scope` out: the grant then keeps the original scopes (RFC 6749 section 6)."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(), "client_id": client_id}
+    if scopes is not None:
+        form["scope"] = " ".join(scopes)
     return await token_request(http, meta.token_endpoint, form, "refreshing the IdP tokens")
 
 
@@ -150,7 +152,7 @@ class IdpClient:
     """One profile's IdP: discovery (cached), refresh and revocation. The daemon's only IdP dependency,
     so tests can substitute it."""
 
-    def __init__(self, http: aiohttp.ClientSession, issuer: str, client_id: str, scopes: list[str]) -> None:
+    def __init__(self, http: aiohttp.ClientSession, issuer: str, client_id: str, scopes: list[str] | None) -> None:
         self.http = http
         self.issuer = issuer
         self.client_id = client_id
