@@ -17,6 +17,16 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   fi
 fi
 
+if ! command -v systemd-analyze >/dev/null; then
+  # the service tests check the generated unit with `systemd-analyze verify` (CI fails without it)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing systemd's tools (systemd-analyze)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  else
+    echo "tests/run.sh: systemd-analyze is missing (apt-get install systemd); the unit checks will be skipped" >&2
+  fi
+fi
+
 echo "== python environment (.venv) with tipd and its test dependencies"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
