@@ -7,6 +7,7 @@ project's AWS fake, as in tests/conftest.py), signs in with `tipctl login` (head
 
 1. warm fetch, one keep-alive client (wrk -t1 -c1 --latency): p50/p99 latency    target: tipd p99 <= 0.5 ms
 2. 16 keep-alive clients (wrk -c16 --latency): requests/s                          target: tipd >= 0.8x bare
+   (1 and 2 also for a cached S3 Access Grants fetch, /v1/s3ag/<profile>?target=..., issue 6: same targets)
 3. credential resolution in N fresh boto3 processes (imports excluded)             target: tipd <= 1.2x bare
 4. 200 concurrent cold requests right after a restart: upstream calls              target: exactly one each
 
@@ -41,6 +42,8 @@ from tests.support.stack import APP_ARN, BIN, Home, Tipd, tipctl, wait_for  # no
 RESULTS = ROOT / "bench" / "results" / "endpoint.json"
 PROFILE = "work"
 UPSTREAM_OPS = ("AssumeRoleWithWebIdentity", "CreateTokenWithIAM", "AssumeRole")
+ALICE_ID = "9067e4a2-alice"
+S3AG_QUERY = "target=s3%3A%2F%2Fbench-data%2Fprefix%2F&permission=READ"
 
 BARE_SERVER = r'''
 import sys
@@ -338,6 +341,12 @@ def main() -> int:
                 token = home.token()
                 status, body = http_get(tipd_url, token)
                 assert status == 200, (status, body)
+                # an S3 Access Grant for alice, asked once here; wrk then measures the cached fetch
+                fake.access_grants.grant(ALICE_ID, "s3://bench-data/prefix/*", "READ")
+                s3ag_url = f"http://127.0.0.1:{home.port}/v1/s3ag/{PROFILE}?{S3AG_QUERY}"
+                status, s3ag_body = http_get(s3ag_url, token)
+                assert status == 200 and fake.count("GetDataAccess") == 1, (status, s3ag_body)
+                results["s3ag_body_bytes"] = len(s3ag_body)
 
                 # the bare handler: same bytes, same route shape, same content type, no checks
                 body_file = tmp / "body.json"
@@ -354,8 +363,8 @@ def main() -> int:
                 results["body_bytes"] = len(body)
 
                 # 1 and 2: wrk, tipd and bare alternately
-                targets = {"tipd": tipd_url, "bare": bare_url}
-                pids = {"tipd": tipd.proc.pid, "bare": bare.pid}
+                targets = {"tipd": tipd_url, "s3ag": s3ag_url, "bare": bare_url}
+                pids = {"tipd": tipd.proc.pid, "s3ag": tipd.proc.pid, "bare": bare.pid}
                 # an unrecorded warm-up of each server first: the first seconds of load on a fresh process
                 # show p99 outliers (page faults, allocator growth) that a long-running daemon does not have
                 for name, url in targets.items():
@@ -367,6 +376,7 @@ def main() -> int:
                         print(f"wrk -t{threads} -c{conns} -d{args.duration}s  {name} ...", file=sys.stderr)
                         results[key][name] = measured_wrk(url, token, threads, conns, args.duration, pids[name],
                                                           args.max_noise, args.retries, args.wait_quiet)
+                results["s3ag_upstream_calls"] = fake.count("GetDataAccess")  # 1: every wrk request was cached
 
                 # 3: fresh boto3 processes, the variants interleaved round by round
                 fake_proc = tmp / "fake_credential_process.py"
@@ -446,6 +456,9 @@ def table(r: dict) -> str:
     calls = c["upstream_calls"]
     threads = r["settings"]["wrk_threads"]
     ok = lambda cond: "met" if cond else "**missed**"  # noqa: E731
+    s3one, s3six = one["s3ag"], six["s3ag"]
+    s3_p99 = s3one["latency_ms"]["p99"]
+    s3_ratio = s3six["requests_per_s"] / six["bare"]["requests_per_s"]
     lines = [
         f"Machine: {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, aiohttp {m['aiohttp']}, "
         f"boto3 {m['boto3']}, {m['wrk']}; {m['date']}; tipd at {m['git_head']}"
@@ -470,6 +483,15 @@ def table(r: dict) -> str:
         f"{b['credential_process_python']['median']:.1f} / {b['credential_process_python']['p90']:.1f} | | reference | |",
         f"| same, `tipctl credential-process` | "
         f"{b['tipctl_credential_process']['median']:.1f} / {b['tipctl_credential_process']['p90']:.1f} | | reference | |",
+        f"| S3 Access Grants, cached (`/v1/s3ag/{PROFILE}?target=...`), 1 client: p50 / p99 ms | "
+        f"{f(s3one['latency_ms']['p50'])} / {f(s3_p99)} | | p99 <= 0.5 ms | {ok(s3_p99 <= 0.5)} |",
+        f"| S3 Access Grants, cached, 16 clients: requests/s | {s3six['requests_per_s']:.0f} "
+        f"({s3six['requests_per_s'] / six['tipd']['requests_per_s']:.2f}x the identity-enhanced fetch) | "
+        f"{six['bare']['requests_per_s']:.0f} | >= 0.8x bare | {s3_ratio:.2f}x, {ok(s3_ratio >= 0.8)} |",
+        f"| S3 Access Grants, 16 clients: server CPU per request (us) | {s3six['server_cpu_us_per_request']:.1f} | "
+        f"{six['bare']['server_cpu_us_per_request']:.1f} | | |",
+        f"| GetDataAccess calls during the S3 Access Grants wrk runs | {r['s3ag_upstream_calls'] - 1} | | 0 | "
+        f"{ok(r['s3ag_upstream_calls'] == 1)} |",
         f"| {sum(c['statuses'].values())} concurrent cold requests after restart: upstream calls "
         f"ARWWI / CreateTokenWithIAM / AssumeRole | {calls['AssumeRoleWithWebIdentity']} / "
         f"{calls['CreateTokenWithIAM']} / {calls['AssumeRole']} | | 1 / 1 / 1 | "
@@ -479,7 +501,7 @@ def table(r: dict) -> str:
     ]
     noise = ", ".join(f"{key} {name} {r[key][name]['other_cpu_s']:.2f} s"
                       + (" (NOISY)" if r[key][name]["noisy"] else "")
-                      for key in ("one_client", "sixteen_clients") for name in ("tipd", "bare"))
+                      for key in ("one_client", "sixteen_clients") for name in ("tipd", "s3ag", "bare"))
     lines += ["", f"CPU used by other processes during each {r['settings']['duration']} s wrk run (noise; ~0 on a quiet "
                   f"machine): {noise}. Load average at start / end: {' '.join(m['loadavg_at_start'])} / "
                   f"{' '.join(m.get('loadavg_at_end', []))}."]

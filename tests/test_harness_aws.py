@@ -400,3 +400,12 @@ async def test_aiobotocore_via_aws_endpoint_url(fake, issuer, monkeypatch):
     assert fake.identity_context_user(resp["awsAdditionalDetails"]["identityContext"]) == ALICE_ID
     assert [c.operation for c in fake.calls] == ["AssumeRoleWithWebIdentity", "CreateTokenWithIAM"]
     json.dumps([c.params for c in fake.calls])  # the log is plain data
+
+
+def test_s3_head_through_the_fake_keeps_the_object_size(fake):
+    """A HEAD answer has no body but must carry the object's Content-Length (the aws CLI's `s3 cp` reads it)."""
+    keys = dict(AccessKeyId="AKIA" + "HEADTEST0000001", SecretAccessKey="unused")
+    s3 = _client(fake, "s3", keys)
+    s3.create_bucket(Bucket="head-size")
+    s3.put_object(Bucket="head-size", Key="obj", Body=b"twelve bytes")
+    assert s3.head_object(Bucket="head-size", Key="obj")["ContentLength"] == 12

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
 
@@ -18,6 +19,18 @@ PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ACCOUNT_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 APPLICATION_ARN = r"^arn:aws[a-z-]*:sso::\d{12}:application/ssoins-[0-9a-f]{16}/apl-[0-9a-f]{16}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
+#: the scopes a profile asks for when it names none, by provider (`tipctl configure` has a preset for each)
+DEFAULT_SCOPES: dict[str, list[str]] = {
+    "okta": ["openid", "email", "offline_access"],
+    "entra": ["openid", "profile", "email", "offline_access"],
+    # Cognito app clients allow only openid, email, phone, profile, aws.cognito.signin.user.admin and
+    # resource-server scopes: asking for offline_access fails with invalid_scope
+    # (https://github.com/mintel/dex-k8s-authenticator/issues/168). They need no such scope: the
+    # authorization-code grant always returns a refresh token ("the only way to get all three token
+    # types", https://docs.aws.amazon.com/cognito/latest/developerguide/federation-endpoints-oauth-grants.html).
+    "cognito": ["openid", "email"],
+    "oidc": ["openid", "email", "offline_access"],
+}
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -72,14 +85,18 @@ class StoreConfig(_Model):
 
 
 class Profile(_Model):
+    #: which IdP preset made it (`tipctl configure`); first, so the scope rules below can see it
+    provider: Literal["okta", "entra", "cognito", "oidc"] = "oidc"
     issuer: str
     client_id: Annotated[str, Field(min_length=1)]
-    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "offline_access"])
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES["oidc"]))
     redirect_port: int = Field(0, ge=0, le=65535)
     application_arn: Annotated[str, Field(pattern=APPLICATION_ARN)]
     oidc_role_arn: Annotated[str, Field(pattern=ACCOUNT_ROLE_ARN)]
     identity_enhanced_role_arn: Annotated[str, Field(pattern=ACCOUNT_ROLE_ARN)]
     region: Annotated[str, Field(pattern=REGION)]
+    #: the account of the S3 Access Grants instance (default: the identity-enhanced role's account)
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
 
     @field_validator("issuer")
     @classmethod
@@ -95,12 +112,29 @@ class Profile(_Model):
             raise ValueError("must not have a query or fragment")
         return v
 
+    @property
+    def refresh_scopes(self) -> list[str] | None:
+        """The `scope` of a refresh grant. Entra requires one; Cognito documents none (and its examples send
+        none), so it is left out there: the refresh then keeps the scopes of the sign-in (RFC 6749 section 6)."""
+        return None if self.provider == "cognito" else self.scopes
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_scopes(cls, data: object) -> object:
+        if isinstance(data, dict) and "scopes" not in data and data.get("provider") in DEFAULT_SCOPES:
+            data = {**data, "scopes": list(DEFAULT_SCOPES[data["provider"]])}
+        return data
+
     @field_validator("scopes")
     @classmethod
-    def _scopes(cls, v: list[str]) -> list[str]:
+    def _scopes(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if "openid" not in v:
             raise ValueError('must include "openid" (Identity Center exchanges the id_token)')
-        if "offline_access" not in v:
+        if info.data.get("provider") == "cognito":
+            if "offline_access" in v:
+                raise ValueError('must not include "offline_access" with Cognito: its app clients refuse it '
+                                 "(invalid_scope) and issue a refresh token without it")
+        elif "offline_access" not in v:
             raise ValueError('must include "offline_access", or the IdP issues no refresh token '
                              "and tipd cannot keep you signed in")
         return v
@@ -177,6 +211,7 @@ def _pattern_hint(loc: str) -> str:
         "oidc_role_arn": "expected arn:aws:iam::<account>:role/<name>",
         "identity_enhanced_role_arn": "expected arn:aws:iam::<account>:role/<name>",
         "region": "expected a region such as eu-west-1",
+        "account_id": "expected a 12-digit AWS account id",
     }.get(key, "unexpected format")
 
 

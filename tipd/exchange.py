@@ -1,12 +1,14 @@
-"""The three AWS calls of the chain, nothing else.
+"""The AWS calls: the three of the chain, and S3 Access Grants' GetDataAccess with its result.
 
 Every client is created either UNSIGNED or with explicit credentials, so botocore never resolves
 ambient credentials for the daemon (which could otherwise be its own endpoint, via the very
 variables it publishes). Endpoints follow the standard AWS_ENDPOINT_URL* variables."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.httpsession import AIOHTTPSession
@@ -167,6 +169,44 @@ class AwsChain:
             raise explain(stage, e) from None
         return _creds(r)
 
+    async def get_data_access(self, *, region: str, creds: AwsCredentials, account_id: str, target: str,
+                              permission: str, privilege: str | None = None, target_type: str | None = None,
+                              duration: int | None = None) -> tuple[AwsCredentials, str]:
+        """S3 Access Grants credentials for `target`, asked with the identity-enhanced session; returns them
+        with the grant scope they came from (MatchedGrantTarget)."""
+        stage = f"S3 Access Grants GetDataAccess ({permission} {target})"
+        kw = {k: v for k, v in (("Privilege", privilege), ("TargetType", target_type),
+                                ("DurationSeconds", duration)) if v is not None}
+        try:
+            async with self._client("s3control", region, creds, duration) as s3c:
+                s3c.meta.events.register("before-call.s3-control.GetDataAccess", _no_account_label_on_ip)
+                r = await s3c.get_data_access(AccountId=account_id, Target=target, Permission=permission, **kw)
+        except (ClientError, BotoCoreError) as e:
+            raise explain(stage, e, S3AG_HINTS) from None
+        c = r["Credentials"]
+        return (AwsCredentials(access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
+                               session_token=Secret(c["SessionToken"]), expires_at=parse_time(c["Expiration"]),
+                               account_id=account_id),
+                r.get("MatchedGrantTarget") or target)
+
+
+def _no_account_label_on_ip(params: dict, **kwargs) -> None:
+    """s3control's endpoint rules put `<AccountId>.` in front of every host, a custom endpoint's too; in front
+    of an IP address or localhost (a local emulator) that name can never resolve, so drop it there. The
+    account id still travels in the x-amz-account-id header."""
+    parts = urlsplit(params["url"])
+    label, _, rest = (parts.hostname or "").partition(".")
+    if label.isdigit() and _is_ip_or_localhost(rest):
+        params["url"] = parts._replace(netloc=parts.netloc.replace(f"{label}.", "", 1)).geturl()
+
+
+def _is_ip_or_localhost(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return host == "localhost"
+
 
 def _creds(r: dict) -> AwsCredentials:
     c = r["Credentials"]
@@ -204,12 +244,21 @@ TRANSIENT_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", 
                    "RequestTimeout", "RequestTimeoutException"}
 
 
-def explain(stage: str, e: Exception) -> UpstreamError:
+#: GetDataAccess answers in S3's error codes (its AccessDenied is not STS's)
+S3AG_HINTS: dict[str, tuple[bool, str]] = {
+    "AccessDenied": (True, "no S3 Access Grant of yours covers this target with this permission (or the "
+                           "identity-enhanced role may not call s3:GetDataAccess)"),
+    "InvalidRequest": (True, "S3 Access Grants rejected the request: check the target, permission and duration"),
+    "ExpiredToken": (False, "the identity-enhanced session expired on the way; retrying"),
+}
+
+
+def explain(stage: str, e: Exception, hints: dict[str, tuple[bool, str]] = HINTS) -> UpstreamError:
     if isinstance(e, ClientError):
         err = e.response.get("Error", {})
         code = err.get("Code", "Unknown")
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        permanent, hint = HINTS.get(code, (False, ""))
+        permanent, hint = hints.get(code, (False, ""))
         if code in TRANSIENT_CODES or status >= 500:
             permanent, hint = False, hint or "AWS is busy or failing; retrying with backoff"
         msg = f"{stage} failed: {code}" + (f" - {hint}" if hint else "")

@@ -622,6 +622,7 @@ class _Creds:
     secret_access_key: str
     session_token: str
     expiration: float
+    identity_user: str | None = None  # an identity-enhanced session's Identity Center user
 
 
 @dataclass
@@ -666,6 +667,11 @@ class FakeAWS:
         self._jwks_cache: dict[str, dict[str | None, jwt.PyJWK]] = {}
         self.jwks_fetches = 0
         self.errors: list[str] = []  # tracebacks of bugs inside the fake (tests may assert it stays empty)
+        from .fake_s3control import AccessGrants  # it imports this module
+
+        self.access_grants = AccessGrants(self)  # s3control GetDataAccess (S3 Access Grants)
+        #: a test's Identity Center (tests/support/fake_ssoadmin.py IdentityCenter): sso-admin, identitystore
+        self.identity_center: Any = None
         self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._kid = "idc-" + secrets.token_hex(4)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -877,6 +883,10 @@ class FakeAWS:
             raise _AwsError(fault.code, fault.message, fault.status)
         if (info.service, info.operation) == ("sso-oidc", "CreateTokenWithIAM"):
             return await self._create_token_with_iam(request, body, info)
+        if (info.service, info.operation) == ("s3control", "GetDataAccess"):
+            return await self.access_grants.get_data_access(request, body, info)
+        if self.identity_center is not None and info.service in ("sso-admin", "identitystore"):
+            return await self.identity_center.handle(info, lambda: self._forward(request, body, info))
         return await self._forward(request, body, info)
 
     async def _forward(self, request: web.Request, body: bytes, info: _Identified) -> web.Response:
@@ -891,6 +901,8 @@ class FakeAWS:
             out_headers = [(k, v) for k, v in upstream.headers.items()
                            if k.lower() not in _HOP_BY_HOP and k.lower() not in ("date", "server")]
             status = upstream.status
+            # a HEAD answer has no body, but its Content-Length is the object's size (the aws CLI reads it)
+            head_length = upstream.headers.get("Content-Length") if request.method == "HEAD" else None
         if status == 200 and info.service == "sts" and info.operation:
             creds = _xml_find(payload, "Credentials")
             if isinstance(creds, dict) and creds.get("AccessKeyId"):
@@ -901,10 +913,13 @@ class FakeAWS:
                     expiration = time.time() + 3600
                 with self._lock:
                     self._issued_creds[creds["AccessKeyId"]] = _Creds(
-                        info.operation, creds.get("SecretAccessKey", ""), creds.get("SessionToken", ""), expiration)
+                        info.operation, creds.get("SecretAccessKey", ""), creds.get("SessionToken", ""), expiration,
+                        self._contexts.get(info.form.get("ProvidedContexts.member.1.ContextAssertion", "")))
         response = web.Response(status=status, body=payload)
         for k, v in out_headers:
             response.headers.add(k, v)
+        if head_length is not None:
+            response.headers["Content-Length"] = head_length
         return response
 
     # sso-oidc CreateTokenWithIAM -------------------------------------------------------------------

@@ -146,3 +146,11 @@ def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
         load_config(write(tmp_path, cognito.replace('region = "eu-west-1"',
                                                     'region = "eu-west-1"\nscopes = ["openid", "offline_access"]')))
     assert "profiles.work.scopes" in e.value.message and "Cognito" in e.value.message
+
+
+def test_refresh_grant_scope_is_left_out_for_cognito_only(tmp_path):
+    cfg, _ = load_config(write(tmp_path, GOOD))
+    assert cfg.profiles["work"].refresh_scopes == cfg.profiles["work"].scopes
+    cognito = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
+    cfg, _ = load_config(write(tmp_path, cognito))
+    assert cfg.profiles["work"].refresh_scopes is None

@@ -21,8 +21,12 @@ def run(args: argparse.Namespace) -> int:
 
     ctl = client()
     name, _ = resolve_profile(ctl, args.profile)
-    c = ctl.request("GET", f"/v1/credentials/{name}")
+    print_process_credentials(ctl.request("GET", f"/v1/credentials/{name}"))
+    return 0
+
+
+def print_process_credentials(c: dict) -> None:
+    """Container-credentials JSON `c`, printed in the credential_process format (Version 1)."""
     json.dump({"Version": 1, "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
                "SessionToken": c["Token"], "Expiration": c["Expiration"]}, sys.stdout)
     sys.stdout.write("\n")
-    return 0

@@ -23,28 +23,29 @@ def add_parser(sub) -> None:
 def variables(profile: str | None, config_path: str | None, imds: bool = False) -> dict[str, str]:
     from ..config import load_config
     from ..paths import Paths
+    from ..sdkenv import container_variables, imds_variables
 
     config, _ = load_config(config_path)
-    name = config.profile_name(profile)
     if imds:
-        return {"AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{config.server.port}/",
-                "AWS_EC2_METADATA_DISABLED": "false"}
-    return {
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{config.server.port}/v1/credentials/{name}",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(Paths.default().token_file),
-    }
+        config.profile_name(profile)  # an unknown profile is an error here too
+        return imds_variables(config)
+    return container_variables(config, Paths.default(), profile)
 
 
 def run(args: argparse.Namespace) -> int:
-    env = variables(args.profile, args.config, args.imds)
-    if args.json:
+    return print_exports(variables(args.profile, args.config, args.imds), args.json, imds=args.imds)
+
+
+def print_exports(env: dict[str, str], as_json: bool, imds: bool = False) -> int:
+    """`env` as shell exports (or a JSON object); `tipctl s3ag env` prints its variables through this too."""
+    if as_json:
         from .common import print_json
 
         print_json(env)
         return 0
     # these would win over the chosen provider (or over the token file, for Java): clear them
     print("unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN"
-          + (" AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" if args.imds else ""))
+          + (" AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" if imds else ""))
     for k, v in env.items():
         print(f"export {k}={shlex.quote(v)}")
     if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):

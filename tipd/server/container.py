@@ -36,10 +36,31 @@ def make_app(broker: "Broker", guard: Guard, *, imds: bool = False) -> web.Appli
         audit(name, "container", guard.peer(request))
         return web.Response(body=body, content_type=JSON)
 
+    async def s3ag(request: web.Request) -> web.Response:
+        """S3 Access Grants credentials for ?target=s3://...&permission=... (docs/s3-access-grants.md)."""
+        refused = guard.refuse(request)
+        if refused is not None:
+            return refused
+        name = request.match_info["profile"]
+        cache = grants.get(name)
+        if cache is None:
+            return error(404, "UnknownProfile", "no such profile; `tipctl status` lists the configured ones")
+        raw = request.raw_path  # as received: two requests that differ only in their escaping stay apart
+        body = cache.cached_body(raw)  # the hot path: from memory
+        if body is None:
+            try:
+                body = (await cache.fetch(request.query.items(), raw)).body
+            except TipdError as e:
+                return error(e.status, e.code, e.message)
+        audit(name, "s3ag", guard.peer(request))
+        return web.Response(body=body, content_type=JSON)
+
     audit = broker.audit.record
+    grants = broker.grants
     app = web.Application(client_max_size=1024)
     app.router.add_get("/v1/credentials/{profile}", credentials)
     app.router.add_get("/v1/credentials", credentials)
+    app.router.add_get("/v1/s3ag/{profile}", s3ag)
     if imds:
         Imds(broker, guard, allow_v1=broker.config.server.imds_v1).add_routes(app)
     return app
