@@ -125,7 +125,7 @@ class AwsChain:
                     RoleArn=role_arn, RoleSessionName=session, WebIdentityToken=id_token.reveal(),
                     DurationSeconds=duration)
         except (ClientError, BotoCoreError) as e:
-            raise explain(stage, e) from None
+            raise explain(stage, e, WEB_IDENTITY_HINTS) from None
         return _creds(r)
 
     async def create_token_with_iam(self, *, region: str, creds: AwsCredentials, application_arn: str,
@@ -243,6 +243,14 @@ TRANSIENT_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", 
                    "InternalServerException", "InternalFailure", "ServiceUnavailable", "SlowDownException",
                    "RequestTimeout", "RequestTimeoutException"}
 
+
+#: STS's AccessDenied means something else for each of its two calls: on the first (the web identity), the
+#: OIDC role's trust policy refused the IdP token; on the second, the identity-enhanced role refused the OIDC role
+WEB_IDENTITY_HINTS: dict[str, tuple[bool, str]] = {
+    **HINTS,
+    "AccessDenied": (True, "the OIDC role's trust policy must allow sts:AssumeRoleWithWebIdentity for the IAM OIDC "
+                           "provider of your issuer, with an `aud` condition equal to the profile's client_id"),
+}
 
 #: GetDataAccess answers in S3's error codes (its AccessDenied is not STS's)
 S3AG_HINTS: dict[str, tuple[bool, str]] = {
