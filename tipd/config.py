@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -12,10 +10,10 @@ from urllib.parse import urlsplit
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from .config_file import DEFAULT_PORT, PROFILE_NAME, Endpoint, pick_profile, read_config_file
+from .config_file import config_path  # noqa: F401 (re-exported: callers find it next to load_config)
 from .errors import ConfigError
 
-#: profile names end up in URLs, keyring entries and file names: keep them boring
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ACCOUNT_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 APPLICATION_ARN = r"^arn:aws[a-z-]*:sso::\d{12}:application/ssoins-[0-9a-f]{16}/apl-[0-9a-f]{16}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
@@ -49,7 +47,7 @@ class _Model(BaseModel):
 
 
 class ServerConfig(_Model):
-    port: int = Field(9911, ge=1, le=65535, description="loopback port of the credential endpoints")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="loopback port of the credential endpoints")
     #: serve clients of other local users too (Linux refuses them by default; elsewhere it cannot tell)
     allow_other_users: bool = False
     #: the IMDSv2 emulation on the same port: None = on where the peer's uid can be checked (Linux)
@@ -161,34 +159,12 @@ class Config(_Model):
             raise ValueError(f"default_profile {self.default_profile!r} is not one of the profiles")
         return self
 
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.server.port, self.default_profile, tuple(self.profiles))
+
     def profile_name(self, name: str | None) -> str:
         """The profile a command means: the one named, the configured default, or the only one."""
-        from .errors import UnknownProfile
-
-        if name is not None:
-            if name not in self.profiles:
-                known = ", ".join(sorted(self.profiles)) or "none"
-                raise UnknownProfile(f"no profile named {name!r} (configured: {known})")
-            return name
-        if self.default_profile:
-            return self.default_profile
-        if len(self.profiles) == 1:
-            return next(iter(self.profiles))
-        if not self.profiles:
-            raise UnknownProfile("no profiles are configured: add a [profiles.NAME] section to the config file")
-        raise UnknownProfile("several profiles are configured and no default_profile is set: name one "
-                             f"({', '.join(sorted(self.profiles))})")
-
-
-def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """--config PATH, else $TIPD_CONFIG, else the per-user config directory."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("TIPD_CONFIG"):
-        return Path(os.environ["TIPD_CONFIG"]).expanduser()
-    from .paths import Paths
-
-    return Paths.default().config_file
+        return pick_profile(name, self.default_profile, tuple(self.profiles))
 
 
 def _describe(err: dict) -> str:
@@ -226,19 +202,5 @@ def parse_config(data: dict, source: str) -> Config:
 def load_config(path: str | os.PathLike[str] | None = None, *, missing_ok: bool = False) -> tuple[Config, Path]:
     """Read and validate the config; every problem becomes a ConfigError naming file and key.
     With `missing_ok`, an absent file at the implicit location is an empty config (a fresh install)."""
-    p = config_path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        if missing_ok and not path and not os.environ.get("TIPD_CONFIG"):
-            return Config(), p
-        raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    data, p = read_config_file(path, missing_ok=missing_ok)
     return parse_config(data, str(p)), p

@@ -124,7 +124,7 @@ def render(layout: Layout, config_path: str | None = None,
     from .sdkenv import container_variables
 
     config, path = load_config(config_path)
-    variables = container_variables(config, layout.paths, profile)
+    variables = container_variables(config.endpoint(), layout.paths, profile)
     args = [str(tipd_executable())]
     if config_path or os.environ.get("TIPD_CONFIG"):  # the service will not have $TIPD_CONFIG: pass it on
         args += ["--config", str(path.absolute())]
@@ -467,7 +467,7 @@ def _environment_status(layout: Layout, config_path: str | None, manager_reason:
     m = re.search(r"/v1/credentials/([^/]+)$", have.get(FULL_URI, ""))
     try:
         config, _ = load_config(config_path)
-        want = container_variables(config, layout.paths, m.group(1) if m else None)
+        want = container_variables(config.endpoint(), layout.paths, m.group(1) if m else None)
     except TipdError as e:
         env["detail"] = e.message
         return env

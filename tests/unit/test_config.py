@@ -154,3 +154,49 @@ def test_refresh_grant_scope_is_left_out_for_cognito_only(tmp_path):
     cognito = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
     cfg, _ = load_config(write(tmp_path, cognito))
     assert cfg.profiles["work"].refresh_scopes is None
+
+
+# -- the quick commands' reading (tipd/config_file.py): no pydantic, same answers --------------------------
+TWO = GOOD.replace("port = 9911", "port = 9922") + GOOD.replace("[server]\nport = 9911\n", "").replace(
+    "[profiles.work]", "[profiles.home]")
+
+
+@pytest.mark.parametrize("text", [GOOD, TWO, 'default_profile = "home"\n' + TWO, "",
+                                  GOOD.replace("port = 9911", 'port = "9933"')])  # the slow path coerces it
+def test_endpoint_facts_agree_with_the_full_validation(tmp_path, text):
+    from tipd.config_file import endpoint_facts
+
+    path = write(tmp_path, text)
+    assert endpoint_facts(path) == load_config(path)[0].endpoint()
+
+
+@pytest.mark.parametrize("bad, key", [
+    ('port = "ninety"', "server.port"), ("port = 0", "server.port"), ("port = 70000", "server.port"),
+])
+def test_endpoint_facts_give_the_full_error_on_anything_unusual(tmp_path, bad, key):
+    from tipd.config_file import endpoint_facts
+
+    with pytest.raises(ConfigError) as e:
+        endpoint_facts(write(tmp_path, GOOD.replace("port = 9911", bad)))
+    assert key in e.value.message and str(tmp_path) in e.value.message
+
+
+def test_endpoint_facts_refuse_a_default_that_is_not_a_profile(tmp_path):
+    from tipd.config_file import endpoint_facts
+
+    with pytest.raises(ConfigError) as e:
+        endpoint_facts(write(tmp_path, 'default_profile = "nope"\n' + GOOD))
+    assert "default_profile" in e.value.message
+
+
+def test_tipctl_env_does_not_import_pydantic(tmp_path):
+    """`tipctl env` runs in shell start-up files: it must not pay for the models (about 100 ms)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from tipd.cli.env import variables; v = variables(None, sys.argv[1]); "
+            "assert v['AWS_CONTAINER_CREDENTIALS_FULL_URI'].endswith(':9911/v1/credentials/work'), v; "
+            "print('pydantic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD))], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -21,15 +21,14 @@ def add_parser(sub) -> None:
 
 
 def variables(profile: str | None, config_path: str | None, imds: bool = False) -> dict[str, str]:
-    from ..config import load_config
+    from ..config_file import endpoint_facts
     from ..paths import Paths
     from ..sdkenv import container_variables, imds_variables
 
-    config, _ = load_config(config_path)
+    endpoint = endpoint_facts(config_path)
     if imds:
-        config.profile_name(profile)  # an unknown profile is an error here too
-        return imds_variables(config)
-    return container_variables(config, Paths.default(), profile)
+        return imds_variables(endpoint, profile)
+    return container_variables(endpoint, Paths.default(), profile)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -65,16 +65,13 @@ def query(args: argparse.Namespace) -> str:
 
 
 def run_env(args: argparse.Namespace) -> int:
-    from ..config import load_config
+    from ..config_file import endpoint_facts
     from ..paths import Paths
-    from ..sdkenv import FULL_URI, container_variables
+    from ..sdkenv import container_variables
     from .env import print_exports
 
     q = query(args)
-    config, _ = load_config(args.config)
-    name = config.profile_name(args.profile)
-    env = container_variables(config, Paths.default(), name)
-    env[FULL_URI] = f"http://127.0.0.1:{config.server.port}/v1/s3ag/{name}?{q}"
+    env = container_variables(endpoint_facts(args.config), Paths.default(), args.profile, kind="s3ag", query=q)
     return print_exports(env, args.json)
 
 

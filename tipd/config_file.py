@@ -1,0 +1,104 @@
+"""Finding and reading the config file, and the few facts the quick commands need, with the standard library
+only: importing pydantic and building the models (tipd/config.py) costs about 100 ms, most of what `tipctl env`
+may take in all. The full validation stays in tipd/config.py; this module never decides anything it does not."""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, UnknownProfile
+
+DEFAULT_PORT = 9911
+#: profile names end up in URLs, keyring entries and file names: keep them boring
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config PATH, else $TIPD_CONFIG, else the per-user config directory."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("TIPD_CONFIG"):
+        return Path(os.environ["TIPD_CONFIG"]).expanduser()
+    from .paths import Paths
+
+    return Paths.default().config_file
+
+
+def read_config_file(path: str | os.PathLike[str] | None = None, *,
+                     missing_ok: bool = False) -> tuple[dict[str, Any], Path]:
+    """The config file's TOML as a dict; every problem is a ConfigError naming the file. With `missing_ok`, an
+    absent file at the implicit location reads as empty (a fresh install)."""
+    p = config_path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        if missing_ok and not path and not os.environ.get("TIPD_CONFIG"):
+            return {}, p
+        raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8")), p
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+
+
+def pick_profile(asked: str | None, default: str | None, names: "list[str] | tuple[str, ...]") -> str:
+    """The profile a command means: the one named, the configured default, or the only one."""
+    if asked is not None:
+        if asked not in names:
+            raise UnknownProfile(f"no profile named {asked!r} (configured: {', '.join(sorted(names)) or 'none'})")
+        return asked
+    if default:
+        return default
+    if len(names) == 1:
+        return next(iter(names))
+    if not names:
+        raise UnknownProfile("no profiles are configured: add a [profiles.NAME] section to the config file")
+    raise UnknownProfile("several profiles are configured and no default_profile is set: name one "
+                         f"({', '.join(sorted(names))})")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the credential endpoint listens and which profiles it serves."""
+
+    port: int
+    default_profile: str | None
+    profiles: tuple[str, ...]
+
+    def profile(self, asked: str | None) -> str:
+        return pick_profile(asked, self.default_profile, self.profiles)
+
+
+def endpoint_facts(path: str | os.PathLike[str] | None = None) -> Endpoint:
+    """The endpoint's port and profiles. Read straight from the TOML when they are plainly valid; anything
+    unusual goes through the full validation, so its error is the one the daemon would give. (The rest of the
+    file is not checked here: `tipd` and `tipctl configure --show` do that.)"""
+    raw, _ = read_config_file(path)
+    quick = _quick(raw)
+    if quick is not None:
+        return quick
+    from .config import load_config
+
+    return load_config(path)[0].endpoint()
+
+
+def _quick(raw: dict[str, Any]) -> Endpoint | None:
+    server, profiles, default = raw.get("server", {}), raw.get("profiles", {}), raw.get("default_profile")
+    if not isinstance(server, dict) or not isinstance(profiles, dict):
+        return None
+    port = server.get("port", DEFAULT_PORT)
+    if type(port) is not int or not 1 <= port <= 65535:
+        return None
+    if not all(isinstance(v, dict) and PROFILE_NAME.match(k) for k, v in profiles.items()):
+        return None
+    if default is not None and default not in profiles:
+        return None
+    return Endpoint(port, default, tuple(profiles))
