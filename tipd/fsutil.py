@@ -24,11 +24,13 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (temp file + rename) with mode 0600 from the first byte."""
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` atomically (temp file + rename) with `mode` (0600 unless said) from the first
+    byte, whatever the umask."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o600)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from ..config import DEFAULT_SCOPES, Config, Profile, config_path, parse_config
 from ..errors import ConfigError
-from ..fsutil import private_dir
+from ..fsutil import private_dir, write_private
 from ..secret import Secret
 from . import tomledit
 from .profile import Draft
@@ -107,29 +107,10 @@ class ConfigFile:
             mode = 0o600
             if not target.parent.exists():
                 private_dir(target.parent)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            write_private(target, text.encode("utf-8"), mode)  # exactly the old mode, whatever the umask
         except OSError as e:
-            raise ConfigError(f"{target}: cannot write next to it ({e.strerror})") from None
-        try:
-            os.fchmod(fd, mode)  # exactly the old mode, whatever the umask
-            with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            raise ConfigError(f"{target}: cannot write it ({e.strerror})") from None
         return target
 
 
