@@ -27,9 +27,19 @@ if ! command -v systemd-analyze >/dev/null; then
   fi
 fi
 
-echo "== python environment (.venv) with tipd and its test dependencies"
+if ! command -v Xvfb >/dev/null || ! command -v trayer >/dev/null; then
+  # the tray test runs `tipctl tray` on a virtual X server with a system tray to dock into (CI fails without)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Xvfb and trayer (for the tray test)"
+    apt-get update -qq && apt-get install -y -qq xvfb trayer >/dev/null
+  else
+    echo "tests/run.sh: Xvfb or trayer is missing (apt-get install xvfb trayer); the tray test will be skipped" >&2
+  fi
+fi
+
+echo "== python environment (.venv) with tipd, its tray extra and its test dependencies"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[test,tray]'
 
 echo "== the aws CLI v1 in its own environment (.venv-awscli; it pins its own botocore)"
 [ -x .venv-awscli/bin/aws ] || { "$PY" -m venv .venv-awscli && .venv-awscli/bin/pip install -q 'awscli==1.46.3'; }

@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import __version__
+from . import __version__, sdnotify
 from .audit import Audit
+from .changes import Changes
 from .clock import Clock
 from .config import Config, load_config
 from .errors import ConfigError, TipdError
@@ -40,7 +41,10 @@ class Broker:
 
     config: Config
     sessions: dict = field(default_factory=dict)
+    #: per profile, its S3 Access Grants (tipd.s3ag.GrantCache)
+    grants: dict = field(default_factory=dict)
     audit: Audit = field(default_factory=Audit)
+    changes: Changes = field(default_factory=Changes)
     guard: "Guard | None" = None
     rotate_token: "Callable[[], None] | None" = None
 
@@ -70,6 +74,7 @@ class Daemon:
 
         from .exchange import AwsChain
         from .idp.oidc import IdpClient
+        from .s3ag import GrantCache
         from .notify import desktop_notify
         from .fsutil import private_dir, write_private
         from .server import container, control
@@ -90,11 +95,12 @@ class Daemon:
         self._http = aiohttp.ClientSession(headers={"User-Agent": f"tipd/{__version__}"})
         aws = AwsChain(self.clock)
         for name, profile in self.config.profiles.items():
-            idp = IdpClient(self._http, profile.issuer, profile.client_id, profile.scopes)
+            idp = IdpClient(self._http, profile.issuer, profile.client_id, profile.refresh_scopes)
             s = ProfileSession(name, profile, self.config.refresh, store=store, aws=aws, idp=idp, clock=self.clock,
-                               notify=desktop_notify)
+                               notify=desktop_notify, on_change=self.broker.changes.signal)
             await s.start()
             self.broker.sessions[name] = s
+            self.broker.grants[name] = GrantCache(s, aws, self.clock, self.config.refresh)
 
         server = self.config.server
         port = server.port
@@ -126,6 +132,7 @@ class Daemon:
 
         for s in self.broker.sessions.values():
             self._tasks.append(asyncio.create_task(s.run(), name=f"schedule-{s.name}"))
+            self._tasks.append(asyncio.create_task(self.broker.grants[s.name].run(), name=f"s3ag-{s.name}"))
         self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
         log.info("tipd %s ready: credentials on http://127.0.0.1:%d/v1/credentials/<profile>%s, control socket %s, "
                  "profiles: %s", __version__, port, f" and IMDSv2 on http://127.0.0.1:{port}/latest/" if imds else "",
@@ -151,6 +158,7 @@ class Daemon:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        self.broker.changes.close()  # open event streams end now, not at the shutdown timeout
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -192,9 +200,13 @@ async def _serve(config: Config, paths: Paths) -> int:
     except TipdError:
         await daemon.stop()
         raise
+    # both listeners are up: a Type=notify unit counts tipd as started only now
+    sdnotify.notify("READY=1", f"STATUS=serving on 127.0.0.1:{config.server.port}, control socket "
+                    f"{paths.control_socket}")
     try:
         await daemon.wait()
     finally:
+        sdnotify.notify("STOPPING=1")
         await daemon.stop()
     return 0
 

@@ -33,8 +33,11 @@ class Stage(Generic[T]):
     storms a failing upstream, while requests can still be served from a value that is valid."""
 
     def __init__(self, name: str, fetch: Callable[[], Awaitable[tuple[T, float]]], clock: Clock,
-                 refresh_ahead: float, rng: random.Random | None = None) -> None:
+                 refresh_ahead: float, rng: random.Random | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.name = name
+        #: called when a refresh starts and when it has ended (status readers see `refreshing` flip)
+        self.on_change = on_change
         self._fetch = fetch
         self.clock = clock
         self.refresh_ahead = refresh_ahead
@@ -84,6 +87,11 @@ class Stage(Generic[T]):
         cancelled does not cancel the refresh others are waiting on."""
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.get_running_loop().create_task(self._run(), name=f"refresh-{self.name}")
+            changed = self.on_change
+            if changed is not None:
+                changed()
+                # a done callback, not the end of _run: only then does `refreshing` read False
+                self._inflight.add_done_callback(lambda _task: changed())
         return await asyncio.shield(self._inflight)
 
     async def _run(self) -> Held[T]:

@@ -74,7 +74,8 @@ class Served:
 
 class ProfileSession:
     def __init__(self, name: str, profile: Profile, refresh: RefreshConfig, *, store: TokenStore, aws: AwsChain,
-                 idp: IdpClient, clock: Clock, notify: Callable[[str, str], None] | None = None) -> None:
+                 idp: IdpClient, clock: Clock, notify: Callable[[str, str], None] | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.name = name
         self.profile = profile
         self.settings = refresh
@@ -83,6 +84,8 @@ class ProfileSession:
         self.idp_client = idp
         self.clock = clock
         self.notify = notify or (lambda title, body: None)
+        #: told whenever something a status reader sees changes (the control API's event stream)
+        self.on_change = on_change or (lambda: None)
         # margins scale down with (test-sized) lifetimes; at the defaults they are 60 s and 10 s
         self.margin = min(DEPENDENCY_MARGIN, refresh.min_remaining / 4)
         self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
@@ -94,11 +97,14 @@ class ProfileSession:
         self.idc_user_id: str | None = None
         self._wake = asyncio.Event()
         ahead = refresh.rotate_remaining
-        self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead)
-        self.bootstrap: Stage[AwsCredentials] = Stage("bootstrap-session", self._fetch_bootstrap, clock, ahead)
-        self.idc: Stage[IdcToken] = Stage("identity-center-token", self._fetch_idc, clock, ahead)
-        self.enhanced: Stage[AwsCredentials] = Stage("identity-enhanced-session", self._fetch_enhanced, clock, ahead)
+        kw = dict(on_change=self._changed)
+        self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead, **kw)
+        self.bootstrap: Stage[AwsCredentials] = Stage("bootstrap-session", self._fetch_bootstrap, clock, ahead, **kw)
+        self.idc: Stage[IdcToken] = Stage("identity-center-token", self._fetch_idc, clock, ahead, **kw)
+        self.enhanced: Stage[AwsCredentials] = Stage("identity-enhanced-session", self._fetch_enhanced, clock, ahead,
+                                                     **kw)
         self.stages = (self.idp, self.bootstrap, self.idc, self.enhanced)
+        self._told_state = self.state
 
     # -- the stages ------------------------------------------------------------------------
     async def _fetch_idp(self) -> tuple[IdpTokens, float]:
@@ -218,6 +224,7 @@ class ProfileSession:
                                 "and the profile's scopes must include offline_access", permanent=True,
                                 code="NoRefreshToken", status=400)
         self.signing_in = True
+        self._changed()
         try:
             for st in self.stages:
                 st.clear()
@@ -234,6 +241,7 @@ class ProfileSession:
                 raise
         finally:
             self.signing_in = False
+            self._changed()
         self._wake.set()
         return self.status()
 
@@ -246,6 +254,7 @@ class ProfileSession:
         self.served = None
         self.login_required = None
         self.user = self.idc_user_id = None
+        self._changed()
         await self.store.delete(self.name)
         if token is not None:
             try:
@@ -254,16 +263,37 @@ class ProfileSession:
                 log.warning("profile %s: signed out locally, but revoking at the IdP failed: %s", self.name, e.message)
         return revoked
 
+    async def fresh_id_token(self) -> Secret:
+        """A new IdP id_token for `tipctl diag` to inspect, refreshed through the idp stage (so a rotated
+        refresh token is saved as usual). It leaves the daemon, so the chain never exchanges it itself."""
+        if self.refresh_token is None:
+            raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
+        held = await self.idp.refresh()
+        held.value.exchanged = True
+        return held.value.id_token
+
     def _note_failure(self, e: TipdError) -> None:
         if e.permanent and self.login_required is None:
             self.login_required = e  # stops the schedule: no retry storm against a refusing upstream
             log.error("profile %s: sign-in needed: %s", self.name, e.message)
             self.notify(f"tipd: sign in to {self.name} again", e.message)
+            self._changed()
+
+    def _changed(self) -> None:
+        self._told_state = self.state
+        self.on_change()
+
+    def _notice_time(self) -> None:
+        """Time alone can change the state (after a suspend or a clock jump, credentials are too short to
+        serve before any renewal has run): nothing else signals that, so the scheduler's tick does."""
+        if self.state != self._told_state:
+            self._changed()
 
     async def run(self) -> None:
         """The proactive schedule: refresh each stage ahead of its expiry; wake every TICK seconds so a
         jump of the wall clock (sleep/resume) is noticed promptly."""
         while True:
+            self._notice_time()
             delay = TICK
             if self.refresh_token is not None and self.login_required is None and not self.signing_in:
                 now = self.clock.time()

@@ -1,34 +1,47 @@
-"""`tipctl status`: who is signed in, and what is fresh."""
+"""`tipctl status`: who is signed in, and what is fresh; `--watch` follows the daemon's change stream."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 HELP = "show each profile's state, user and credential expiry"
+#: how often `--watch` tries again while tipd is not there
+RETRY = 1.0
+CLEAR = "\x1b[H\x1b[2J"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("status", help=HELP, description=HELP + ". Exit code 0 when every signed-in profile is "
                        "fresh, 1 when one needs attention, 3 when tipd is not running.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output (with --watch: one JSON object "
+                   "per line, each the whole status)")
+    p.add_argument("--watch", action="store_true", help="stay and show the status again whenever it changes "
+                   "(redrawn in a terminal, appended otherwise); waits for tipd when it is not running. Ctrl-C "
+                   "stops.")
     p.set_defaults(run=run)
 
 
 def render(status: dict) -> str:
     from .common import when
 
+    if not status["profiles"]:
+        return "No profiles are configured: add one with `tipctl configure` (see docs/quickstart.md)."
     rows = [("PROFILE", "USER", "STATE", "CREDENTIALS VALID UNTIL", "NEXT REFRESH")]
-    notes = []
+    errors = []
     for p in status["profiles"]:
         user = p["user"] or "-"
         if p.get("identity_center_user_id"):
             user += f" ({p['identity_center_user_id']})"
         rows.append((p["profile"], user, p["state"], when(p["credentials_expire"]), when(p["next_refresh"])))
         if p.get("last_error"):
-            notes.append(f"{p['profile']}: {p['last_error']}")
+            errors.append(f"  {p['profile']}: {p['last_error']}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    if notes:
-        lines += [""] + notes
+    if len(rows) > 2 and status.get("state"):
+        lines += ["", f"Worst state: {status['state']}"]
+    if errors:
+        lines += ["", "Last error:"] + errors
     clients = status.get("recent_clients") or []
     if clients:
         lines += ["", "Recent clients:"]
@@ -38,10 +51,16 @@ def render(status: dict) -> str:
     return "\n".join(lines)
 
 
+def needs_attention(status: dict) -> bool:
+    return any(p["state"] not in ("fresh", "signed-out", "refreshing") for p in status["profiles"])
+
+
 def run(args: argparse.Namespace) -> int:
     from .common import client, print_json
     from .control import DaemonNotRunning
 
+    if args.watch:
+        return watch(args)
     try:
         status = client(timeout=5).request("GET", "/v1/status")
     except DaemonNotRunning as e:
@@ -55,5 +74,62 @@ def run(args: argparse.Namespace) -> int:
         print_json(status)
     else:
         print(render(status))
-    bad = [p for p in status["profiles"] if p["state"] not in ("fresh", "signed-out", "refreshing")]
-    return 1 if bad else 0
+    return 1 if needs_attention(status) else 0
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Show the status at once and again on every change event, until Ctrl-C; ride out daemon restarts."""
+    import time
+
+    from .common import client
+    from .control import DaemonNotRunning
+
+    out = sys.stdout
+    tty = out.isatty()
+
+    def show(status: dict) -> None:
+        if args.json:
+            out.write(json.dumps(status, separators=(",", ":")) + "\n")
+        else:
+            head = f"tipd status at {time.strftime('%H:%M:%S')}" + ("  (Ctrl-C to stop)" if tty else "")
+            out.write((CLEAR if tty else "") + head + "\n\n" + render(status) + "\n" + ("" if tty else "\n"))
+        out.flush()
+
+    def gone(message: str) -> None:
+        if args.json:
+            show({"running": False, "message": message})
+        else:
+            print(f"tipctl: {message}", file=sys.stderr, flush=True)
+
+    ctl = client()
+    connected = lost = False
+    try:
+        while True:
+            last = None
+            try:
+                for event, data in ctl.events("/v1/events"):
+                    if event == "status":
+                        last = dict(json.loads(data), running=True)
+                        if lost and not args.json:
+                            print("tipctl: tipd is back", file=sys.stderr, flush=True)
+                        connected, lost = True, False
+                        show(last)
+                    elif event == "keep-alive" and tty and last is not None and not args.json:
+                        show(last)  # keeps "in 12 min" true while nothing changes
+            except DaemonNotRunning:
+                if not lost:
+                    gone("tipd is not running; waiting for it (Ctrl-C to stop)")
+                    lost = True
+            else:
+                if not lost:
+                    gone("lost the connection to tipd (it stopped or restarted); reconnecting" if connected
+                         else "tipd closed the status stream; reconnecting")
+                    lost = True
+            time.sleep(RETRY)  # a retry interval while tipd is away
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `tipctl status --watch | head`: the reader is done
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no second error when Python flushes at exit
+        return 0

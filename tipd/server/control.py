@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .. import __version__
+from ..changes import follow, worst_state
 from ..errors import TipdError, UnknownProfile
 from ..idp.oidc import parse_token_response
 from ..session import ProfileSession
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from ..daemon import Broker
 
 log = logging.getLogger(__name__)
+#: a profile's status as /v1/summary and `/v1/events?brief=1` give it
+SUMMARY_KEYS = ("profile", "state", "user", "credentials_expire", "next_refresh", "last_error")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -45,11 +48,34 @@ def make_app(broker: "Broker") -> web.Application:
             raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(broker.sessions))})")
         return s
 
+    def full_status() -> dict:
+        profiles = [s.status() for s in broker.sessions.values()]
+        return {"version": __version__, "pid": os.getpid(), "port": broker.config.server.port,
+                "default_profile": broker.default_profile, "state": worst_state(p["state"] for p in profiles),
+                "profiles": profiles, "recent_clients": broker.audit.clients()}
+
+    def summary() -> dict:
+        """What a tray or a shell prompt shows: no stages, no audit."""
+        profiles = [{k: st[k] for k in SUMMARY_KEYS} for st in (s.status() for s in broker.sessions.values())]
+        return {"version": __version__, "pid": os.getpid(), "state": worst_state(p["state"] for p in profiles),
+                "profiles": profiles}
+
     async def status(request: web.Request) -> web.Response:
-        return _json({"version": __version__, "pid": os.getpid(), "port": broker.config.server.port,
-                      "default_profile": broker.default_profile,
-                      "profiles": [s.status() for s in broker.sessions.values()],
-                      "recent_clients": broker.audit.clients()})
+        return _json(full_status())
+
+    async def get_summary(request: web.Request) -> web.Response:
+        return _json(summary())
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        brief = request.query.get("brief", "") not in ("", "0", "false")
+        with broker.changes.subscribe():  # before the answer starts, so a refusal can still be a 503
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+            await resp.prepare(request)
+            try:
+                await follow(broker.changes, summary if brief else full_status, resp.write)
+            except ConnectionError:
+                pass  # the client went away (noticed at the latest by the next keep-alive)
+            return resp
 
     async def profiles(request: web.Request) -> web.Response:
         return _json({"default_profile": broker.default_profile,
@@ -73,6 +99,19 @@ def make_app(broker: "Broker") -> web.Application:
         served = await session(request).credentials()
         return web.Response(body=served.body, content_type="application/json")
 
+    async def s3ag_list(request: web.Request) -> web.Response:
+        name = session(request).name
+        return _json({"profile": name, "grants": broker.grants[name].listing()})
+
+    async def s3ag_credentials(request: web.Request) -> web.Response:
+        served = await broker.grants[session(request).name].fetch(request.query.items())
+        return web.Response(body=served.body, content_type="application/json")
+
+    async def diag_id_token(request: web.Request) -> web.Response:
+        s = session(request)
+        token = await s.fresh_id_token()
+        return _json({"profile": s.name, "id_token": token.reveal()})
+
     async def rotate_token(request: web.Request) -> web.Response:
         assert broker.rotate_token is not None
         broker.rotate_token()
@@ -81,8 +120,13 @@ def make_app(broker: "Broker") -> web.Application:
     app = web.Application(middlewares=[same_user], client_max_size=256 * 1024)
     app.router.add_post("/v1/rotate-token", rotate_token)
     app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/summary", get_summary)
+    app.router.add_get("/v1/events", events)
     app.router.add_get("/v1/profiles", profiles)
     app.router.add_post("/v1/login/{profile}", login)
     app.router.add_post("/v1/logout/{profile}", logout)
     app.router.add_get("/v1/credentials/{profile}", credentials)
+    app.router.add_post("/v1/diag/{profile}/id-token", diag_id_token)
+    app.router.add_get("/v1/s3ag/{profile}", s3ag_list)
+    app.router.add_get("/v1/s3ag/{profile}/credentials", s3ag_credentials)
     return app
