@@ -4,16 +4,15 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import platformdirs
 
 APP = "tipd"
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):  # not a dataclass: importing dataclasses costs tipctl status 10 ms
     config_dir: Path
     state_dir: Path
     runtime_dir: Path

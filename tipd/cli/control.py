@@ -1,8 +1,9 @@
-"""A small client for the daemon's control socket: HTTP/1.1 over AF_UNIX with the stdlib only,
-so quick commands (status, env, credential-process) do not pay for importing aiohttp."""
+"""A small client for the daemon's control socket, with sockets only: quick commands (status,
+credential-process) must not pay for importing aiohttp, nor even http.client (about 20 ms with the email
+parser it pulls in). Requests are HTTP/1.0, so every answer ends when the daemon closes the connection:
+no keep-alive and no chunked encoding to decode, event streams included."""
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 from collections.abc import Iterator
@@ -23,63 +24,39 @@ NOT_RUNNING = ("tipd is not running (nothing answers on its control socket). Sta
 STREAM_TIMEOUT = 45.0
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
-
-
 class ControlClient:
     def __init__(self, path: Path, timeout: float = 30.0) -> None:
         self.path = path
         self.timeout = timeout
 
     def request(self, method: str, url: str, body: Any = None, timeout: float | None = None) -> Any:
-        conn = _UnixConnection(str(self.path), timeout or self.timeout)
-        headers = {"Host": "tipd"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
         try:
-            conn.request(method, url, body=data, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DaemonNotRunning(NOT_RUNNING) from None
+            with self._send(method, url, body, timeout or self.timeout) as answer:
+                status, stream = _read_head(answer)
+                raw = stream.read()
         except socket.timeout:
             raise TipdError("tipd did not answer in time; see its log (`journalctl --user -u tipd` when it runs "
                             "as a service)") from None
-        finally:
-            conn.close()
-        return _payload(resp.status, raw)
+        except OSError:
+            raise TipdError("tipd closed the connection without an answer; see its log") from None
+        return _payload(status, raw)
 
     def events(self, url: str, timeout: float = STREAM_TIMEOUT) -> Iterator[tuple[str, str]]:
         """Follow a server-sent event stream: yields (event, data) per event and ("keep-alive", "") per
         comment. Ends when the stream does (the daemon stopped, or went silent for `timeout` seconds);
         raises DaemonNotRunning when nothing answers at all."""
-        conn = _UnixConnection(str(self.path), timeout)
-        try:
+        with self._send("GET", url, None, timeout, accept="text/event-stream") as answer:
             try:
-                conn.request("GET", url, headers={"Host": "tipd", "Accept": "text/event-stream"})
-                resp = conn.getresponse()
-            except (FileNotFoundError, ConnectionRefusedError):
-                raise DaemonNotRunning(NOT_RUNNING) from None
-            except (OSError, http.client.HTTPException):
+                status, stream = _read_head(answer)
+            except (OSError, TipdError):
                 return  # it went away between connecting and answering
-            if resp.status >= 400:
-                _payload(resp.status, resp.read())
+            if status >= 400:
+                _payload(status, stream.read())
             event, data = "message", []
             while True:
                 try:
-                    line = resp.readline()
-                except (OSError, http.client.HTTPException):
+                    line = stream.readline()
+                except OSError:
                     return
                 if not line:
                     return
@@ -97,8 +74,36 @@ class ControlClient:
                         event = value
                     elif name == "data":
                         data.append(value)
-        finally:
-            conn.close()
+
+    def _send(self, method: str, url: str, body: Any, timeout: float, accept: str = "application/json"):
+        """Connect and send one request; returns the connected socket (a context manager)."""
+        data = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {url} HTTP/1.0\r\nHost: tipd\r\nAccept: {accept}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(str(self.path))
+            s.sendall(head.encode() + b"\r\n" + data)
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            raise DaemonNotRunning(NOT_RUNNING) from None
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+
+def _read_head(s: socket.socket) -> tuple[int, Any]:
+    """The status code of the answer on `s`, and a file positioned at its body."""
+    stream = s.makefile("rb")
+    parts = stream.readline(1024).split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise TipdError("tipd sent an unreadable answer (no HTTP status line)")
+    while stream.readline(8192) not in (b"\r\n", b"\n", b""):
+        pass  # headers: nothing in them is needed
+    return int(parts[1]), stream
 
 
 def _payload(status: int, raw: bytes) -> Any:
