@@ -183,6 +183,10 @@ class GrantCache:
         if g is None:
             g = self._add(key, duration)
         served = await self._serve(g)
+        if g.key != key and self._index.get(key) is not g:
+            # a borrowed grant renewed to a narrower scope that no longer covers this target: its own grant
+            g = self._add(key, duration)
+            served = await self._serve(g)
         g.last_used = self.clock.time()
         # remembered only while the grant is still cached (another sign-in meanwhile drops it)
         if request is not None and self._index.get(key) is g and g.served is served and len(g.requests) < MAX_REQUESTS:

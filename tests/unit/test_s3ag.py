@@ -284,6 +284,21 @@ async def test_signing_out_drops_the_grants_and_another_user_never_gets_them():
     assert rig.calls() == 3
 
 
+async def test_a_borrowed_grant_renewed_to_a_narrower_scope_is_not_served_for_what_it_no_longer_covers():
+    rig = Rig()
+    rig.aws.grants = {"s3://bkt/*": "READ"}
+    await rig.login()
+    await rig.get("s3://bkt/a/")
+    await rig.get("s3://bkt/c/file")  # borrows the bucket-wide grant
+    assert rig.calls() == 1
+    rig.aws.grants = {"s3://bkt/a/*": "READ"}  # the wide grant is replaced by a narrower one
+    rig.clock.t += 3598  # the borrowed grant is due: its renewal comes back matched to s3://bkt/a/*
+    with pytest.raises(TipdError) as e:
+        await rig.get("s3://bkt/c/file")  # asked on its own, and refused: no grant covers it any more
+    assert e.value.status == 403
+    assert [a["target"] for a in rig.aws.asked] == ["s3://bkt/a/", "s3://bkt/a/", "s3://bkt/c/file"]
+
+
 async def test_a_revoked_grant_stops_being_served_at_the_next_renewal():
     rig = Rig()
     await rig.login()
