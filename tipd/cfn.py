@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from .config import APPLICATION_ARN
 from .errors import TipdError
+from .urls import split_url
 
 SERVICES = ("s3ag", "athena", "redshift-data", "qbusiness", "lakeformation")
 #: tipd's own use (`tipctl s3ag`) needs only S3 Access Grants; every other service is opt-in
@@ -42,7 +42,10 @@ class TemplateSpec:
 
 def check_issuer(issuer: str) -> str:
     """IAM accepts only https OIDC providers, with a host and no query or fragment."""
-    parts = urlsplit(issuer)
+    try:
+        parts = split_url(issuer)
+    except ValueError as e:
+        raise TemplateError(f"issuer {issuer!r} is not a valid URL: {e}") from None
     if parts.scheme != "https" or not parts.hostname:
         raise TemplateError(f"issuer {issuer!r} must be an https:// URL (IAM accepts no other OIDC provider)")
     if parts.query or parts.fragment or "?" in issuer or "#" in issuer:

@@ -5,7 +5,6 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -13,6 +12,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 from .config_file import DEFAULT_PORT, PROFILE_NAME, Endpoint, pick_profile, read_config_file
 from .config_file import config_path  # noqa: F401 (re-exported: callers find it next to load_config)
 from .errors import ConfigError
+from .urls import split_url
 
 ACCOUNT_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 APPLICATION_ARN = r"^arn:aws[a-z-]*:sso::\d{12}:application/ssoins-[0-9a-f]{16}/apl-[0-9a-f]{16}$"
@@ -99,7 +99,7 @@ class Profile(_Model):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, v: str) -> str:
-        parts = urlsplit(v)
+        parts = split_url(v)  # its ValueError becomes the field's error
         if parts.scheme == "https" and parts.hostname:
             pass
         elif parts.scheme == "http" and is_loopback_host(parts.hostname):
@@ -149,7 +149,7 @@ class Config(_Model):
     @classmethod
     def _names(cls, v: object) -> object:
         for name in v if isinstance(v, dict) else ():
-            if not PROFILE_NAME.match(name):
+            if not PROFILE_NAME.fullmatch(name):
                 raise ValueError(f"profile name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
         return v
 

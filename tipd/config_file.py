@@ -14,7 +14,7 @@ from .errors import ConfigError, UnknownProfile
 
 DEFAULT_PORT = 9911
 #: profile names end up in URLs, keyring entries and file names: keep them boring
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always .fullmatch: `$` would let a final newline in
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -97,7 +97,7 @@ def _quick(raw: dict[str, Any]) -> Endpoint | None:
     port = server.get("port", DEFAULT_PORT)
     if type(port) is not int or not 1 <= port <= 65535:
         return None
-    if not all(isinstance(v, dict) and PROFILE_NAME.match(k) for k, v in profiles.items()):
+    if not all(isinstance(v, dict) and PROFILE_NAME.fullmatch(k) for k, v in profiles.items()):
         return None
     if default is not None and default not in profiles:
         return None

@@ -11,9 +11,9 @@ import hashlib
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from .errors import TipdError
+from .urls import split_url
 
 TIMEOUT = 10.0
 FALLBACK = "pass --thumbprint HEX instead"
@@ -85,7 +85,10 @@ def thumbprint_of(host: str, port: int, context: ssl.SSLContext) -> Thumbprint:
 
 
 def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
+    try:
+        parts = split_url(url)
+    except ValueError as e:
+        raise ThumbprintError(f"{url} is not a valid URL: {e}") from None
     if parts.scheme != "https" or not parts.hostname:
         raise ThumbprintError(f"{url} is not an https:// URL: IAM reaches OIDC providers only over https")
     return parts.hostname, parts.port or 443

@@ -380,6 +380,10 @@ def test_usage_errors_exit_2(jwt_home):
     assert r.returncode == 2 and "--application-arn" in r.stderr
     r = diag(jwt_home, "   ")
     assert r.returncode == 2 and "the token is empty" in r.stderr
+    binary = jwt_home.dir / "token.bin"
+    binary.write_bytes(b"\xff\xfe")
+    r = tipctl(jwt_home, "diag", "--jwt", f"@{binary}", check=False)
+    assert r.returncode == 2 and "is not a text file" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_without_jwt_and_without_tipd_the_aws_side_is_still_checked(world, jwt_home):

@@ -200,3 +200,13 @@ def test_tipctl_env_does_not_import_pydantic(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD))], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
+    from tipd.config_file import endpoint_facts
+
+    text = GOOD.replace("[profiles.work]", '[profiles."work\\n"]')
+    with pytest.raises(ConfigError, match="profile name"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match="profile name"):  # the quick path hands it to the full check
+        endpoint_facts(write(tmp_path, text))

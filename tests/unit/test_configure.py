@@ -300,6 +300,12 @@ def test_forms_it_does_not_rewrite_are_refused(text):
     assert "edit it by hand" in e.value.message
 
 
+def test_a_refused_form_names_its_line_in_the_file_as_it_is():
+    with pytest.raises(tomledit.TomlEditError) as e:  # setting default_profile too must not shift the count
+        tomledit.set_profile('[profiles]\n dev . client_id = "a"\n', "dev", SETTINGS, default_profile="dev")
+    assert e.value.message.startswith("line 2:")
+
+
 def test_default_profile_is_set_where_a_person_would_put_it():
     # before the first table and the comment that leads into it
     text = "# my config\n\n# the server\n[server]\nport = 1\n"

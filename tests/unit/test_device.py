@@ -207,3 +207,12 @@ def test_the_device_flows_id_token_has_no_nonce_and_verifies_without_one():
     assert verify_id_token(tok, jwks, issuer="http://i", client_id="cid", nonce=None)["sub"] == "alice"
     with pytest.raises(LoginError, match="nonce"):
         verify_id_token(tok, jwks, issuer="http://i", client_id="cid", nonce="n1")
+
+
+def test_the_idps_strings_reach_the_terminal_without_control_characters():
+    from tipd.idp.device import DeviceAuthorization
+    from tipd.secret import Secret
+
+    auth = DeviceAuthorization(Secret("dc"), "AB\x1b[2JCD", "https://idp/device\x07", None, 600, 5)
+    text = auth.instructions()
+    assert "\x1b" not in text and "\x07" not in text and "AB\ufffd[2JCD" in text

@@ -89,6 +89,12 @@ class ControlClient:
         except (FileNotFoundError, ConnectionRefusedError):
             s.close()
             raise DaemonNotRunning(NOT_RUNNING) from None
+        except socket.timeout:
+            s.close()
+            raise TipdError("tipd did not accept the connection in time; see its log") from None
+        except OSError as e:  # a path too long for a socket, no permission, not a socket...
+            s.close()
+            raise TipdError(f"cannot connect to tipd's control socket {self.path}: {e.strerror or e}") from None
         except BaseException:
             s.close()
             raise

@@ -67,6 +67,8 @@ def _read_jwt(value: str):
                 text = fh.read()
         except OSError as e:
             raise ConfigError(f"--jwt: cannot read {value[1:]}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--jwt: {value[1:]} is not a text file (a JWT is base64url text)") from None
     else:
         text = value
     text = text.strip()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..urls import split_url
 
 #: the same names as tipd.config.Profile.provider (a unit test keeps the two equal)
 PROVIDERS = ("okta", "entra", "cognito", "oidc")
@@ -90,7 +90,10 @@ def okta_org_url(value: str) -> str:
     v = value.strip().rstrip("/")
     if "://" not in v:
         v = "https://" + (v if "." in v else f"{v}.okta.com")
-    parts = urlsplit(v)
+    try:
+        parts = split_url(v)
+    except ValueError as e:
+        raise FieldError("org_url", f"is not a valid URL: {e}") from None
     host = (parts.hostname or "").lower()
     if parts.scheme != "https" or not _HOST.fullmatch(host):
         raise FieldError("org_url", "must be an https:// URL such as https://dev-123.okta.com")
@@ -157,7 +160,10 @@ def cognito_domain(domain: str, pool_region: str) -> str:
     domain, or just the prefix 'x'."""
     v = domain.strip().rstrip("/")
     if "://" in v:
-        parts = urlsplit(v)
+        try:
+            parts = split_url(v)
+        except ValueError as e:
+            raise FieldError("cognito_domain", f"is not a valid URL: {e}") from None
         if parts.scheme != "https" or parts.path or parts.query or parts.port:
             raise FieldError("cognito_domain", "give the domain alone, such as myprefix.auth.eu-west-1.amazoncognito.com")
         v = parts.hostname or ""

@@ -41,7 +41,7 @@ class Draft:
 
 def check_name(name: str) -> str:
     name = name.strip()
-    if not PROFILE_NAME.match(name):
+    if not PROFILE_NAME.fullmatch(name):
         raise FieldError("profile", "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return name
 

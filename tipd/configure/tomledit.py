@@ -240,9 +240,8 @@ def set_profile(text: str, name: str, settings: dict[str, Any], defaults: dict[s
                 default_profile: str | None = None) -> str:
     """`text` with `[profiles.NAME]` holding `settings`, and with the root key `default_profile` set when
     `default_profile` is given."""
-    if default_profile is not None:
-        text = set_default_profile(text, default_profile)
-    return set_table(text, name, settings, defaults or {})
+    text = set_table(text, name, settings, defaults or {})  # first: its errors name lines of the file as it is
+    return set_default_profile(text, default_profile) if default_profile is not None else text
 
 
 def set_table(text: str, name: str, settings: dict[str, Any], defaults: dict[str, Any]) -> str:

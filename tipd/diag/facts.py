@@ -76,7 +76,10 @@ def claim_value(claims: dict[str, Any], path: str) -> str | None:
 
 
 def loose_url(url: str) -> str:
-    p = urlsplit(url)
+    try:
+        p = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket in a token's iss: compare it as it is
+        return url
     return f"{p.scheme.lower()}://{p.netloc.lower()}{p.path.rstrip('/')}"
 
 

@@ -37,12 +37,19 @@ class DeviceAuthorization:
     interval: int
 
     def instructions(self) -> str:
-        text = (f"To sign in, open this page on any device:\n\n  {self.verification_uri}\n\n"
-                f"and enter the code:  {self.user_code}\n")
-        if self.verification_uri_complete:
-            text += f"\nor open this link, which carries the code:\n\n  {self.verification_uri_complete}\n"
+        uri, code, link = (_printable(v) for v in (self.verification_uri, self.user_code,
+                                                    self.verification_uri_complete or ""))
+        text = (f"To sign in, open this page on any device:\n\n  {uri}\n\n"
+                f"and enter the code:  {code}\n")
+        if link:
+            text += f"\nor open this link, which carries the code:\n\n  {link}\n"
         return text + (f"\nWaiting for the sign-in to be approved (the code is valid for {_minutes(self.expires_in)}; "
                        "Ctrl-C cancels)...")
+
+
+def _printable(text: str) -> str:
+    """The IdP's strings go to a terminal: no control characters (escape sequences) from it."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 
 def _minutes(seconds: int) -> str:
