@@ -12,7 +12,8 @@ import aiohttp
 from ..clock import Clock
 from ..errors import LoginError, UpstreamError
 from ..secret import Secret
-from .oidc import TIMEOUT, OAuthError, ProviderMetadata, TokenResponse, _connection_error, _json, token_request
+from .oidc import (TIMEOUT, OAuthError, ProviderMetadata, TokenResponse, connection_error, read_json,
+                   token_request)
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,9 @@ async def start(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id: 
         async with http.post(meta.device_authorization_endpoint, timeout=TIMEOUT,
                              data={"client_id": client_id, "scope": " ".join(scopes)},
                              headers={"Accept": "application/json"}) as resp:
-            data = await _json(resp, what)
+            data = await read_json(resp, what)
     except aiohttp.ClientError as e:
-        raise _connection_error(what, e) from None
+        raise connection_error(what, e) from None
     # Google says verification_url; the RFC (and everyone else) verification_uri
     uri = data.get("verification_uri") or data.get("verification_url")
     expires_in = _positive_int(data.get("expires_in"))

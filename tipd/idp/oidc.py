@@ -57,12 +57,12 @@ class OAuthError(UpstreamError):
         super().__init__(msg, code="IdPError", permanent=permanent, status=401 if permanent else 502)
 
 
-def _connection_error(what: str, e: Exception) -> UpstreamError:
+def connection_error(what: str, e: Exception) -> UpstreamError:
     return UpstreamError(f"{what}: cannot reach the IdP ({type(e).__name__}: {e})", code="IdPUnreachable",
                          status=503, permanent=False)
 
 
-async def _json(resp: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
+async def read_json(resp: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
     body = await resp.read()
     try:
         data = json.loads(body)
@@ -83,9 +83,9 @@ async def discover(http: aiohttp.ClientSession, issuer: str) -> ProviderMetadata
     what = f"discovery at {url}"
     try:
         async with http.get(url, timeout=TIMEOUT, allow_redirects=False) as resp:
-            data = await _json(resp, what)
+            data = await read_json(resp, what)
     except aiohttp.ClientError as e:
-        raise _connection_error(what, e) from None
+        raise connection_error(what, e) from None
     if data.get("issuer") != issuer:
         raise UpstreamError(f"{what}: the document names issuer {data.get('issuer')!r}, not {issuer!r}; "
                             "set `issuer` to exactly the value the IdP publishes", code="IdPError", permanent=True)
@@ -99,9 +99,9 @@ async def fetch_jwks(http: aiohttp.ClientSession, jwks_uri: str) -> dict[str, An
     what = "fetching the IdP's signing keys"
     try:
         async with http.get(jwks_uri, timeout=TIMEOUT) as resp:
-            return await _json(resp, what)
+            return await read_json(resp, what)
     except aiohttp.ClientError as e:
-        raise _connection_error(what, e) from None
+        raise connection_error(what, e) from None
 
 
 def parse_token_response(data: dict[str, Any], what: str) -> TokenResponse:
@@ -120,9 +120,9 @@ def parse_token_response(data: dict[str, Any], what: str) -> TokenResponse:
 async def token_request(http: aiohttp.ClientSession, endpoint: str, form: dict[str, str], what: str) -> TokenResponse:
     try:
         async with http.post(endpoint, data=form, timeout=TIMEOUT, headers={"Accept": "application/json"}) as resp:
-            return parse_token_response(await _json(resp, what), what)
+            return parse_token_response(await read_json(resp, what), what)
     except aiohttp.ClientError as e:
-        raise _connection_error(what, e) from None
+        raise connection_error(what, e) from None
 
 
 async def refresh(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id: str, refresh_token: Secret,
@@ -142,10 +142,10 @@ async def revoke(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id:
     try:
         async with http.post(meta.revocation_endpoint, data=form, timeout=TIMEOUT) as resp:
             if resp.status >= 400:
-                await _json(resp, "revoking the refresh token")
+                await read_json(resp, "revoking the refresh token")
             return True
     except aiohttp.ClientError as e:
-        raise _connection_error("revoking the refresh token", e) from None
+        raise connection_error("revoking the refresh token", e) from None
 
 
 class IdpClient:
