@@ -1,0 +1,505 @@
+"""The IdP conformance matrix: one scenario per persona of the test IdP, through the real tipd and tipctl.
+
+For a persona (a named set of switches of tests/idp/server.mjs, see tests/support/personas.py) the scenario
+is what a new user does and what the days after bring:
+
+  configure  `tipctl configure --provider <preset>` with non-interactive flags
+  browser    `tipctl login` through the BROWSER hook (tests/support/browser.py); boto3 gets identity-enhanced
+             credentials
+  renewals   short lifetimes everywhere (IdP tokens, Identity Center token, both STS sessions): every stage of
+             the chain renews at least once by itself, and boto3 still gets credentials after that
+  restart    tipd stops and starts again: boto3 gets credentials again with no sign-in (no browser, no code)
+  device     where the IdP has a device flow: `tipctl login --device`, the code approved headlessly
+  logout     `tipctl logout`: the refresh token is revoked where the IdP can (checked at the IdP's token
+             endpoint), forgotten everywhere
+
+Where an IdP cannot work in some setting, a persona's `Expect.sentence` is the sentence tipd must say (it
+names the setting to change at the IdP); the scenario then ends there, and must end there.
+
+`run_matrix()` runs every persona's scenario at once, in threads, each with its own IdP process, home and
+tipd; `render_table()` turns the results into the table of docs/idp-matrix.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from base64 import b64encode
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .stack import ACCOUNT, BIN, ENHANCED_ROLE, OIDC_ROLE, REGION, ROOT, Home, Tipd, tipctl
+
+#: every persona of the issue, in the order of the table
+PERSONAS = ("default", "okta", "okta-org", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone",
+            "google", "onelogin", "jumpcloud")
+DOC = ROOT / "docs" / "idp-matrix.md"
+BEGIN = "<!-- matrix:begin (generated: TIPD_WRITE_MATRIX=1 pytest tests/acceptance/test_idp_matrix.py) -->"
+END = "<!-- matrix:end -->"
+
+#: the lifetime of everything upstream (IdP access and id tokens, the Identity Center token, both STS
+#: sessions): each stage is due for renewal LIFETIME - min(ROTATE, LIFETIME / 2) seconds after it was made
+LIFETIME = 30
+REFRESH = f"""
+[refresh]
+min_remaining = 8
+rotate_remaining = 14
+session_duration = {LIFETIME}
+"""
+USER = "alice"
+USER_EMAIL = "alice@example.com"
+USER_ID = "9067e4a2-alice"
+STAGES = ("idp-tokens", "bootstrap-session", "identity-center-token", "identity-enhanced-session")
+BOTO3_WHOAMI = ("python -c 'import boto3, json; "
+                "print(json.dumps(boto3.client(\"sts\").get_caller_identity()))'")
+USER_CODE = re.compile(r"enter the code:\s+(\S+)")
+OK = "ok"
+
+
+def app_arn(index: int) -> str:
+    """One Identity Center application per persona, so each has its own trusted token issuer."""
+    return f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-{index + 0xa000:016x}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# what the matrix expects of each persona
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expect:
+    """The matrix's expectations of one persona (the persona's switches live in tests/support/personas.py)."""
+
+    #: the `tipctl configure --provider` preset; "oidc" when the tree has no preset of that name
+    preset: str = "oidc"
+    #: the IdP has a device authorization endpoint
+    device: bool = True
+    #: the IdP offers revocation (RFC 7009) in its discovery document
+    revocation: bool = True
+    #: the JWT claim the trusted token issuer maps to the Identity Center user (and that claim's value)
+    claim: str = "email"
+    claim_value: str = USER_EMAIL
+    #: where the IdP cannot work in the setting the persona emulates: the sentence tipd must say
+    sentence: str | None = None
+    #: a line for the notes column (what is special about this IdP)
+    note: str = ""
+    #: extra `tipctl configure` flags
+    configure: tuple[str, ...] = ()
+
+
+EXPECT: dict[str, Expect] = {
+    "default": Expect(note="tests/idp as it always was: npm oidc-provider, public client, any loopback port"),
+}
+
+
+# ------------------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    persona: str
+    preset: str = ""
+    browser: str = "not run"
+    device: str = "not run"
+    renewals: str = "not run"
+    restart: str = "not run"
+    logout: str = "not run"
+    notes: str = ""
+    #: why the scenario stopped early (a failure), with the evidence; empty when it ran to its end
+    failure: str = ""
+    skipped: str = ""
+    seconds: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failure and not self.skipped
+
+
+class StepFailed(Exception):
+    """A step did not do what the matrix expects: the message says what happened instead."""
+
+
+def render_table(results: list[Result]) -> str:
+    """The markdown table of docs/idp-matrix.md (stable from run to run: no timings, no ports)."""
+    head = ["Persona", "Preset", "Sign-in: browser", "Sign-in: device", "Renewals (every stage)", "Restart",
+            "Logout", "Notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in results:
+        cells = [f"`{r.persona}`", f"`{r.preset}`" if r.preset else "", r.browser, r.device, r.renewals, r.restart,
+                 r.logout, r.notes]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def splice(page: str, table: str) -> str:
+    """The page with the text between the markers replaced by `table`."""
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    return page[:start] + "\n" + table + page[end:]
+
+
+def documented_table(page: str) -> str:
+    start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+    return page[start:end].strip("\n") + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------
+# the persona's IdP
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class PersonaInfo:
+    """What a consumer of a persona needs, whether tests/support/personas.py has it yet or not."""
+
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    redirect_port: int | None = None
+    redirect_host: str | None = None
+    device: bool = True
+
+
+def _personas_module():
+    try:
+        from . import personas  # the "personas" helper's module (may not exist in this tree yet)
+    except ImportError:
+        return None
+    return personas
+
+
+def start_idp(name: str):
+    """The persona's IdP, started with short lifetimes. Raises LookupError when the tree has no such persona."""
+    from .idp import IdP
+
+    ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME)
+    if name == "default":
+        return IdP(**ttl)
+    if _personas_module() is None:
+        raise LookupError("tests/support/personas.py is not in this tree yet")
+    try:
+        return IdP(persona=name, **ttl)
+    except TypeError as e:  # an IdP harness without personas
+        raise LookupError(f"the IdP harness has no personas ({e})") from None
+
+
+def persona_info(name: str, idp) -> PersonaInfo:
+    info = PersonaInfo(name, idp.issuer, idp.client_id)
+    mod = _personas_module()
+    persona = getattr(mod, "PERSONAS", {}).get(name) if mod is not None and name != "default" else None
+    if persona is not None:
+        for attr in ("client_secret", "redirect_port", "redirect_host", "device"):
+            value = getattr(persona, attr, None)
+            if value is not None:
+                setattr(info, attr, value)
+    for attr in ("client_secret",):  # the running IdP knows best (a generated secret, say)
+        value = getattr(idp, attr, None)
+        if value:
+            setattr(info, attr, value)
+    return info
+
+
+# ------------------------------------------------------------------------------------------------------
+# one persona's scenario
+# ------------------------------------------------------------------------------------------------------
+class MatrixTipd(Tipd):
+    """tipd, waited for through its control socket in-process (twelve of these start at once: spawning a
+    tipctl per readiness poll would cost more than the daemons)."""
+
+    def start(self, timeout: float = 60) -> "MatrixTipd":
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level",
+                                      "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait(lambda: _try_status(self.home) is not None, timeout, "tipd to answer on its control socket", self.proc)
+        return self
+
+
+def _try_status(home: Home) -> dict[str, Any] | None:
+    from tipd.cli.control import ControlClient
+    from tipd.errors import TipdError
+
+    try:
+        return ControlClient(home.socket, timeout=10).request("GET", "/v1/status")
+    except TipdError:
+        return None
+
+
+def wait(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen | None = None,
+         interval: float = 0.2) -> Any:
+    """Poll a condition with a deadline (never a blind sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise StepFailed(f"waiting for {what}: the process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise StepFailed(f"timed out waiting for {what} after {timeout:.0f} s")
+        time.sleep(interval)  # polling interval of the condition above, not a synchronisation
+
+
+class Scenario:
+    def __init__(self, name: str, index: int, fake, expect: Expect) -> None:
+        self.name = name
+        self.index = index
+        self.fake = fake
+        self.expect = expect
+        self.result = Result(name)
+        self.idp = None
+        self.home: Home | None = None
+        self.tipd: MatrixTipd | None = None
+        self.info: PersonaInfo | None = None
+        self.app = app_arn(index)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        self.result.log.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def profile(self) -> dict[str, Any]:
+        st = _try_status(self.home)
+        if st is None:
+            raise StepFailed("tipd does not answer on its control socket")
+        return st["profiles"][0]
+
+    def state_is(self, *states: str) -> dict[str, Any] | None:
+        """The profile's status when its state is one of `states`; a login-required state that was not
+        asked for fails the step at once, with tipd's sentence."""
+        p = self.profile()
+        if p["state"] in states:
+            return p
+        if p["state"] == "login-required":
+            raise StepFailed(f"tipd asks for a sign-in: {p['last_error']}")
+        return None
+
+    def whoami(self) -> None:
+        r = subprocess.run(["bash", "-c", f'set -e; eval "$(tipctl env)"; {BOTO3_WHOAMI}'], env=self.home.env,
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise StepFailed(f"boto3 got no credentials: {r.stderr.strip()[-600:]}")
+        arn = json.loads(r.stdout)["Arn"]
+        want = f"assumed-role/{ENHANCED_ROLE.split('/')[-1]}/tip-{USER_ID}"
+        if not arn.endswith(want):
+            raise StepFailed(f"boto3 got credentials of {arn}, not of the identity-enhanced role of {USER}")
+
+    def browser_visits(self) -> int:
+        log = self.home.browser_log
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    def stored_refresh_token(self) -> str | None:
+        f = self.home.state_dir / "tokens" / "work.json"
+        try:
+            return json.loads(f.read_text()).get("refresh_token")
+        except (OSError, ValueError):
+            return None
+
+    # -- the steps ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from .aws import AppConfig
+
+        self.idp = start_idp(self.name)
+        self.info = persona_info(self.name, self.idp)
+        self.fake.config.applications[self.app] = AppConfig(
+            issuer_url=self.info.issuer, audiences=[self.info.client_id], claim=self.expect.claim,
+            access_token_ttl=LIFETIME)
+        self.fake.config.users.setdefault(self.expect.claim_value, USER_ID)
+        self.home = Home(self.info.issuer, self.info.client_id, self.fake.url, app_arn=self.app)
+        self.home.config_file.write_text(f"[server]\nport = {self.home.port}\n{REFRESH}")
+
+    def configure(self) -> None:
+        from tipd.configure.presets import PROVIDERS
+
+        preset = self.expect.preset if self.expect.preset in PROVIDERS else "oidc"
+        self.result.preset = preset
+        args = ["configure", "--profile", "work", "--default", "--provider", preset, "--issuer", self.info.issuer,
+                "--client-id", self.info.client_id, "--application-arn", self.app, "--oidc-role-arn", OIDC_ROLE,
+                "--identity-enhanced-role-arn", ENHANCED_ROLE, "--region", REGION, *self.expect.configure]
+        if self.info.redirect_port:
+            args += ["--redirect-port", str(self.info.redirect_port)]
+        r = tipctl(self.home, *args, check=False)
+        if r.returncode != 0:
+            raise StepFailed(f"tipctl configure --provider {preset} failed: {r.stderr.strip()}")
+        self.note(f"configured: {self.home.config_file.read_text()}")
+
+    def browser_login(self) -> None:
+        self.tipd = MatrixTipd(self.home).start()
+        r = tipctl(self.home, "login", "--json", check=False, timeout=180)
+        if r.returncode != 0:
+            raise StepFailed(f"tipctl login failed: {r.stderr.strip()[-600:]}")
+        p = self.state_is("fresh")
+        if p is None:
+            raise StepFailed(f"after the sign-in the profile is {self.profile()['state']}, not fresh")
+        self.whoami()
+
+    def renewals(self) -> None:
+        """Every stage renews by itself at least once; no state on the way is login-required."""
+        base = {k: v["refreshes"] for k, v in self.profile()["stages"].items()}
+        creds_before = self.profile()["credentials_expire"]
+
+        def renewed() -> bool:
+            p = self.state_is("fresh", "refreshing", "degraded")
+            if p is None:
+                return False
+            return all(p["stages"][k]["refreshes"] > base[k] for k in STAGES) and \
+                p["credentials_expire"] != creds_before and p["state"] == "fresh"
+
+        wait(renewed, LIFETIME * 4, "every stage to renew itself", self.tipd.proc, interval=0.5)
+        self.whoami()
+
+    def restart(self) -> None:
+        visits = self.browser_visits()
+        rc = self.tipd.stop()
+        if rc != 0:
+            raise StepFailed(f"tipd exited with {rc} on SIGTERM")
+        self.tipd = MatrixTipd(self.home).start()
+        wait(lambda: self.state_is("fresh"), LIFETIME * 2, "fresh credentials after the restart", self.tipd.proc)
+        self.whoami()
+        if self.browser_visits() != visits:
+            raise StepFailed("the restart needed a browser sign-in")
+
+    def device_login(self) -> None:
+        from .device import approve_device_code
+
+        out, err = self.home.dir / "device.out", self.home.dir / "device.err"
+        with open(out, "wb") as o, open(err, "wb") as e:
+            proc = subprocess.Popen([str(BIN / "tipctl"), "login", "--device", "--json"], env=self.home.env,
+                                    stdout=o, stderr=e)
+        try:
+            code = wait(lambda: (m := USER_CODE.search(err.read_text())) and m.group(1), 60,
+                        "the user code on tipctl's stderr", proc)
+            approve_device_code(self.info.issuer.rstrip("/"), code, login=USER)
+            rc = proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if rc != 0:
+            raise StepFailed(f"tipctl login --device exited {rc}: {err.read_text().strip()[-600:]}")
+        if self.state_is("fresh") is None:
+            raise StepFailed(f"after the device sign-in the profile is {self.profile()['state']}")
+        self.whoami()
+
+    def logout(self) -> str:
+        token = self.stored_refresh_token()
+        r = tipctl(self.home, "logout", "--json", check=False)
+        if r.returncode != 0:
+            raise StepFailed(f"tipctl logout failed: {r.stderr.strip()}")
+        revoked = json.loads(r.stdout)["revoked_at_idp"]
+        if self.profile()["state"] != "signed-out":
+            raise StepFailed(f"after logout the profile is {self.profile()['state']}")
+        if (self.home.state_dir / "tokens" / "work.json").exists():
+            raise StepFailed("the refresh token is still in the store after logout")
+        if revoked != self.expect.revocation:
+            raise StepFailed(f"revoked_at_idp is {revoked}, the persona's revocation is {self.expect.revocation}")
+        if not revoked:
+            return "forgotten (the IdP has no revocation)"
+        if token is None:
+            raise StepFailed("no refresh token was in the file store to check its revocation")
+        error = self.refresh_error(token)
+        if error != "invalid_grant":
+            raise StepFailed(f"the revoked refresh token still refreshes at the IdP (answer: {error})")
+        return "revoked"
+
+    def refresh_error(self, token: str) -> str | None:
+        """Try the refresh token at the IdP's token endpoint, as the client; the OAuth error, or None if it works."""
+        doc = json.loads(urllib.request.urlopen(
+            self.info.issuer.rstrip("/") + "/.well-known/openid-configuration", timeout=15).read())
+        form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": self.info.client_id}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.info.client_secret:
+            basic = b64encode(f"{urllib.parse.quote(self.info.client_id)}:"
+                              f"{urllib.parse.quote(self.info.client_secret)}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        req = urllib.request.Request(doc["token_endpoint"], urllib.parse.urlencode(form).encode(), headers)
+        try:
+            urllib.request.urlopen(req, timeout=15).read()
+            return None
+        except urllib.error.HTTPError as e:
+            with e:
+                try:
+                    return json.loads(e.read()).get("error")
+                except ValueError:
+                    return f"HTTP {e.code}"
+
+    # -- the whole thing ------------------------------------------------------------------------
+    def run(self) -> Result:
+        started = time.monotonic()
+        r = self.result
+        r.preset = self.expect.preset
+        try:
+            try:
+                self.setup()
+            except LookupError as e:
+                r.skipped = str(e)
+                r.notes = "not in the test IdP yet"
+                return r
+            self.configure()
+            steps: list[tuple[str, Callable[[], Any]]] = [
+                ("browser", self.browser_login), ("renewals", self.renewals), ("restart", self.restart)]
+            if self.expect.device and self.info.device:
+                steps.append(("device", self.device_login))
+            else:
+                r.device = "— (the IdP has no device flow)"
+            steps.append(("logout", self.logout))
+            for column, step in steps:
+                self.note(f"step {column}")
+                try:
+                    outcome = step()
+                except StepFailed as e:
+                    if self.expect.sentence and self.expect.sentence in str(e):
+                        setattr(r, column, "stops with the sentence")
+                        r.notes = f"“{self.expect.sentence}”"
+                        return r
+                    setattr(r, column, "FAILED")
+                    r.failure = f"{column}: {e}"
+                    return r
+                setattr(r, column, outcome if isinstance(outcome, str) else OK)
+            if self.expect.sentence:
+                r.failure = f"the scenario ran to its end; the matrix expected the sentence {self.expect.sentence!r}"
+                return r
+            r.notes = self.expect.note
+        except Exception as e:  # a harness error: report it against the persona, keep the others running
+            r.failure = f"harness error: {type(e).__name__}: {e}\n{traceback.format_exc()}"
+        finally:
+            self.teardown()
+            r.seconds = round(time.monotonic() - started, 1)
+        return r
+
+    def teardown(self) -> None:
+        r = self.result
+        if self.tipd is not None:
+            if r.failure:
+                r.log.append("tipd log (tail):\n" + self.tipd.output()[-6000:])
+            try:
+                self.tipd.stop()
+            except Exception:  # noqa: BLE001 - cleanup must go on
+                pass
+        if self.idp is not None:
+            if r.failure:
+                r.log.append("IdP stderr (tail):\n" + self.idp.stderr()[-3000:])
+            self.idp.stop()
+        if self.home is not None:
+            self.home.cleanup()
+        self.fake.config.applications.pop(self.app, None)
+
+
+def run_matrix(fake, names: tuple[str, ...] = PERSONAS) -> dict[str, Result]:
+    """Every persona's scenario at once, one thread each; the results by persona."""
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="matrix") as pool:
+        futures = {n: pool.submit(Scenario(n, i, fake, EXPECT.get(n, Expect())).run) for i, n in enumerate(names)}
+        return {n: f.result() for n, f in futures.items()}
+
+
+def selected() -> tuple[str, ...]:
+    """TIPD_MATRIX=okta,entra runs only those personas (while working on one; the docs check is then skipped)."""
+    only = [n.strip() for n in os.environ.get("TIPD_MATRIX", "").split(",") if n.strip()]
+    unknown = sorted(set(only) - set(PERSONAS))
+    if unknown:
+        raise ValueError(f"TIPD_MATRIX names unknown personas: {', '.join(unknown)}")
+    return tuple(n for n in PERSONAS if not only or n in only)
+
+
