@@ -221,6 +221,78 @@ def test_rotated_issuer_key_is_refetched(fake, issuer):
     assert fake.jwks_fetches == fetches + 1
 
 
+# --- trusted token issuers of the matrix's personas: verified like Identity Center ------------------
+
+
+@pytest.fixture(scope="module")
+def es256_slash():
+    """An ES256 issuer whose identifier ends in a slash (Auth0 issuers do: https://TENANT.auth0.com/)."""
+    with JwtIssuer("ES256", trailing_slash=True) as iss:
+        yield iss
+
+
+@pytest.fixture
+def tti(fake, es256_slash):
+    """An application trusting es256_slash, matching users by another claim than email."""
+    app = APP.replace("aaaabbbbccccdddd", "eeee000011112222")
+    fake.config.applications[app] = AppConfig(issuer_url=es256_slash.url, audiences=["api://tipd", AUD],
+                                              claim="preferred_username")
+    fake.config.users["alice"] = ALICE_ID
+    yield app
+
+
+def test_es256_aud_array_trailing_slash_issuer_and_another_claim(fake, issuer, es256_slash, tti):
+    assert es256_slash.url.endswith("/")
+    creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
+    token = es256_slash.token(aud=[AUD, "https://graph.example.com"], extra={"azp": AUD,
+                                                                             "preferred_username": "alice"})
+    assert jwt.get_unverified_header(token)["alg"] == "ES256"
+    resp = _exchange(fake, creds, token, app=tti)
+    assert fake.identity_context_user(resp["awsAdditionalDetails"]["identityContext"]) == ALICE_ID
+
+
+def test_access_token_jwt_with_an_api_audience(fake, issuer, es256_slash, tti):
+    """An access token in RFC 9068 form (typ at+jwt), its aud an API identifier, no email claim."""
+    creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
+    token = es256_slash.token(aud="api://tipd", typ="at+jwt", extra={"client_id": AUD, "scope": "openid",
+                                                                     "preferred_username": "alice"})
+    resp = _exchange(fake, creds, token, app=tti)
+    assert fake.identity_context_user(resp["awsAdditionalDetails"]["identityContext"]) == ALICE_ID
+
+
+@pytest.mark.parametrize("iss, reason", [
+    (lambda url: url.rstrip("/"), "iss does not match"),          # the slash left out
+    (lambda url: url + "/", "iss does not match"),                 # one slash too many
+    (lambda url: url.upper(), "iss does not match"),               # not byte for byte
+], ids=["no-slash", "two-slashes", "case"])
+def test_issuer_is_compared_byte_for_byte(fake, issuer, es256_slash, tti, iss, reason):
+    creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
+    token = es256_slash.token(aud=AUD, iss=iss(es256_slash.url), extra={"preferred_username": "alice"})
+    with pytest.raises(ClientError) as excinfo:
+        _exchange(fake, creds, token, app=tti)
+    assert _error(excinfo) == "InvalidGrantException" and reason in excinfo.value.response["error_description"]
+
+
+def test_a_trusted_token_issuer_url_without_the_slash_is_refused_by_discovery(fake, issuer, es256_slash):
+    """The discovery document names the issuer with its slash: a TTI configured without it never verifies."""
+    app = APP.replace("aaaabbbbccccdddd", "eeee000011113333")
+    fake.config.applications[app] = AppConfig(issuer_url=es256_slash.url.rstrip("/"), audiences=[AUD])
+    creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
+    with pytest.raises(ClientError) as excinfo:
+        _exchange(fake, creds, es256_slash.token(aud=AUD, iss=es256_slash.url.rstrip("/"), email=ALICE), app=app)
+    assert "discovery document names a different issuer" in excinfo.value.response["error_description"]
+
+
+def test_unmapped_other_claim_and_nested_claim_paths(fake, issuer, es256_slash, tti):
+    creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
+    with pytest.raises(ClientError) as excinfo:  # an email, but the TTI maps preferred_username
+        _exchange(fake, creds, es256_slash.token(aud=AUD, email=ALICE), app=tti)
+    assert "lacks the mapped claim 'preferred_username'" in excinfo.value.response["error_description"]
+    fake.config.applications[tti].claim = "user.login"
+    resp = _exchange(fake, creds, es256_slash.token(aud=AUD, extra={"user": {"login": "alice"}}), app=tti)
+    assert fake.identity_context_user(resp["awsAdditionalDetails"]["identityContext"]) == ALICE_ID
+
+
 def test_unknown_application_is_invalid_client(fake, issuer):
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
     with pytest.raises(ClientError) as excinfo:

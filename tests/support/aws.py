@@ -579,10 +579,23 @@ def _xml_find(body: bytes, wanted: str) -> dict[str, str] | str | None:
 
 @dataclass
 class AppConfig:
-    """One Identity Center customer-managed application with a trusted token issuer."""
+    """One Identity Center customer-managed application with a trusted token issuer.
+
+    Verified like Identity Center does (the trusted token issuer settings,
+    https://docs.aws.amazon.com/singlesignon/latest/userguide/trusted-token-issuer-configuration-settings.html,
+    and OidcJwtConfiguration, https://docs.aws.amazon.com/singlesignon/latest/APIReference/API_OidcJwtConfiguration.html):
+    the keys come from the issuer URL's OpenID discovery document (JwksRetrievalOption OPEN_ID_DISCOVERY,
+    the only option), whose `issuer` must equal the configured URL; the token's `iss` is compared with it
+    byte for byte (a trailing slash matters: Auth0's issuers end in one); `aud` (a string, or an array
+    such as Entra's and Auth0's access tokens carry) must contain one of the application's audiences;
+    the signature is RS256 or ES256 by a key of that JWKS; the user is found through `claim`
+    (ClaimAttributePath: a claim name, or a dotted path into nested claims), whichever kind of JWT it
+    is (an id_token, or an access token in RFC 9068 form, typ at+jwt).
+    """
 
     issuer_url: str
     audiences: list[str]
+    #: ClaimAttributePath: the claim (or dotted path) whose value names the Identity Center user
     claim: str = "email"
     refresh_token_grant: bool = True
     access_token_ttl: int = 3600
@@ -1020,7 +1033,7 @@ class FakeAWS:
             if digest in self._used_assertions:  # concurrent replay
                 raise _AwsError("InvalidGrantException", "assertion has already been used (replayed JWT)")
             self._used_assertions.add(digest)
-        value = claims.get(app.claim)
+        value = claim_at(claims, app.claim)
         if value is None:
             raise _AwsError("InvalidGrantException", f"assertion lacks the mapped claim {app.claim!r}")
         user_id = self.config.users.get(str(value))
@@ -1122,6 +1135,17 @@ class FakeAWS:
                             headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
 
+def claim_at(claims: dict[str, Any], path: str) -> Any:
+    """The value a ClaimAttributePath names: a claim (names may hold '_' or '.'), else a dotted path into
+    nested objects; None when absent or not a plain value (a user is matched by one string)."""
+    value: Any = claims.get(path)
+    if value is None and "." in path:
+        value = claims
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
 # --------------------------------------------------------------------------------------------------
 # a tiny OIDC issuer (discovery + JWKS) for tests that do not need the real IdP
 # --------------------------------------------------------------------------------------------------
@@ -1134,10 +1158,12 @@ class JwtIssuer:
     stay published unless ``drop_old``); ``token(..., unpublished=True)`` signs with a key never published.
     """
 
-    def __init__(self, algorithm: str = "RS256") -> None:
+    def __init__(self, algorithm: str = "RS256", *, trailing_slash: bool = False) -> None:
         if algorithm not in ("RS256", "ES256"):
             raise ValueError(algorithm)
         self.algorithm = algorithm
+        #: an issuer identifier ending in "/" (as Auth0's do): discovery lives at <issuer>.well-known/...
+        self.trailing_slash = trailing_slash
         self._keys: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
         self.jwks_requests = 0
@@ -1163,7 +1189,7 @@ class JwtIssuer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("JwtIssuer not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}" + ("/" if self.trailing_slash else "")
 
     def jwks(self) -> dict[str, Any]:
         algo = jwt.algorithms.RSAAlgorithm if self.algorithm == "RS256" else jwt.algorithms.ECAlgorithm
@@ -1177,7 +1203,7 @@ class JwtIssuer:
 
     def token(self, *, aud: str | list[str], sub: str = "user-1", email: str | None = None, ttl: int = 300,
               iss: str | None = None, unpublished: bool = False, kid: str | None = None,
-              extra: dict[str, Any] | None = None, iat: int | None = None) -> str:
+              extra: dict[str, Any] | None = None, iat: int | None = None, typ: str | None = None) -> str:
         now = int(time.time()) if iat is None else iat
         claims: dict[str, Any] = {"iss": iss if iss is not None else self.url, "sub": sub, "aud": aud,
                                   "iat": now, "exp": now + ttl, "jti": secrets.token_hex(8)}
@@ -1188,7 +1214,8 @@ class JwtIssuer:
             current_kid, key = self._keys[-1]
         if unpublished:
             current_kid, key = "unpublished-" + current_kid, self._unpublished
-        return jwt.encode(claims, key, algorithm=self.algorithm, headers={"kid": kid or current_kid})
+        headers = {"kid": kid or current_kid, **({"typ": typ} if typ else {})}
+        return jwt.encode(claims, key, algorithm=self.algorithm, headers=headers)
 
     def start(self) -> "JwtIssuer":
         issuer = self
@@ -1196,7 +1223,7 @@ class JwtIssuer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/.well-known/openid-configuration":
-                    doc = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks",
+                    doc = {"issuer": issuer.url, "jwks_uri": issuer.url.rstrip("/") + "/jwks",
                            "id_token_signing_alg_values_supported": [issuer.algorithm]}
                 elif self.path == "/jwks":
                     issuer.jwks_requests += 1
