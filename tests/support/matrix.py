@@ -37,9 +37,6 @@ from typing import Any, Callable
 
 from .stack import ACCOUNT, BIN, ENHANCED_ROLE, OIDC_ROLE, REGION, ROOT, Home, Tipd, tipctl
 
-#: every persona of the issue, in the order of the table
-PERSONAS = ("default", "okta", "okta-org", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone",
-            "google", "onelogin", "jumpcloud")
 DOC = ROOT / "docs" / "idp-matrix.md"
 BEGIN = "<!-- matrix:begin (generated: TIPD_WRITE_MATRIX=1 pytest tests/acceptance/test_idp_matrix.py) -->"
 END = "<!-- matrix:end -->"
@@ -73,28 +70,59 @@ def app_arn(index: int) -> str:
 # ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Expect:
-    """The matrix's expectations of one persona (the persona's switches live in tests/support/personas.py)."""
+    """The matrix's expectations of one row: a persona (tests/support/personas.py), perhaps with switches
+    changed to another setting of the same IdP. What the IdP offers (device flow, revocation, a client secret,
+    a fixed redirect port) comes from the running persona itself; this says what tipd must make of it."""
 
+    #: the persona; the row's name when empty
+    persona: str = ""
+    #: switches that differ from the persona's (another setting at the same IdP)
+    switches: dict[str, Any] = field(default_factory=dict)
     #: the `tipctl configure --provider` preset; "oidc" when the tree has no preset of that name
     preset: str = "oidc"
-    #: the IdP has a device authorization endpoint
-    device: bool = True
-    #: the IdP offers revocation (RFC 7009) in its discovery document
-    revocation: bool = True
-    #: the JWT claim the trusted token issuer maps to the Identity Center user (and that claim's value)
+    #: the trusted token issuer's ClaimAttributePath, and the value of that claim for the user
     claim: str = "email"
     claim_value: str = USER_EMAIL
-    #: where the IdP cannot work in the setting the persona emulates: the sentence tipd must say
+    #: where the IdP cannot work in the setting the row emulates: the words tipd's sentence must hold (the
+    #: setting to change at the IdP)
     sentence: str | None = None
-    #: a line for the notes column (what is special about this IdP)
+    #: the Notes column
     note: str = ""
     #: extra `tipctl configure` flags
     configure: tuple[str, ...] = ()
 
 
+RETURN_ID_TOKEN = "'Return ID Token On Refresh Grant'"
+#: every row of the table, in its order: each persona of the issue, and a setting of an IdP that cannot
+#: work (the persona's default) next to the one that does
 EXPECT: dict[str, Expect] = {
-    "default": Expect(note="tests/idp as it always was: npm oidc-provider, public client, any loopback port"),
+    "default": Expect(note="npm oidc-provider as tests/idp always ran it: public client, any 127.0.0.1 port, "
+                           "rotating refresh tokens whose reuse revokes the grant"),
+    "okta": Expect(preset="okta", note="custom authorization server: persistent refresh tokens (returned only "
+                                       "with offline_access), JWT access tokens, exact redirect port"),
+    "okta-org": Expect(preset="okta", note="org authorization server: 90-day refresh tokens, exact redirect port"),
+    "entra": Expect(preset="entra", claim="sub", claim_value=USER,
+                    note="refresh scope required; no email claim (the trusted token issuer maps `sub`); "
+                         "http://localhost redirect; old refresh tokens stay valid; no revocation endpoint"),
+    "cognito": Expect(preset="cognito", note="offline_access refused (a refresh token comes anyway); refresh "
+                                             "returns no new refresh token; http://localhost, exact port"),
+    "keycloak": Expect(preset="keycloak", note="a refresh token with every grant, a new one on every refresh "
+                                               "(old ones stay valid)"),
+    "auth0": Expect(preset="auth0", note="issuer with a trailing slash, compared byte for byte; non-rotating "
+                                         "refresh tokens; exact redirect port"),
+    "pingfederate": Expect(preset="pingfederate", sentence=RETURN_ID_TOKEN,
+                           note="its default: no id_token on a refresh grant, opaque access tokens"),
+    "pingfederate+id-token-on-refresh": Expect(
+        persona="pingfederate", switches={"refresh_id_token": True}, preset="pingfederate",
+        note="with 'Return ID Token On Refresh Grant' set on the OpenID Connect policy"),
+    "pingone": Expect(preset="pingone", note="refresh tokens bound to the IdP session; JWT access tokens"),
+    "google": Expect(preset="google", note="client secret (stored like the refresh token); refresh token only "
+                                           "with access_type=offline; device flow says verification_url"),
+    "onelogin": Expect(preset="onelogin", note="rotating refresh tokens; exact redirect port"),
+    "jumpcloud": Expect(preset="jumpcloud", note="issuer with a trailing slash; exact redirect port; no "
+                                                 "revocation endpoint"),
 }
+PERSONAS = tuple(EXPECT)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -153,54 +181,45 @@ def documented_table(page: str) -> str:
 # ------------------------------------------------------------------------------------------------------
 @dataclass
 class PersonaInfo:
-    """What a consumer of a persona needs, whether tests/support/personas.py has it yet or not."""
+    """What the scenario needs to know of the running persona (tests/support/idp.py has it all; the default
+    IdP of a tree without personas has none of it)."""
 
-    name: str
     issuer: str
     client_id: str
     client_secret: str | None = None
+    client_auth: str = "none"
     redirect_port: int | None = None
-    redirect_host: str | None = None
+    redirect_host: str = "127.0.0.1"
     device: bool = True
+    revocation: str = "enabled"
+
+    @classmethod
+    def of(cls, idp) -> "PersonaInfo":
+        info = cls(idp.issuer, idp.client_id)
+        for attr, name in (("client_secret", "client_secret"), ("client_auth", "client_auth"),
+                           ("redirect_port", "redirect_port"), ("redirect_host", "redirect_host"),
+                           ("device", "device_flow"), ("revocation", "revocation")):
+            value = getattr(idp, name, None)
+            if value is not None:
+                setattr(info, attr, value)
+        return info
 
 
-def _personas_module():
-    try:
-        from . import personas  # the "personas" helper's module (may not exist in this tree yet)
-    except ImportError:
-        return None
-    return personas
-
-
-def start_idp(name: str):
-    """The persona's IdP, started with short lifetimes. Raises LookupError when the tree has no such persona."""
+def start_idp(row: str, expect: Expect):
+    """The row's IdP, started with short lifetimes. LookupError: this tree has no such persona yet."""
     from .idp import IdP
 
     ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME)
-    if name == "default":
+    persona = expect.persona or row
+    if persona == "default" and not expect.switches:
         return IdP(**ttl)
-    if _personas_module() is None:
-        raise LookupError("tests/support/personas.py is not in this tree yet")
     try:
-        return IdP(persona=name, **ttl)
-    except TypeError as e:  # an IdP harness without personas
-        raise LookupError(f"the IdP harness has no personas ({e})") from None
-
-
-def persona_info(name: str, idp) -> PersonaInfo:
-    info = PersonaInfo(name, idp.issuer, idp.client_id)
-    mod = _personas_module()
-    persona = getattr(mod, "PERSONAS", {}).get(name) if mod is not None and name != "default" else None
-    if persona is not None:
-        for attr in ("client_secret", "redirect_port", "redirect_host", "device"):
-            value = getattr(persona, attr, None)
-            if value is not None:
-                setattr(info, attr, value)
-    for attr in ("client_secret",):  # the running IdP knows best (a generated secret, say)
-        value = getattr(idp, attr, None)
-        if value:
-            setattr(info, attr, value)
-    return info
+        from .personas import PERSONAS as KNOWN  # the "personas" helper's module
+    except ImportError:
+        raise LookupError("tests/support/personas.py is not in this tree yet") from None
+    if persona not in KNOWN:
+        raise LookupError(f"tests/support/personas.py has no persona {persona!r} yet")
+    return IdP(persona=persona, switches=dict(expect.switches), **ttl)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -301,8 +320,8 @@ class Scenario:
     def setup(self) -> None:
         from .aws import AppConfig
 
-        self.idp = start_idp(self.name)
-        self.info = persona_info(self.name, self.idp)
+        self.idp = start_idp(self.name, self.expect)
+        self.info = PersonaInfo.of(self.idp)
         self.fake.config.applications[self.app] = AppConfig(
             issuer_url=self.info.issuer, audiences=[self.info.client_id], claim=self.expect.claim,
             access_token_ttl=LIFETIME)
@@ -320,9 +339,18 @@ class Scenario:
                 "--identity-enhanced-role-arn", ENHANCED_ROLE, "--region", REGION, *self.expect.configure]
         if self.info.redirect_port:
             args += ["--redirect-port", str(self.info.redirect_port)]
-        r = tipctl(self.home, *args, check=False)
+        if self.info.redirect_host != "127.0.0.1":
+            args += ["--redirect-host", self.info.redirect_host]
+        secret = None
+        if self.info.client_secret:  # as a person would paste it: on stdin, never in argv
+            args.append("--client-secret-stdin")
+            secret = self.info.client_secret + "\n"
+        r = subprocess.run([str(BIN / "tipctl"), *args], env=self.home.env, input=secret, capture_output=True,
+                           text=True, timeout=120)
         if r.returncode != 0:
             raise StepFailed(f"tipctl configure --provider {preset} failed: {r.stderr.strip()}")
+        if secret and self.info.client_secret in self.home.config_file.read_text():
+            raise StepFailed("the client secret was written to the config file")
         self.note(f"configured: {self.home.config_file.read_text()}")
 
     def browser_login(self) -> None:
@@ -393,10 +421,12 @@ class Scenario:
             raise StepFailed(f"after logout the profile is {self.profile()['state']}")
         if (self.home.state_dir / "tokens" / "work.json").exists():
             raise StepFailed("the refresh token is still in the store after logout")
-        if revoked != self.expect.revocation:
-            raise StepFailed(f"revoked_at_idp is {revoked}, the persona's revocation is {self.expect.revocation}")
+        can = self.info.revocation == "enabled"
+        if revoked != can:
+            raise StepFailed(f"revoked_at_idp is {revoked}, but the IdP's revocation is {self.info.revocation}")
         if not revoked:
-            return "forgotten (the IdP has no revocation)"
+            return ("forgotten (no revocation endpoint)" if self.info.revocation == "absent"
+                    else f"forgotten (revocation: {self.info.revocation})")
         if token is None:
             raise StepFailed("no refresh token was in the file store to check its revocation")
         error = self.refresh_error(token)
@@ -410,7 +440,9 @@ class Scenario:
             self.info.issuer.rstrip("/") + "/.well-known/openid-configuration", timeout=15).read())
         form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": self.info.client_id}
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if self.info.client_secret:
+        if self.info.client_secret and self.info.client_auth != "client_secret_basic":
+            form["client_secret"] = self.info.client_secret
+        elif self.info.client_secret:
             basic = b64encode(f"{urllib.parse.quote(self.info.client_id)}:"
                               f"{urllib.parse.quote(self.info.client_secret)}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
@@ -440,7 +472,7 @@ class Scenario:
             self.configure()
             steps: list[tuple[str, Callable[[], Any]]] = [
                 ("browser", self.browser_login), ("renewals", self.renewals), ("restart", self.restart)]
-            if self.expect.device and self.info.device:
+            if self.info.device:
                 steps.append(("device", self.device_login))
             else:
                 r.device = "— (the IdP has no device flow)"
