@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,18 +18,53 @@ from .urls import split_url
 ACCOUNT_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 APPLICATION_ARN = r"^arn:aws[a-z-]*:sso::\d{12}:application/ssoins-[0-9a-f]{16}/apl-[0-9a-f]{16}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
-#: the scopes a profile asks for when it names none, by provider (`tipctl configure` has a preset for each)
-DEFAULT_SCOPES: dict[str, list[str]] = {
-    "okta": ["openid", "email", "offline_access"],
-    "entra": ["openid", "profile", "email", "offline_access"],
+PROVIDERS = ("okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone", "google", "onelogin",
+             "jumpcloud", "oidc")
+Provider = Literal["okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone", "google", "onelogin",
+                   "jumpcloud", "oidc"]
+#: IdPs that refuse the `offline_access` scope (invalid_scope) and issue refresh tokens without it
+NO_OFFLINE_ACCESS = {
     # Cognito app clients allow only openid, email, phone, profile, aws.cognito.signin.user.admin and
     # resource-server scopes: asking for offline_access fails with invalid_scope
     # (https://github.com/mintel/dex-k8s-authenticator/issues/168). They need no such scope: the
     # authorization-code grant always returns a refresh token ("the only way to get all three token
     # types", https://docs.aws.amazon.com/cognito/latest/developerguide/federation-endpoints-oauth-grants.html).
-    "cognito": ["openid", "email"],
-    "oidc": ["openid", "email", "offline_access"],
+    "cognito",
+    # Google: a refresh token comes with access_type=offline, not with a scope; offline_access is not one of
+    # its scopes (https://developers.google.com/identity/protocols/oauth2/native-app,
+    # https://developers.google.com/identity/openid-connect/openid-connect#access-type-param)
+    "google",
 }
+_OIDC_SCOPES = ["openid", "email", "offline_access"]
+#: the scopes a profile asks for when it names none, by provider (`tipctl configure` has a preset for each)
+DEFAULT_SCOPES: dict[str, list[str]] = {
+    "okta": _OIDC_SCOPES,
+    "entra": ["openid", "profile", "email", "offline_access"],
+    "cognito": ["openid", "email"],
+    "keycloak": _OIDC_SCOPES,
+    "auth0": _OIDC_SCOPES,
+    "pingfederate": _OIDC_SCOPES,
+    "pingone": _OIDC_SCOPES,
+    "google": ["openid", "email"],
+    "onelogin": _OIDC_SCOPES,
+    "jumpcloud": _OIDC_SCOPES,
+    "oidc": _OIDC_SCOPES,
+}
+#: the other settings a provider changes when the profile does not set them (the matrix's defaults;
+#: docs/idp-setup.md says why for each)
+PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
+    # Entra's v2.0 token endpoint documents `scope` as required on a refresh grant, a subset of the sign-in's
+    # (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow#refresh-the-access-token)
+    "entra": {"refresh_scope": "granted"},
+    # Google: a refresh token only with access_type=offline, again on a later consent only with prompt=consent;
+    # desktop clients have a secret that the token endpoint requires
+    # (https://developers.google.com/identity/protocols/oauth2/native-app#exchange-authorization-code)
+    "google": {"auth_params": {"access_type": "offline", "prompt": "consent"}, "client_auth": "client_secret_post"},
+}
+#: authorization request parameters tipd sets itself: auth_params may not replace them
+RESERVED_AUTH_PARAMS = {"response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
+                        "code_challenge_method", "request", "request_uri"}
+_PARAM_NAME = r"[A-Za-z0-9_.-]{1,64}"
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -40,6 +76,9 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_NAMES = {"cognito": "Cognito", "google": "Google"}
 
 
 class _Model(BaseModel):
@@ -84,11 +123,25 @@ class StoreConfig(_Model):
 
 class Profile(_Model):
     #: which IdP preset made it (`tipctl configure`); first, so the scope rules below can see it
-    provider: Literal["okta", "entra", "cognito", "oidc"] = "oidc"
+    provider: Provider = "oidc"
     issuer: str
-    client_id: Annotated[str, Field(min_length=1)]
-    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES["oidc"]))
+    client_id: Annotated[str, Field(min_length=1, max_length=512)]
+    scopes: list[Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#-\[\]-~]+$")]] = Field(
+        default_factory=lambda: list(DEFAULT_SCOPES["oidc"]), max_length=64)
+    #: the loopback redirect http://HOST:PORT/callback: the host exactly as registered at the IdP
+    redirect_host: Literal["127.0.0.1", "localhost"] = "127.0.0.1"
     redirect_port: int = Field(0, ge=0, le=65535)
+    #: the `scope` of a refresh grant: "omit" keeps the grant as it is (RFC 6749 section 6); "granted" sends
+    #: exactly what the IdP granted, for IdPs that require a scope (a refresh never asks for more)
+    refresh_scope: Literal["omit", "granted"] = "omit"
+    #: the JWT that goes to AWS (STS AssumeRoleWithWebIdentity, Identity Center CreateTokenWithIAM): the
+    #: id_token, or a JWT access token for IdPs that return no id_token on a refresh
+    exchange_token: Literal["id_token", "access_token"] = "id_token"
+    #: how the client authenticates at the token endpoint; a secret (`tipctl configure --client-secret-stdin`)
+    #: is kept in the OS keyring or a 0600 file, never in this file
+    client_auth: Literal["none", "client_secret_post", "client_secret_basic"] = "none"
+    #: extra authorization request parameters (e.g. Google's access_type = "offline")
+    auth_params: dict[str, str] = Field(default_factory=dict, max_length=16)
     application_arn: Annotated[str, Field(pattern=APPLICATION_ARN)]
     oidc_role_arn: Annotated[str, Field(pattern=ACCOUNT_ROLE_ARN)]
     identity_enhanced_role_arn: Annotated[str, Field(pattern=ACCOUNT_ROLE_ARN)]
@@ -110,28 +163,59 @@ class Profile(_Model):
             raise ValueError("must not have a query or fragment")
         return v
 
+    def refresh_scope_for(self, granted: str | None) -> str | None:
+        """The `scope` of a refresh grant: None (left out: the grant stays as it is, RFC 6749 section 6), or
+        exactly what was granted (what was asked for when the IdP did not say), never more."""
+        if self.refresh_scope == "omit":
+            return None
+        return granted if granted else " ".join(self.scopes)
+
     @property
-    def refresh_scopes(self) -> list[str] | None:
-        """The `scope` of a refresh grant. Entra requires one; Cognito documents none (and its examples send
-        none), so it is left out there: the refresh then keeps the scopes of the sign-in (RFC 6749 section 6)."""
-        return None if self.provider == "cognito" else self.scopes
+    def needs_client_secret(self) -> bool:
+        return self.client_auth != "none"
 
     @model_validator(mode="before")
     @classmethod
-    def _provider_scopes(cls, data: object) -> object:
-        if isinstance(data, dict) and "scopes" not in data and data.get("provider") in DEFAULT_SCOPES:
-            data = {**data, "scopes": list(DEFAULT_SCOPES[data["provider"]])}
+    def _provider_defaults(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("provider"), str):
+            provider = data["provider"]
+            defaults: dict[str, object] = dict(PROVIDER_DEFAULTS.get(provider, {}))
+            if provider in DEFAULT_SCOPES:
+                defaults["scopes"] = list(DEFAULT_SCOPES[provider])
+            data = {**{k: v for k, v in defaults.items() if k not in data}, **data}
         return data
+
+    @field_validator("auth_params")
+    @classmethod
+    def _auth_params(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, x in v.items():
+            if not re.fullmatch(_PARAM_NAME, k):
+                raise ValueError(f"{k!r} is not a parameter name (1-64 letters, digits, '_', '.' or '-')")
+            if k in RESERVED_AUTH_PARAMS:
+                raise ValueError(f"{k!r} is set by tipd itself")
+            if len(x) > 1024 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in x):
+                raise ValueError(f"the value of {k!r} must be at most 1024 printable characters")
+        return v
+
+    @model_validator(mode="after")
+    def _client_auth(self) -> "Profile":
+        if self.provider == "google" and self.client_auth == "none":
+            raise ValueError('client_auth: Google requires the client secret even for desktop apps: use '
+                             '"client_secret_post" and store the secret with `tipctl configure --client-secret-stdin`')
+        return self
 
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, v: list[str], info: ValidationInfo) -> list[str]:
         if "openid" not in v:
             raise ValueError('must include "openid" (Identity Center exchanges the id_token)')
-        if info.data.get("provider") == "cognito":
+        provider = info.data.get("provider")
+        if provider in NO_OFFLINE_ACCESS:
             if "offline_access" in v:
-                raise ValueError('must not include "offline_access" with Cognito: its app clients refuse it '
-                                 "(invalid_scope) and issue a refresh token without it")
+                how = ("issues a refresh token without it" if provider == "cognito" else
+                       'issues a refresh token with auth_params access_type = "offline"')
+                raise ValueError(f'must not include "offline_access" with {_NAMES.get(provider, provider)}: it '
+                                 f"refuses that scope (invalid_scope) and {how}")
         elif "offline_access" not in v:
             raise ValueError('must include "offline_access", or the IdP issues no refresh token '
                              "and tipd cannot keep you signed in")

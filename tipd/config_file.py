@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 from .errors import ConfigError, UnknownProfile
 
 DEFAULT_PORT = 9911
+#: a config file is a few KiB: a bigger one is the wrong file, and is not read whole into memory
+MAX_CONFIG = 1024 * 1024
 #: profile names end up in URLs, keyring entries and file names: keep them boring
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always .fullmatch: `$` would let a final newline in
 
@@ -34,19 +37,47 @@ def read_config_file(path: str | os.PathLike[str] | None = None, *,
     absent file at the implicit location reads as empty (a fresh install)."""
     p = config_path(path)
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as f:
+            check_not_writable_by_others(p, os.fstat(f.fileno()))
+            raw = f.read(MAX_CONFIG + 1)
     except FileNotFoundError:
         if missing_ok and not path and not os.environ.get("TIPD_CONFIG"):
             return {}, p
         raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
+    if len(raw) > MAX_CONFIG:
+        raise ConfigError(f"{p}: the config file is larger than {MAX_CONFIG // 1024} KiB; is it the right file?")
     try:
         return tomllib.loads(raw.decode("utf-8")), p
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+
+
+def check_not_writable_by_others(p: Path, st: os.stat_result) -> None:
+    """Refuse a config that another user could change, as ssh does: whoever can change it can point a profile's
+    issuer at a listener of their own, and the stored refresh token would go there (tipd also binds stored
+    tokens to their issuer: tipd/store.py). The file and its directory must belong to this user (or root) and
+    not be writable by group or others; a sticky directory such as /tmp protects a file it holds."""
+    me = os.getuid()
+    if st.st_uid not in (me, 0):
+        raise ConfigError(f"{p}: the config file belongs to another user (uid {st.st_uid}); tipd reads only "
+                          "a config that you own")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{p}: the config file is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+                          f"tipd refuses it, since whoever can change it can redirect your sign-in: run "
+                          f"`chmod go-w {p}`")
+    d = p.resolve().parent
+    try:
+        dst = d.stat()
+    except OSError:
+        return
+    if dst.st_uid not in (me, 0) or (dst.st_mode & 0o022 and not dst.st_mode & stat.S_ISVTX):
+        raise ConfigError(f"{p}: its directory {d} can be changed by other users (mode "
+                          f"{stat.S_IMODE(dst.st_mode):o}, uid {dst.st_uid}), so they could replace the config; "
+                          f"tipd refuses it: run `chmod go-w {d}` or keep the config elsewhere")
 
 
 def pick_profile(asked: str | None, default: str | None, names: "list[str] | tuple[str, ...]") -> str:

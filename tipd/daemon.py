@@ -81,7 +81,7 @@ class Daemon:
         from .server.guards import Guard
         from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
         from .session import ProfileSession
-        from .store import open_store
+        from .store import client_secret, open_store
 
         private_dir(self.paths.state_dir)
         private_dir(self.paths.runtime_dir)
@@ -95,10 +95,16 @@ class Daemon:
         self._http = aiohttp.ClientSession(headers={"User-Agent": f"tipd/{__version__}"})
         aws = AwsChain(self.clock)
         for name, profile in self.config.profiles.items():
-            idp = IdpClient(self._http, profile.issuer, profile.client_id, profile.refresh_scopes)
+            try:
+                secret, problem = await client_secret(store, name, profile), None
+            except ConfigError as e:  # this profile cannot renew until it is set; the others run
+                secret, problem = None, e
+            idp = IdpClient(self._http, profile, secret)
             s = ProfileSession(name, profile, self.config.refresh, store=store, aws=aws, idp=idp, clock=self.clock,
                                notify=desktop_notify, on_change=self.broker.changes.signal)
             await s.start()
+            if problem is not None:
+                s.login_required = problem
             self.broker.sessions[name] = s
             self.broker.grants[name] = GrantCache(s, aws, self.clock, self.config.refresh)
 

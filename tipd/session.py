@@ -17,7 +17,7 @@ from .idp.oidc import IdpClient, TokenResponse
 from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
-from .store import TokenStore
+from .store import Grant, TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,32 @@ class State(StrEnum):
 
 @dataclass
 class IdpTokens:
-    id_token: Secret
+    """What the last IdP answer gave the chain: the JWT that goes to AWS (the id_token, or the access token
+    when the profile says `exchange_token = "access_token"`), or None when a refresh returned none."""
+
+    assertion: Secret | None
     claims: dict[str, Any]
-    #: Identity Center rejects a JWT it has already exchanged: each id_token goes to it at most once
+    #: when the assertion expires (its `exp`)
+    assertion_expires: float = 0.0
+    #: Identity Center rejects a JWT it has already exchanged: each one goes to it at most once
     exchanged: bool = False
+
+    @property
+    def id_token(self) -> Secret | None:  # the name of before, for readers that inspect the JWT (diag)
+        return self.assertion
 
     def __repr__(self) -> str:
         return f"IdpTokens(sub={self.claims.get('sub')!r}, exchanged={self.exchanged})"
+
+
+def _looks_like_jwt(token: str) -> bool:
+    parts = token.split(".")
+    return len(parts) == 3 and all(parts[:2])
+
+
+#: Entra ID never lists offline_access in a token response's `scope`, yet granted it when it issued a refresh
+#: token (https://learn.microsoft.com/en-us/answers/questions/806413/scope-offline-access-isnt-being-returned-in-the-to)
+SCOPE_NEVER_LISTED = {"entra": "offline_access"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,12 @@ class ProfileSession:
         self.margin = min(DEPENDENCY_MARGIN, refresh.min_remaining / 4)
         self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
         self.refresh_token: Secret | None = None
+        #: the scope the IdP granted (from the sign-in or the last refresh that said), space-separated
+        self.granted_scope: str | None = None
+        #: the stored record was written before records were bound to their issuer: bind it at the next save
+        self._grant_unbound = False
+        #: the Identity Center refresh token found in the store at start (the idc stage holds the live one)
+        self._stored_idc_refresh: Secret | None = None
         self.served: Served | None = None
         self.signing_in = False
         self.login_required: TipdError | None = None
@@ -110,48 +135,123 @@ class ProfileSession:
     async def _fetch_idp(self) -> tuple[IdpTokens, float]:
         if self.refresh_token is None:
             raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
-        tokens = await self.idp_client.refresh(self.refresh_token)
-        if tokens.refresh_token is not None and tokens.refresh_token != self.refresh_token:
-            # The IdP rotated it: the old one is dead now. Persist the new one before anything uses it,
-            # so a crash at any later point still leaves a token that works.
-            await self.store.save(self.name, tokens.refresh_token)
-            self.refresh_token = tokens.refresh_token
+        # never more than the grant: no `scope` (the grant stays as it is), or exactly what was granted
+        scope = self.profile.refresh_scope_for(self.granted_scope)
+        tokens = await self.idp_client.refresh(self.refresh_token, scope=scope)
+        granted = self._granted(tokens, asked=scope)
+        rotated = tokens.refresh_token is not None and tokens.refresh_token != self.refresh_token
+        if rotated or granted != self.granted_scope or self._grant_unbound:
+            # A rotated token: the old one is dead now. Persist the new one before anything uses it, so a
+            # crash at any later point still leaves a token that works.
+            await self.store.save(self.name, self._record(tokens.refresh_token if rotated else self.refresh_token,
+                                                          granted))
+            self._grant_unbound = False
+            self.granted_scope = granted
+            if rotated:
+                self.refresh_token = tokens.refresh_token
         return self._idp_tokens(tokens)
 
+    def _granted(self, tokens: TokenResponse, asked: str | None) -> str:
+        """The scope the IdP granted: its answer's `scope`, else what was asked (RFC 6749 section 5.1: the
+        scope may be left out when it is the one requested), else what was granted before."""
+        scope = tokens.scope.strip() if isinstance(tokens.scope, str) and tokens.scope.strip() else None
+        if scope is None:
+            return asked or self.granted_scope or " ".join(self.profile.scopes)
+        unlisted = SCOPE_NEVER_LISTED.get(self.profile.provider)
+        if (unlisted and tokens.refresh_token is not None and unlisted in self.profile.scopes
+                and unlisted not in scope.split()):
+            scope += " " + unlisted
+        return scope
+
+    def _record(self, refresh_token: Secret, scope: str | None) -> Grant:
+        idc = self.idc.held.value.refresh_token if self.idc.held else self._stored_idc_refresh
+        return Grant(refresh_token, self.profile.issuer, self.profile.client_id, scope).with_idc(
+            idc, self.profile.application_arn)
+
     def _idp_tokens(self, tokens: TokenResponse) -> tuple[IdpTokens, float]:
-        if tokens.id_token is None:
-            raise UpstreamError("the IdP returned no id_token: the profile's scopes must include openid",
-                                permanent=True, code="IdPError")
-        claims = unverified_claims(tokens.id_token.reveal())
-        self.user = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
-        exp = float(claims.get("exp") or self.clock.time() + (tokens.expires_in or 300))
-        return IdpTokens(tokens.id_token, claims), exp
+        """The idp stage's value. A refresh without the JWT the chain exchanges is not an error by itself:
+        the one at hand stays in use while it is valid; only when AWS needs a new one does its absence fail
+        (`_assertion`). The stage's own expiry then follows the access token."""
+        now = self.clock.time()
+        if tokens.id_token is not None:  # the person shown in the status
+            id_claims = unverified_claims(tokens.id_token.reveal())
+            self.user = id_claims.get("email") or id_claims.get("preferred_username") or id_claims.get("sub")
+        assertion = self._assertion_of(tokens)
+        if assertion is None:
+            prev = self.idp.held.value if self.idp.held else None
+            kept = (IdpTokens(prev.assertion, prev.claims, prev.assertion_expires, prev.exchanged)
+                    if prev is not None and prev.assertion is not None and prev.assertion_expires > now
+                    else IdpTokens(None, {}))
+            return kept, now + max(60, tokens.expires_in or 300)
+        claims = unverified_claims(assertion.reveal())
+        if self.profile.exchange_token == "access_token" and self.user is None:
+            self.user = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, (int, float)) and exp > 0 else now + (tokens.expires_in or 300)
+        return IdpTokens(assertion, claims, expires), expires
+
+    def _assertion_of(self, tokens: TokenResponse) -> Secret | None:
+        if self.profile.exchange_token == "id_token":
+            return tokens.id_token
+        if not _looks_like_jwt(tokens.access_token.reveal()):
+            raise UpstreamError(
+                f'the IdP\'s access token is not a JWT, so profile {self.name} (exchange_token = "access_token") '
+                "cannot exchange it with AWS: make the IdP issue JWT access tokens to this client, or set "
+                'exchange_token = "id_token"', permanent=True, code="IdPError")
+        return tokens.access_token
+
+    def _no_assertion(self) -> UpstreamError:
+        if self.profile.exchange_token == "access_token":
+            what = "the IdP returned no access token that AWS can take"
+            fix = "check the IdP's access token settings for this client"
+        else:
+            what = "the IdP returned no id_token when tipd renewed the sign-in"
+            fix = ("make the IdP return an id_token on a refresh grant (PingFederate: OpenID Connect Policy "
+                   "Management > the policy > 'Return ID Token On Refresh Grant'), or set "
+                   f'exchange_token = "access_token" in profile {self.name} if its access tokens are JWTs')
+        return UpstreamError(f"{what}, and AWS needs a new token now: {fix}", permanent=True,
+                             code="NoIdTokenOnRefresh")
+
+    async def _assertion(self, margin: float, *, unexchanged: bool = False) -> IdpTokens:
+        """The JWT for AWS, valid at least `margin` more seconds (and never shown to Identity Center when
+        `unexchanged`): the one at hand, else a refresh grant's; the IdP is asked only when the chain needs it."""
+        def usable(v: IdpTokens | None) -> bool:
+            return (v is not None and v.assertion is not None
+                    and v.assertion_expires - self.clock.time() >= margin and not (unexchanged and v.exchanged))
+
+        value = self.idp.held.value if self.idp.held else None
+        if not usable(value):
+            value = (await self.idp.refresh()).value
+            if not usable(value):
+                raise self._no_assertion()
+        assert value is not None
+        return value
 
     async def _fresh_assertion(self) -> Secret:
-        """An IdP id_token Identity Center has never seen (a refresh grant unless one is at hand)."""
-        held = self.idp.held
-        if held is None or held.value.exchanged or self.idp.valid_for(self.margin / 2) is None:
-            held = await self.idp.refresh()
-        held.value.exchanged = True
-        return held.value.id_token
+        """A JWT Identity Center has never seen (a refresh grant unless one is at hand)."""
+        value = await self._assertion(self.margin / 2, unexchanged=True)
+        value.exchanged = True
+        assert value.assertion is not None
+        return value.assertion
 
     async def _fetch_bootstrap(self) -> tuple[AwsCredentials, float]:
-        tokens = await self.idp.get(self.margin)
+        tokens = await self._assertion(self.margin)
+        assert tokens.assertion is not None
         creds = await self.aws.assume_role_with_web_identity(
-            region=self.profile.region, role_arn=self.profile.oidc_role_arn, id_token=tokens.id_token,
+            region=self.profile.region, role_arn=self.profile.oidc_role_arn, id_token=tokens.assertion,
             session=session_name(str(tokens.claims.get("sub", self.name))),
             duration=self.settings.session_duration)
         return creds, creds.expires_at
 
     async def _fetch_idc(self) -> tuple[IdcToken, float]:
         boot = await self.bootstrap.get(self.margin)
-        previous = self.idc.held.value if self.idc.held else None
+        previous = self.idc.held.value.refresh_token if self.idc.held else self._stored_idc_refresh
         token: IdcToken | None = None
-        if previous is not None and previous.refresh_token is not None:
+        if previous is not None:
             try:  # no IdP round trip needed
                 token = await self.aws.create_token_with_iam(
                     region=self.profile.region, creds=boot, application_arn=self.profile.application_arn,
-                    refresh_token=previous.refresh_token)
+                    refresh_token=previous)
             except UpstreamError as e:
                 if e.code not in FALLBACK_CODES:
                     raise
@@ -162,7 +262,23 @@ class ProfileSession:
                 region=self.profile.region, creds=boot, application_arn=self.profile.application_arn,
                 assertion=await self._fresh_assertion())
         self.idc_user_id = token.user_id or self.idc_user_id
+        if token.refresh_token != previous and self.refresh_token is not None:
+            await self._save_idc(token.refresh_token)
         return token, token.expires_at
+
+    async def _save_idc(self, idc_refresh: Secret | None) -> None:
+        """Keep the Identity Center refresh token with the sign-in, so a restart renews without a new jwt-bearer
+        exchange. Best effort: a lost one only costs that exchange (the refresh grant falls back to it)."""
+        assert self.refresh_token is not None
+        record = Grant(self.refresh_token, self.profile.issuer, self.profile.client_id, self.granted_scope
+                       ).with_idc(idc_refresh, self.profile.application_arn)
+        try:
+            await self.store.save(self.name, record)
+        except Exception as e:  # the IdP token in the store is unchanged: nothing is lost
+            log.warning("profile %s: cannot store the Identity Center refresh token (%s)", self.name, type(e).__name__)
+            return
+        self._stored_idc_refresh = idc_refresh
+        self._grant_unbound = False
 
     async def _fetch_enhanced(self) -> tuple[AwsCredentials, float]:
         boot = await self.bootstrap.get(self.margin)
@@ -211,11 +327,26 @@ class ProfileSession:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         try:
-            self.refresh_token = await self.store.load(self.name)
+            grant = await self.store.load(self.name)
         except Exception as e:
             log.warning("profile %s: cannot read the stored refresh token (%s)", self.name, type(e).__name__)
-        if self.refresh_token is not None:
-            log.info("profile %s: found a stored sign-in; refreshing in the background", self.name)
+            grant = None
+        if grant is None:
+            return
+        if not grant.bound_to(self.profile.issuer, self.profile.client_id):
+            # never send a token anywhere but where it came from: a config pointed elsewhere (edited, or
+            # changed by someone else) must not receive it. The record stays for a config that is put back.
+            self.login_required = LoginRequired(
+                f"the stored sign-in of profile {self.name} came from issuer {grant.issuer} (client "
+                f"{grant.client_id}), but the config now names issuer {self.profile.issuer} (client "
+                f"{self.profile.client_id}); tipd does not send it there: sign in again (`tipctl login {self.name}`)")
+            log.warning("profile %s: %s", self.name, self.login_required.message)
+            return
+        self.refresh_token = grant.refresh_token
+        self.granted_scope = grant.scope
+        self._grant_unbound = grant.legacy
+        self._stored_idc_refresh = grant.idc_for(self.profile.application_arn)
+        log.info("profile %s: found a stored sign-in; refreshing in the background", self.name)
 
     async def login(self, tokens: TokenResponse) -> dict[str, Any]:
         """Take the tokens of a fresh sign-in and run the whole chain once."""
@@ -230,8 +361,14 @@ class ProfileSession:
                 st.clear()
             self.served = None
             self.login_required = None
-            await self.store.save(self.name, tokens.refresh_token)
+            granted = self._granted(tokens, asked=" ".join(self.profile.scopes))
+            self._stored_idc_refresh = None
+            await self.store.save(self.name, Grant(tokens.refresh_token, self.profile.issuer, self.profile.client_id,
+                                                   granted))
             self.refresh_token = tokens.refresh_token
+            self.granted_scope = granted
+            self._grant_unbound = False
+            self.user = None
             held, exp = self._idp_tokens(tokens)
             self.idp.held = Held(held, exp, self.clock.time())
             try:
@@ -249,6 +386,7 @@ class ProfileSession:
         """Forget everything; revoke the refresh token at the IdP when it offers revocation."""
         revoked = False
         token, self.refresh_token = self.refresh_token, None
+        self.granted_scope = self._stored_idc_refresh = None
         for st in self.stages:
             st.clear()
         self.served = None
@@ -268,9 +406,11 @@ class ProfileSession:
         refresh token is saved as usual). It leaves the daemon, so the chain never exchanges it itself."""
         if self.refresh_token is None:
             raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
-        held = await self.idp.refresh()
-        held.value.exchanged = True
-        return held.value.id_token
+        value = (await self.idp.refresh()).value
+        if value.assertion is None:
+            raise self._no_assertion()
+        value.exchanged = True
+        return value.assertion
 
     def _note_failure(self, e: TipdError) -> None:
         if e.permanent and self.login_required is None:
@@ -304,7 +444,7 @@ class ProfileSession:
                     except TipdError as e:
                         self._note_failure(e)
                     continue
-                nxt = min((d for st in self.stages if (d := st.due_at()) is not None), default=now + TICK)
+                nxt = min((d for st in self.stages[1:] if (d := st.due_at()) is not None), default=now + TICK)
                 delay = min(TICK, max(0.0, nxt - now))
             self._wake.clear()
             sleeper = asyncio.ensure_future(self.clock.sleep(delay))
@@ -319,7 +459,7 @@ class ProfileSession:
         if self.enhanced.held is None:
             st = self.enhanced
             return st if st.next_attempt is None or st.next_attempt <= now else None
-        for st in self.stages:
+        for st in self.stages[1:]:  # the IdP is asked only when a later stage needs a new token (_assertion)
             due = st.due_at()
             if due is not None and due <= now and not st.refreshing:
                 return st

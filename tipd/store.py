@@ -1,56 +1,213 @@
-"""Where the long-lived secret (the IdP refresh token) lives: the OS keyring, else a 0600 file.
+"""Where the long-lived secrets live: the OS keyring, else a 0600 file.
 
-AWS credentials and Identity Center tokens are never stored: they live in the daemon's memory."""
+Per profile, two records:
+- the sign-in (`Grant`): the IdP refresh token, the scope the IdP granted, and the Identity Center refresh
+  token, each bound to where it came from (the IdP's issuer and client id; the Identity Center application)
+  so that a changed config never sends a stored token anywhere else (a config pointed at another issuer
+  would otherwise receive it: see docs/security.md);
+- the client secret (`ClientSecret`) of an IdP that requires one even for a desktop app, bound the same way.
+AWS credentials and Identity Center access tokens are never stored: they live in the daemon's memory."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .fsutil import private_dir, remove, write_private
 from .secret import Secret
 
 log = logging.getLogger(__name__)
 SERVICE = "tipd"
+#: the keyring entry / file name suffix of a profile's client secret ('#' is not allowed in profile names,
+#: and no grant file ends in `.client-secret`)
+SECRET_KEY = "#client-secret"
+SECRET_SUFFIX = ".client-secret"
+#: a record's size limit: a damaged or hostile file must not be read whole into memory
+MAX_RECORD = 64 * 1024
+
+
+class StoredRecordError(ValueError):
+    """A stored record that cannot be read (damaged)."""
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    v = data.get(key)
+    if v is not None and (not isinstance(v, str) or not v):
+        raise StoredRecordError(key)
+    return v
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A profile's sign-in as stored. `issuer`/`client_id` None: a record written before records were bound
+    (tipd <= 0.x kept the bare refresh token); it is bound to the config's values at its next save."""
+
+    refresh_token: Secret
+    issuer: str | None
+    client_id: str | None
+    #: the scope the IdP granted (its token response's `scope`, else what was asked for), space-separated
+    scope: str | None = None
+    #: the Identity Center refresh token and the application (ARN) that issued it
+    idc_refresh_token: Secret | None = None
+    idc_application: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"Grant(issuer={self.issuer!r}, client_id={self.client_id!r}, scope={self.scope!r}, "
+                f"idc={'yes' if self.idc_refresh_token else 'no'})")
+
+    @property
+    def legacy(self) -> bool:
+        return self.issuer is None or self.client_id is None
+
+    def bound_to(self, issuer: str, client_id: str) -> bool:
+        """Whether the refresh token may be sent to this issuer and client (a legacy record may: it holds the
+        token the config of its time used, and is bound at its next save)."""
+        return self.legacy or (self.issuer == issuer and self.client_id == client_id)
+
+    def idc_for(self, application_arn: str) -> Secret | None:
+        """The Identity Center refresh token, only for the application that issued it."""
+        return self.idc_refresh_token if self.idc_application == application_arn else None
+
+    def with_idc(self, token: Secret | None, application_arn: str | None) -> "Grant":
+        return replace(self, idc_refresh_token=token, idc_application=application_arn if token else None)
+
+    def dumps(self) -> str:
+        data: dict[str, Any] = {"version": 2, "issuer": self.issuer, "client_id": self.client_id,
+                                "refresh_token": self.refresh_token.reveal(), "scope": self.scope}
+        if self.idc_refresh_token is not None:
+            data["idc_refresh_token"] = self.idc_refresh_token.reveal()
+            data["idc_application"] = self.idc_application
+        return json.dumps(data)
+
+    @classmethod
+    def loads(cls, text: str) -> "Grant":
+        """A stored record: this JSON object, the file format of before ({"refresh_token": ...}), or (in the
+        keyring) the bare refresh token of before."""
+        if len(text) > MAX_RECORD:
+            raise StoredRecordError("too large")
+        if not text.lstrip().startswith("{"):
+            return cls(Secret(text.strip()), None, None)  # the keyring's value before version 2
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise StoredRecordError("not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("refresh_token"), str) or not data["refresh_token"]:
+            raise StoredRecordError("no refresh_token")
+        idc = _text(data, "idc_refresh_token")
+        return cls(Secret(data["refresh_token"]), _text(data, "issuer"), _text(data, "client_id"),
+                   _text(data, "scope"), Secret(idc) if idc else None,
+                   _text(data, "idc_application") if idc else None)
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    """A confidential client's secret, bound to the issuer and client id it was configured for."""
+
+    secret: Secret
+    issuer: str
+    client_id: str
+
+    def __repr__(self) -> str:
+        return f"ClientSecret(issuer={self.issuer!r}, client_id={self.client_id!r})"
+
+    def bound_to(self, issuer: str, client_id: str) -> bool:
+        return self.issuer == issuer and self.client_id == client_id
+
+    def dumps(self) -> str:
+        return json.dumps({"issuer": self.issuer, "client_id": self.client_id, "client_secret": self.secret.reveal()})
+
+    @classmethod
+    def loads(cls, text: str) -> "ClientSecret":
+        if len(text) > MAX_RECORD:
+            raise StoredRecordError("too large")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise StoredRecordError("not JSON") from None
+        if not isinstance(data, dict):
+            raise StoredRecordError("not an object")
+        secret, issuer, client_id = (_text(data, k) for k in ("client_secret", "issuer", "client_id"))
+        if not (secret and issuer and client_id):
+            raise StoredRecordError("incomplete")
+        return cls(Secret(secret), issuer, client_id)
 
 
 class TokenStore(Protocol):
     name: str
 
-    async def load(self, profile: str) -> Secret | None: ...
-    async def save(self, profile: str, token: Secret) -> None: ...
+    async def load(self, profile: str) -> Grant | None: ...
+    async def save(self, profile: str, grant: Grant) -> None: ...
     async def delete(self, profile: str) -> None: ...
+    async def load_secret(self, profile: str) -> ClientSecret | None: ...
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None: ...
+    async def delete_secret(self, profile: str) -> None: ...
+
+
+def _damaged(profile: str, what: str) -> None:
+    log.warning("the stored %s of profile %s is damaged; %s", what, profile,
+                "a new login is needed" if what == "sign-in" else "set it again with `tipctl configure`")
 
 
 class FileStore:
-    """One JSON file per profile, 0600, in a 0700 directory, replaced atomically on every save."""
+    """One JSON file per profile and record, 0600, in a 0700 directory, replaced atomically on every save."""
 
     name = "file"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _path(self, profile: str) -> Path:
-        return self.directory / f"{profile}.json"  # profile names are validated: no separators
+    def _path(self, profile: str, suffix: str = ".json") -> Path:
+        return self.directory / f"{profile}{suffix}"  # profile names are validated: no separators
 
-    async def load(self, profile: str) -> Secret | None:
+    def _read(self, path: Path) -> str | None:
         try:
-            data = json.loads(self._path(profile).read_text())
-            return Secret(data["refresh_token"])
+            with path.open("rb") as f:
+                raw = f.read(MAX_RECORD + 1)
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError):
-            log.warning("the stored token file for profile %s is damaged; a new login is needed", profile)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "\0"  # damaged: fails to parse below
+
+    async def load(self, profile: str) -> Grant | None:
+        text = self._read(self._path(profile))
+        if text is None:
+            return None
+        try:
+            if not text.lstrip().startswith("{"):
+                raise StoredRecordError("not a JSON object")  # a file always held JSON
+            return Grant.loads(text)
+        except (StoredRecordError, ValueError):
+            _damaged(profile, "sign-in")
             return None
 
-    async def save(self, profile: str, token: Secret) -> None:
+    async def save(self, profile: str, grant: Grant) -> None:
         private_dir(self.directory)
-        write_private(self._path(profile), json.dumps({"refresh_token": token.reveal()}).encode())
+        write_private(self._path(profile), grant.dumps().encode())
 
     async def delete(self, profile: str) -> None:
         remove(self._path(profile))
+
+    async def load_secret(self, profile: str) -> ClientSecret | None:
+        text = self._read(self._path(profile, SECRET_SUFFIX))
+        if text is None:
+            return None
+        try:
+            return ClientSecret.loads(text)
+        except (StoredRecordError, ValueError):
+            _damaged(profile, "client secret")
+            return None
+
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
+        private_dir(self.directory)
+        write_private(self._path(profile, SECRET_SUFFIX), secret.dumps().encode())
+
+    async def delete_secret(self, profile: str) -> None:
+        remove(self._path(profile, SECRET_SUFFIX))
 
 
 class KeyringStore:
@@ -61,20 +218,51 @@ class KeyringStore:
     def __init__(self, backend) -> None:
         self.backend = backend
 
-    async def load(self, profile: str) -> Secret | None:
-        value = await asyncio.to_thread(self.backend.get_password, SERVICE, profile)
-        return Secret(value) if value else None
+    async def _get(self, key: str) -> str | None:
+        return await asyncio.to_thread(self.backend.get_password, SERVICE, key)
 
-    async def save(self, profile: str, token: Secret) -> None:
-        await asyncio.to_thread(self.backend.set_password, SERVICE, profile, token.reveal())
+    async def _set(self, key: str, value: str) -> None:
+        await asyncio.to_thread(self.backend.set_password, SERVICE, key, value)
 
-    async def delete(self, profile: str) -> None:
+    async def _delete(self, key: str) -> None:
         import keyring.errors
 
         try:
-            await asyncio.to_thread(self.backend.delete_password, SERVICE, profile)
+            await asyncio.to_thread(self.backend.delete_password, SERVICE, key)
         except keyring.errors.PasswordDeleteError:
             pass
+
+    async def load(self, profile: str) -> Grant | None:
+        value = await self._get(profile)
+        if not value:
+            return None
+        try:
+            return Grant.loads(value)
+        except (StoredRecordError, ValueError):
+            _damaged(profile, "sign-in")
+            return None
+
+    async def save(self, profile: str, grant: Grant) -> None:
+        await self._set(profile, grant.dumps())
+
+    async def delete(self, profile: str) -> None:
+        await self._delete(profile)
+
+    async def load_secret(self, profile: str) -> ClientSecret | None:
+        value = await self._get(profile + SECRET_KEY)
+        if not value:
+            return None
+        try:
+            return ClientSecret.loads(value)
+        except (StoredRecordError, ValueError):
+            _damaged(profile, "client secret")
+            return None
+
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
+        await self._set(profile + SECRET_KEY, secret.dumps())
+
+    async def delete_secret(self, profile: str) -> None:
+        await self._delete(profile + SECRET_KEY)
 
 
 def usable_keyring():
@@ -109,24 +297,24 @@ class FallbackStore:
         self.fallback = fallback
         self.name = primary.name
 
-    async def load(self, profile: str) -> Secret | None:
+    async def load(self, profile: str) -> Grant | None:
         # A file exists only when the keyring refused the latest save, so it is the newer of the two.
-        token = await self.fallback.load(profile)
-        if token is not None:
-            return token
+        grant = await self.fallback.load(profile)
+        if grant is not None:
+            return grant
         try:
             return await self.primary.load(profile)
         except Exception as e:
             log.warning("cannot read the OS keyring (%s)", type(e).__name__)
             return None
 
-    async def save(self, profile: str, token: Secret) -> None:
+    async def save(self, profile: str, grant: Grant) -> None:
         try:
-            await self.primary.save(profile, token)
+            await self.primary.save(profile, grant)
         except Exception as e:
             log.warning("cannot write the OS keyring (%s); keeping the refresh token of %s in a 0600 file in %s",
                         type(e).__name__, profile, self.fallback.directory)
-            await self.fallback.save(profile, token)
+            await self.fallback.save(profile, grant)
         else:
             await self.fallback.delete(profile)  # one place holds the live token
 
@@ -136,6 +324,33 @@ class FallbackStore:
         except Exception as e:
             log.warning("cannot delete from the OS keyring (%s)", type(e).__name__)
         await self.fallback.delete(profile)
+
+    async def load_secret(self, profile: str) -> ClientSecret | None:
+        secret = await self.fallback.load_secret(profile)
+        if secret is not None:
+            return secret
+        try:
+            return await self.primary.load_secret(profile)
+        except Exception as e:
+            log.warning("cannot read the OS keyring (%s)", type(e).__name__)
+            return None
+
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
+        try:
+            await self.primary.save_secret(profile, secret)
+        except Exception as e:
+            log.warning("cannot write the OS keyring (%s); keeping the client secret of %s in a 0600 file in %s",
+                        type(e).__name__, profile, self.fallback.directory)
+            await self.fallback.save_secret(profile, secret)
+        else:
+            await self.fallback.delete_secret(profile)
+
+    async def delete_secret(self, profile: str) -> None:
+        try:
+            await self.primary.delete_secret(profile)
+        except Exception as e:
+            log.warning("cannot delete from the OS keyring (%s)", type(e).__name__)
+        await self.fallback.delete_secret(profile)
 
 
 def open_store(backend: str, tokens_dir: Path) -> TokenStore:
@@ -149,3 +364,22 @@ def open_store(backend: str, tokens_dir: Path) -> TokenStore:
         return FallbackStore(KeyringStore(kr), files)
     log.warning("no usable OS keyring; refresh tokens are kept in 0600 files in %s instead", tokens_dir)
     return files
+
+
+async def client_secret(store: TokenStore, profile: str, settings: Any) -> Secret | None:
+    """The client secret a profile's IdP requires (None when its client_auth is "none"). A missing one, or one
+    stored for another issuer or client, is a sentence saying how to set it."""
+    from .errors import ConfigError
+
+    if settings.client_auth == "none":
+        return None
+    record = await store.load_secret(profile)
+    if record is None:
+        raise ConfigError(f"profile {profile} needs the client secret of its IdP app (client_auth = "
+                          f'"{settings.client_auth}"), and none is stored: run '
+                          f"`tipctl configure {profile} --client-secret-stdin` (or answer its prompt)")
+    if not record.bound_to(settings.issuer, settings.client_id):
+        raise ConfigError(f"the stored client secret of profile {profile} is for issuer {record.issuer} (client "
+                          f"{record.client_id}), not {settings.issuer} ({settings.client_id}); tipd does not send "
+                          f"it there: set it again with `tipctl configure {profile} --client-secret-stdin`")
+    return record.secret

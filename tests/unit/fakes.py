@@ -68,7 +68,12 @@ class VirtualClock:
 
 
 class FakeIdp:
-    """An IdP whose tokens live `ttl` seconds of the given clock and whose refresh tokens rotate."""
+    """An IdP whose tokens live `ttl` seconds of the given clock and whose refresh tokens rotate.
+
+    The knobs the session's IdP logic meets at real IdPs: `granted` is the scope of the grant (what a token
+    response's `scope` says); `scope_rule` what a refresh's `scope` may be ("subset": within the grant, else
+    invalid_scope; "required": must be sent, as Entra); `id_token_on_refresh` False leaves id_tokens out of
+    refresh answers (PingFederate's default); `jwt_access_tokens` makes access tokens JWTs."""
 
     def __init__(self, clock, ttl=3600):
         self.clock = clock
@@ -78,22 +83,37 @@ class FakeIdp:
         self.fail: Exception | None = None
         self.live = "rt-0"
         self.n = 0
+        self.granted = "openid email offline_access"
+        self.scope_rule = "subset"
+        self.id_token_on_refresh = True
+        self.jwt_access_tokens = False
+        self.scopes_sent: list[str | None] = []
 
-    def tokens(self):
+    def _jwt(self, kind):
         now = int(self.clock.time())
-        idt = jwt.encode({"sub": "alice", "email": "alice@example.com", "iat": now, "exp": now + self.ttl,
-                          "n": self.n}, "k" * 32, algorithm="HS256")
-        return TokenResponse(Secret(f"at-{self.n}"), Secret(idt), Secret(self.live), self.ttl)
+        return jwt.encode({"sub": "alice", "email": "alice@example.com", "iat": now, "exp": now + self.ttl,
+                           "n": self.n, "kind": kind}, "k" * 32, algorithm="HS256")
 
-    async def refresh(self, refresh_token):
+    def tokens(self, id_token=True):
+        at = self._jwt("access") if self.jwt_access_tokens else f"at-{self.n}"
+        return TokenResponse(Secret(at), Secret(self._jwt("id")) if id_token else None, Secret(self.live), self.ttl,
+                             self.granted)
+
+    async def refresh(self, refresh_token, scope=None):
         self.calls += 1
+        self.scopes_sent.append(scope)
         if self.fail is not None:
             raise self.fail
         if self.revoked or refresh_token.reveal() != self.live:
             raise OAuthError("invalid_grant", "grant revoked", 400, "refreshing the IdP tokens")
+        if scope is None and self.scope_rule == "required":
+            raise OAuthError("invalid_request", "AADSTS90023: the scope parameter is not specified", 400,
+                             "refreshing the IdP tokens")
+        if scope is not None and not set(scope.split()) <= set(self.granted.split()):
+            raise OAuthError("invalid_scope", "refresh token missing requested scope", 400, "refreshing the IdP tokens")
         self.n += 1
         self.live = f"rt-{self.n}"
-        return self.tokens()
+        return self.tokens(id_token=self.id_token_on_refresh)
 
     async def revoke(self, token):
         self.revoked = True

@@ -124,7 +124,7 @@ def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
     cfg, _ = load_config(write(tmp_path, GOOD))
     assert cfg.profiles["work"].provider == "oidc"
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "auth0"')))
+        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "ping"')))
     assert "profiles.work.provider" in e.value.message and "okta" in e.value.message
 
 
@@ -132,6 +132,8 @@ def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
     ("okta", ["openid", "email", "offline_access"]),
     ("entra", ["openid", "profile", "email", "offline_access"]),
     ("cognito", ["openid", "email"]),
+    ("google", ["openid", "email"]),
+    ("keycloak", ["openid", "email", "offline_access"]),
 ])
 def test_default_scopes_follow_the_provider(tmp_path, provider, scopes):
     cfg, _ = load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"')))
@@ -148,12 +150,65 @@ def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
     assert "profiles.work.scopes" in e.value.message and "Cognito" in e.value.message
 
 
-def test_refresh_grant_scope_is_left_out_for_cognito_only(tmp_path):
+def test_a_refresh_never_asks_for_more_than_the_grant(tmp_path):
     cfg, _ = load_config(write(tmp_path, GOOD))
-    assert cfg.profiles["work"].refresh_scopes == cfg.profiles["work"].scopes
-    cognito = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
-    cfg, _ = load_config(write(tmp_path, cognito))
-    assert cfg.profiles["work"].refresh_scopes is None
+    p = cfg.profiles["work"]
+    assert p.refresh_scope == "omit" and p.refresh_scope_for("openid email") is None  # RFC 6749 section 6
+    granted = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nrefresh_scope = "granted"')
+    p = load_config(write(tmp_path, granted))[0].profiles["work"]
+    assert p.refresh_scope_for("openid email") == "openid email"  # what was granted, not what was asked
+    assert p.refresh_scope_for(None) == "openid email offline_access"  # the IdP did not say: what was asked
+    entra = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "entra"')
+    assert load_config(write(tmp_path, entra))[0].profiles["work"].refresh_scope == "granted"  # Entra requires one
+
+
+def test_provider_defaults_fill_only_what_the_profile_leaves_out(tmp_path):
+    google = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "google"')
+    p = load_config(write(tmp_path, google))[0].profiles["work"]
+    assert p.auth_params == {"access_type": "offline", "prompt": "consent"} and p.client_auth == "client_secret_post"
+    own = google.replace('provider = "google"', 'provider = "google"\nauth_params = { access_type = "offline" }\n'
+                         'client_auth = "client_secret_basic"')
+    p = load_config(write(tmp_path, own))[0].profiles["work"]
+    assert p.auth_params == {"access_type": "offline"} and p.client_auth == "client_secret_basic"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, google.replace('provider = "google"', 'provider = "google"\nclient_auth = "none"')))
+    assert "client secret" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, google.replace('region = "eu-west-1"',
+                                                   'region = "eu-west-1"\nscopes = ["openid", "offline_access"]')))
+    assert "Google" in e.value.message and "access_type" in e.value.message
+
+
+@pytest.mark.parametrize("line,words", [
+    ('exchange_token = "refresh_token"', "exchange_token"),
+    ('redirect_host = "[::1]"', "redirect_host"),
+    ('auth_params = { redirect_uri = "http://evil" }', "set by tipd itself"),
+    ('auth_params = { "a b" = "x" }', "not a parameter name"),
+    ('scopes = ["openid", "offline_access", "a\\"b"]', "profiles.work.scopes"),
+])
+def test_the_new_profile_settings_are_checked(tmp_path, line, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
+    assert words in e.value.message
+
+
+def test_a_config_others_can_write_is_refused(tmp_path):
+    """Issue 11 #7: with the config at 0666 another user pointed the issuer at its own listener."""
+    p = write(tmp_path, GOOD)
+    p.chmod(0o666)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "writable by other users" in e.value.message and "chmod go-w" in e.value.message
+    p.chmod(0o644)
+    tmp_path.chmod(0o777)
+    try:
+        with pytest.raises(ConfigError) as e:
+            load_config(p)
+        assert "its directory" in e.value.message
+        tmp_path.chmod(0o1777)  # sticky, as /tmp: others cannot replace the file
+        assert load_config(p)[0].profiles["work"]
+    finally:
+        tmp_path.chmod(0o700)
 
 
 # -- the quick commands' reading (tipd/config_file.py): no pydantic, same answers --------------------------

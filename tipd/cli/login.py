@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     tokens = asyncio.run(_sign_in(profile, args))
     handoff = {"access_token": tokens.access_token.reveal(), "id_token": tokens.id_token.reveal(),
                "refresh_token": tokens.refresh_token.reveal() if tokens.refresh_token else None,
-               "expires_in": tokens.expires_in}
+               "expires_in": tokens.expires_in, "scope": tokens.scope}  # the grant: a refresh never asks for more
     print("Signed in at the IdP; getting identity-enhanced AWS credentials...", file=sys.stderr)
     status = ctl.request("POST", f"/v1/login/{name}", handoff)
     if args.json:

@@ -9,7 +9,8 @@ from ..errors import ConfigError
 from ..urls import split_url
 
 #: the same names as tipd.config.Profile.provider (a unit test keeps the two equal)
-PROVIDERS = ("okta", "entra", "cognito", "oidc")
+PROVIDERS = ("okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone", "google", "onelogin",
+             "jumpcloud", "oidc")
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
@@ -61,7 +62,7 @@ INPUTS = (
           "optional, checked against the pool's sign-in endpoint", ("cognito",)),
     Input("issuer", "Issuer URL",
           "the issuer URL, exactly as the IdP's discovery document publishes it (any provider; "
-          "required for --provider oidc)", ("oidc",)),
+          "required for --provider oidc)", PROVIDERS[3:]),
     Input("client_id", "Client ID", "the OIDC app's client ID (a public client: no secret)"),
     Input("scopes", "Scopes", "space- or comma-separated scopes (default: the provider's)"),
     Input("redirect_port", "Redirect port (0 = any free port)",
@@ -77,9 +78,11 @@ INPUTS = (
 BY_NAME = {i.name: i for i in INPUTS}
 #: inputs that make the issuer, by provider
 PRESET_INPUTS = {"okta": ("org_url", "authorization_server"), "entra": ("tenant",),
-                 "cognito": ("user_pool_id", "cognito_region", "cognito_domain"), "oidc": ()}
+                 "cognito": ("user_pool_id", "cognito_region", "cognito_domain"),
+                 **{p: () for p in PROVIDERS[3:]}}
 #: the inputs a provider cannot do without (the issuer may replace them: see derive_issuer)
-REQUIRED_PRESET = {"okta": ("org_url",), "entra": ("tenant",), "cognito": ("user_pool_id",), "oidc": ("issuer",)}
+REQUIRED_PRESET = {"okta": ("org_url",), "entra": ("tenant",), "cognito": ("user_pool_id",),
+                   **{p: ("issuer",) for p in PROVIDERS[3:]}}
 #: the profile keys configure sets, in the order it writes them (it leaves any other key as it is)
 PROFILE_KEYS = ("provider", "issuer", "client_id", "scopes", "redirect_port", "application_arn", "oidc_role_arn",
                 "identity_enhanced_role_arn", "region")

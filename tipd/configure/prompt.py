@@ -92,7 +92,7 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
     while True:
         answers.update(_ask_issuer(p, provider, defaults))
         issuer = derive_issuer(provider, answers)
-        if provider != "oidc":
+        if PRESET_INPUTS[provider]:
             p.say(f"  issuer: {issuer}")
         if not check:
             break
@@ -122,7 +122,7 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
 def _ask_issuer(p: Prompter, provider: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The preset's values (or the issuer itself for oidc), each checked as typed."""
     out: dict[str, Any] = {}
-    if provider == "oidc":
+    if not PRESET_INPUTS[provider]:
         out["issuer"] = p.ask(BY_NAME["issuer"].prompt, _text(defaults.get("issuer")),
                               lambda s: check_field("issuer", s.strip()))
         return out

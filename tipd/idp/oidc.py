@@ -126,12 +126,26 @@ async def token_request(http: aiohttp.ClientSession, endpoint: str, form: dict[s
 
 
 async def refresh(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id: str, refresh_token: Secret,
-                  scopes: list[str] | None) -> TokenResponse:
-    """`scopes` None leaves `scope` out: the grant then keeps the original scopes (RFC 6749 section 6)."""
+                  scope: str | None, client_auth: str = "none", client_secret: Secret | None = None) -> TokenResponse:
+    """`scope` None leaves `scope` out: the grant then keeps the original scopes (RFC 6749 section 6)."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(), "client_id": client_id}
-    if scopes is not None:
-        form["scope"] = " ".join(scopes)
-    return await token_request(http, meta.token_endpoint, form, "refreshing the IdP tokens")
+    if scope is not None:
+        form["scope"] = scope
+    headers = {"Accept": "application/json"}
+    if client_secret is not None and client_auth == "client_secret_post":
+        form["client_secret"] = client_secret.reveal()
+    elif client_secret is not None and client_auth == "client_secret_basic":
+        import base64
+        from urllib.parse import quote
+
+        pair = f"{quote(client_id, safe='')}:{quote(client_secret.reveal(), safe='')}"  # RFC 6749 section 2.3.1
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    what = "refreshing the IdP tokens"
+    try:
+        async with http.post(meta.token_endpoint, data=form, timeout=TIMEOUT, headers=headers) as resp:
+            return parse_token_response(await read_json(resp, what), what)
+    except aiohttp.ClientError as e:
+        raise connection_error(what, e) from None
 
 
 async def revoke(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id: str, token: Secret) -> bool:
@@ -152,11 +166,12 @@ class IdpClient:
     """One profile's IdP: discovery (cached), refresh and revocation. The daemon's only IdP dependency,
     so tests can substitute it."""
 
-    def __init__(self, http: aiohttp.ClientSession, issuer: str, client_id: str, scopes: list[str] | None) -> None:
+    def __init__(self, http: aiohttp.ClientSession, profile: Any, client_secret: Secret | None = None) -> None:
         self.http = http
-        self.issuer = issuer
-        self.client_id = client_id
-        self.scopes = scopes
+        self.issuer = profile.issuer
+        self.client_id = profile.client_id
+        self.client_auth = profile.client_auth
+        self.client_secret = client_secret
         self._meta: ProviderMetadata | None = None
 
     async def metadata(self) -> ProviderMetadata:
@@ -164,8 +179,9 @@ class IdpClient:
             self._meta = await discover(self.http, self.issuer)
         return self._meta
 
-    async def refresh(self, refresh_token: Secret) -> TokenResponse:
-        return await refresh(self.http, await self.metadata(), self.client_id, refresh_token, self.scopes)
+    async def refresh(self, refresh_token: Secret, scope: str | None = None) -> TokenResponse:
+        return await refresh(self.http, await self.metadata(), self.client_id, refresh_token, scope,
+                             self.client_auth, self.client_secret)
 
     async def revoke(self, token: Secret) -> bool:
         return await revoke(self.http, await self.metadata(), self.client_id, token)

@@ -1,0 +1,190 @@
+"""The session's IdP logic against fakes: a refresh never asks for more than the grant; a refresh without an
+id_token signs no one out until AWS needs a new one, and then says what to change; the access token as the
+exchanged JWT; a restart resumes from the stored grant (with the Identity Center refresh token); a stored token
+goes only to the issuer and client it came from."""
+from __future__ import annotations
+
+import asyncio
+
+import jwt
+import pytest
+
+from tipd.config import RefreshConfig, parse_config
+from tipd.errors import LoginRequired, TipdError
+from tipd.secret import Secret
+from tipd.session import ProfileSession, State
+from tipd.store import FileStore, Grant
+
+from .fakes import FakeAws, FakeIdp, VirtualClock
+from .test_container_endpoint import PROFILE
+from .test_schedule import MemStore
+
+HOUR = 3600
+
+
+class RecordingAws(FakeAws):
+    """FakeAws that remembers which Identity Center grant each CreateTokenWithIAM used."""
+
+    def __init__(self, clock, **kw):
+        super().__init__(clock, **kw)
+        self.idc_grants: list[str] = []
+        self.web_identity: list[str] = []
+
+    async def assume_role_with_web_identity(self, *, id_token, **kw):
+        self.web_identity.append(id_token.reveal())
+        return await super().assume_role_with_web_identity(id_token=id_token, **kw)
+
+    async def create_token_with_iam(self, *, assertion=None, refresh_token=None, **kw):
+        self.idc_grants.append("jwt-bearer" if assertion is not None else f"refresh:{refresh_token.reveal()}")
+        return await super().create_token_with_iam(assertion=assertion, refresh_token=refresh_token, **kw)
+
+
+class Rig:
+    def __init__(self, *, store=None, clock=None, idp=None, **settings):
+        self.clock = clock or VirtualClock()
+        self.idp = idp or FakeIdp(self.clock, ttl=HOUR)
+        self.aws = RecordingAws(self.clock)
+        self.store = store or MemStore()
+        cfg = parse_config({"profiles": {"work": {**PROFILE, **settings}}}, "test")
+        self.profile = cfg.profiles["work"]
+        self.session = ProfileSession("work", self.profile, RefreshConfig(), store=self.store, aws=self.aws,
+                                      idp=self.idp, clock=self.clock)
+        self.task: asyncio.Task | None = None
+
+    async def run(self, seconds):
+        if self.task is None:
+            self.task = asyncio.create_task(self.session.run())
+        await self.clock.run_until(self.clock.t + seconds)
+
+    async def stop(self):
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+# -- the scope of a refresh -------------------------------------------------------------------------------
+async def test_a_grant_without_offline_access_keeps_renewing():
+    """The issue's bug: the IdP left offline_access out of the grant (and still issued a refresh token); the
+    refresh re-sent the configured scopes and got invalid_scope at the first renewal."""
+    rig = Rig()
+    rig.idp.granted = "openid email"
+    await rig.session.login(rig.idp.tokens())
+    await rig.run(6 * HOUR)
+    await rig.stop()
+    assert rig.idp.calls >= 5 and set(rig.idp.scopes_sent) == {None}  # scope left out: the grant stays
+    assert rig.session.state == State.FRESH and rig.session.login_required is None
+
+
+async def test_an_idp_that_requires_a_scope_gets_exactly_the_granted_one():
+    rig = Rig(refresh_scope="granted")
+    rig.idp.granted = "openid email"
+    rig.idp.scope_rule = "required"
+    await rig.session.login(rig.idp.tokens())
+    await rig.run(6 * HOUR)
+    await rig.stop()
+    assert rig.idp.calls >= 5 and set(rig.idp.scopes_sent) == {"openid email"}
+    assert rig.session.state == State.FRESH
+    assert rig.store.tokens["work"].scope == "openid email"  # remembered across restarts
+
+
+async def test_entra_keeps_offline_access_it_never_lists():
+    rig = Rig(provider="entra")
+    rig.idp.granted = "openid profile email User.Read"  # Entra's answer leaves offline_access out
+    await rig.session.login(rig.idp.tokens())
+    assert rig.session.granted_scope == "openid profile email User.Read offline_access"
+
+
+# -- no id_token on a refresh ----------------------------------------------------------------------------
+async def test_a_refresh_without_id_token_signs_no_one_out_until_aws_needs_one():
+    rig = Rig()
+    rig.idp.id_token_on_refresh = False  # PingFederate's default
+    await rig.session.login(rig.idp.tokens())
+    await rig.session.idp.refresh()  # a renewal that brings no id_token is no error by itself
+    assert rig.session.login_required is None and rig.session.idp.held.value.assertion is not None
+    await rig.run(25 * 60)
+    assert rig.session.state == State.FRESH
+    await rig.run(HOUR)  # the bootstrap session must be renewed now, and the login's id_token has expired
+    await rig.stop()
+    err = rig.session.login_required
+    assert err is not None and err.code == "NoIdTokenOnRefresh"
+    assert "Return ID Token On Refresh Grant" in err.message and 'exchange_token = "access_token"' in err.message
+
+
+async def test_the_access_token_is_exchanged_when_the_profile_says_so():
+    rig = Rig(exchange_token="access_token")
+    rig.idp.id_token_on_refresh = False
+    rig.idp.jwt_access_tokens = True
+    await rig.session.login(rig.idp.tokens())
+    await rig.run(12 * HOUR)
+    await rig.stop()
+    assert rig.session.state == State.FRESH and rig.session.user == "alice@example.com"
+    kinds = {jwt.decode(t, options={"verify_signature": False})["kind"] for t in rig.aws.web_identity}
+    assert kinds == {"access"} and len(rig.aws.web_identity) >= 20
+
+
+async def test_an_access_token_that_is_not_a_jwt_is_a_clear_error():
+    rig = Rig(exchange_token="access_token")
+    with pytest.raises(TipdError) as e:
+        await rig.session.login(rig.idp.tokens())  # access tokens "at-0": opaque
+    assert "not a JWT" in e.value.message and 'exchange_token = "id_token"' in e.value.message
+
+
+# -- restart from the store ------------------------------------------------------------------------------
+async def test_a_restart_resumes_with_the_stored_identity_center_refresh_token(tmp_path):
+    store = FileStore(tmp_path)
+    first = Rig(store=store)
+    await first.session.login(first.idp.tokens())
+    assert first.aws.idc_grants == ["jwt-bearer"]
+    stored = await store.load("work")
+    assert stored.idc_refresh_token is not None and stored.idc_application == first.profile.application_arn
+
+    second = Rig(store=store, clock=first.clock, idp=first.idp)  # a new daemon, the same IdP and store
+    await second.session.start()
+    await second.run(60)
+    await second.stop()
+    assert second.session.state == State.FRESH
+    assert second.aws.idc_grants == [f"refresh:{stored.idc_refresh_token.reveal()}"]  # no new jwt-bearer
+
+
+async def test_a_stored_token_is_never_sent_to_another_issuer(tmp_path):
+    """Issue 11 #7: a config whose issuer was changed must not receive the stored refresh token."""
+    store = FileStore(tmp_path)
+    first = Rig(store=store)
+    await first.session.login(first.idp.tokens())
+    evil = Rig(store=store, issuer="https://evil.example.com")
+    await evil.session.start()
+    await evil.run(60)
+    await evil.stop()
+    assert evil.idp.calls == 0 and evil.session.state == State.LOGIN_REQUIRED
+    msg = evil.session.login_required.message
+    assert "sign in again" in msg and "https://evil.example.com" in msg
+    with pytest.raises(LoginRequired):
+        await evil.session.credentials()
+    assert (await store.load("work")).refresh_token == first.session.refresh_token  # kept for the right config
+
+
+async def test_a_record_of_before_is_used_and_bound_at_its_first_renewal(tmp_path):
+    (tmp_path / "work.json").write_text('{"refresh_token": "rt-0"}')
+    rig = Rig(store=FileStore(tmp_path))
+    await rig.session.start()
+    await rig.run(60)
+    await rig.stop()
+    assert rig.session.state == State.FRESH
+    grant = await FileStore(tmp_path).load("work")
+    assert grant.issuer == rig.profile.issuer and grant.client_id == rig.profile.client_id
+    assert grant.refresh_token == Secret(rig.idp.live)
+
+
+# -- the store's records ---------------------------------------------------------------------------------
+def test_records_round_trip_and_never_show_secrets():
+    g = Grant(Secret("rt"), "https://i", "c", "openid").with_idc(Secret("irt"), "arn:app")
+    assert Grant.loads(g.dumps()) == g and "rt" not in repr(g).replace("idc", "")
+    assert Grant.loads("bare-token-of-before").legacy  # the keyring's value before records
+    assert g.idc_for("arn:app") == Secret("irt") and g.idc_for("arn:other") is None
+    assert not g.bound_to("https://other", "c") and g.bound_to("https://i", "c")
+
+
+async def test_a_damaged_record_reads_as_no_sign_in(tmp_path):
+    for text in ("{not json", '{"refresh_token": 5}', "x" * 100_000, "bare"):
+        (tmp_path / "work.json").write_text(text)
+        assert await FileStore(tmp_path).load("work") is None
