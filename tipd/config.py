@@ -54,8 +54,15 @@ DEFAULT_SCOPES: dict[str, list[str]] = {
 #: docs/idp-setup.md says why for each)
 PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     # Entra's v2.0 token endpoint documents `scope` as required on a refresh grant, a subset of the sign-in's
-    # (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow#refresh-the-access-token)
-    "entra": {"refresh_scope": "granted"},
+    # (https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow#refresh-the-access-token;
+    # AADSTS90023 "the scope parameter is not specified": https://learn.microsoft.com/en-us/answers/questions/1822191).
+    # Loopback redirects: http://localhost, any port, for public clients (support for 127.0.0.1 is disputed)
+    # (https://learn.microsoft.com/en-us/entra/identity-platform/reply-url#localhost-exceptions)
+    "entra": {"refresh_scope": "granted", "redirect_host": "localhost"},
+    # Cognito: "HTTPS over HTTP except for http://localhost for testing purposes only"; the callback URL is
+    # compared exactly, port included
+    # (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_CreateUserPoolClient.html)
+    "cognito": {"redirect_host": "localhost"},
     # Google: a refresh token only with access_type=offline, again on a later consent only with prompt=consent;
     # desktop clients have a secret that the token endpoint requires
     # (https://developers.google.com/identity/protocols/oauth2/native-app#exchange-authorization-code)

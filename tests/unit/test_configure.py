@@ -91,6 +91,11 @@ def test_cognito_domain_forms():
     ("entra", {"tenant": TENANT}),
     ("cognito", {"user_pool_id": "eu-west-1_AbC123"}),
     ("oidc", {"issuer": "https://idp.example.com/realms/x"}),
+    ("keycloak", {"keycloak_url": "https://sso.example.com/auth", "realm": "acme"}),
+    ("auth0", {"auth0_domain": "acme.eu.auth0.com"}),
+    ("pingfederate", {"pingfederate_url": "https://sso.example.com:9031"}),
+    ("pingone", {"pingone_region": "eu", "environment_id": "a1b2c3d4-5e6f-4a0b-9c8d-7e6f5a4b3c2d"}),
+    ("onelogin", {"onelogin_subdomain": "acme"}),
 ])
 def test_an_issuer_gives_back_the_inputs_it_was_made_from(provider, inputs):
     issuer = presets.derive_issuer(provider, inputs)
@@ -99,6 +104,90 @@ def test_an_issuer_gives_back_the_inputs_it_was_made_from(provider, inputs):
 
 def test_presets_name_the_providers_of_the_config_model():
     assert presets.PROVIDERS == get_args(Profile.model_fields["provider"].annotation)
+    assert set(presets.PRESET_INPUTS) == set(presets.REQUIRED_PRESET) == set(presets.PROVIDERS)
+
+
+@pytest.mark.parametrize("provider,inputs,issuer", [
+    ("keycloak", {"keycloak_url": "sso.example.com/", "realm": "acme"}, "https://sso.example.com/realms/acme"),
+    ("auth0", {"auth0_domain": "https://acme.us.auth0.com"}, "https://acme.us.auth0.com/"),  # trailing slash
+    ("pingone", {"environment_id": "A1B2C3D4-5E6F-4A0B-9C8D-7E6F5A4B3C2D"},
+     "https://auth.pingone.com/a1b2c3d4-5e6f-4a0b-9c8d-7e6f5a4b3c2d/as"),
+    ("onelogin", {"onelogin_subdomain": "acme.onelogin.com"}, "https://acme.onelogin.com/oidc/2"),
+    ("google", {}, "https://accounts.google.com"),
+    ("jumpcloud", {}, "https://oauth.id.jumpcloud.com/"),
+])
+def test_each_preset_makes_its_idps_issuer(provider, inputs, issuer):
+    assert presets.derive_issuer(provider, inputs) == issuer
+
+
+@pytest.mark.parametrize("provider,inputs,field", [
+    ("keycloak", {"keycloak_url": "https://sso.example.com/realms/acme", "realm": "acme"}, "keycloak_url"),
+    ("keycloak", {"keycloak_url": "http://sso.example.com", "realm": "acme"}, "keycloak_url"),
+    ("pingone", {"pingone_region": "us", "environment_id": "a1b2c3d4-5e6f-4a0b-9c8d-7e6f5a4b3c2d"}, "pingone_region"),
+    ("pingone", {"environment_id": "env-1"}, "environment_id"),
+    ("onelogin", {"onelogin_subdomain": "a/b"}, "onelogin_subdomain"),
+    ("auth0", {"auth0_domain": "not a host"}, "auth0_domain"),
+])
+def test_a_wrong_preset_value_names_itself(provider, inputs, field):
+    with pytest.raises(FieldError) as e:
+        presets.derive_issuer(provider, inputs)
+    assert e.value.field == field
+
+
+def test_the_google_preset_carries_what_google_needs():
+    d = build("g", {"provider": "google", "client_id": "1.apps.googleusercontent.com", **AWS})
+    s = d.settings
+    assert s["issuer"] == "https://accounts.google.com" and s["scopes"] == ["openid", "email"]
+    assert s["client_auth"] == "client_secret_post" and s["auth_params"] == {"access_type": "offline",
+                                                                             "prompt": "consent"}
+    # another provider for the same profile takes that provider's defaults, not Google's
+    o = build("g", {"provider": "okta", "org_url": "dev-9"}, s).settings
+    assert o["client_auth"] == "none" and o["auth_params"] == {} and "offline_access" in o["scopes"]
+
+
+def test_auth_params_are_typed_as_key_value_pairs():
+    assert parse_text("auth_params", "access_type=offline, prompt=consent") == {"access_type": "offline",
+                                                                                 "prompt": "consent"}
+    with pytest.raises(FieldError):
+        parse_text("auth_params", "access_type")
+    with pytest.raises(FieldError) as e:
+        check_field("auth_params", parse_text("auth_params", "state=x"))
+    assert "set by tipd itself" in e.value.reason
+
+
+def test_a_new_profile_is_written_without_its_providers_defaults(tmp_path):
+    cf = ConfigFile.read(tmp_path / "c.toml")
+    text = cf.with_profile(build("e", {"provider": "entra", "tenant": TENANT, "client_id": "c", **AWS}))
+    table = tomllib.loads(text)["profiles"]["e"]
+    assert "refresh_scope" not in table and "redirect_host" not in table and "auth_params" not in table
+    p = load_config(_write(tmp_path / "c.toml", text))[0].profiles["e"]
+    assert p.refresh_scope == "granted" and p.redirect_host == "localhost"
+    text = cf.with_profile(build("e", {"provider": "entra", "tenant": TENANT, "client_id": "c",
+                                       "refresh_scope": "omit", "auth_params": {"domain_hint": "x.com"}, **AWS}))
+    table = tomllib.loads(text)["profiles"]["e"]
+    assert table["refresh_scope"] == "omit" and table["auth_params"] == {"domain_hint": "x.com"}
+
+
+def _write(p, text):
+    p.write_text(text)
+    return p
+
+
+def test_a_client_secret_is_read_from_stdin_and_stored_bound_to_its_client(tmp_path, monkeypatch):
+    from tipd.configure import secret as cs
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    s = cs.read_stdin(io.StringIO("GOCSPX-abc\n"))
+    data = {"store": {"backend": "file"}}
+    where = cs.save_secret(data, "g", "https://accounts.google.com", "c1", s)
+    assert "0600 file" in where
+    assert cs.has_secret(data, "g", "https://accounts.google.com", "c1")
+    assert not cs.has_secret(data, "g", "https://accounts.google.com", "c2")  # another client: not that secret
+    for bad in ("\n", " padded \n", "x" * 5000 + "\n"):
+        with pytest.raises(ConfigError) as e:
+            cs.read_stdin(io.StringIO(bad))
+        assert "GOCSPX" not in e.value.message
 
 
 # -- values as typed -------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ EPILOG = """examples:
   tipctl configure --show                                   the effective config, defaults filled in
 
 Presets: okta (--org-url, --authorization-server), entra (--tenant), cognito (--user-pool-id, --cognito-domain),
-oidc (--issuer). See docs/configure.md."""
+keycloak (--keycloak-url, --realm), auth0 (--auth0-domain), pingfederate (--pingfederate-url),
+pingone (--pingone-region, --environment-id), google (nothing: add --client-secret-stdin), onelogin
+(--onelogin-subdomain), jumpcloud (nothing), oidc (--issuer). See docs/configure.md and docs/idp-setup.md."""
 
 
 def add_parser(sub) -> None:
@@ -33,6 +35,9 @@ def add_parser(sub) -> None:
     values = p.add_argument_group("profile values")
     for i in INPUTS:
         values.add_argument(i.flag, dest=i.name, metavar=i.name.split("_")[-1].upper(), help=i.help)
+    p.add_argument("--client-secret-stdin", action="store_true", help="read the app's client secret from stdin "
+                   "(one line) and keep it in the OS keyring or a 0600 file, never in the config file; for IdPs that "
+                   "require one (client_auth not none). Interactively, it is asked for without echo")
     p.add_argument("--from", dest="from_file", metavar="FILE", help="read the values from a JSON or TOML file "
                    "(keys as the flags, with _ for -: profile, provider, org_url, client_id...); flags override it")
     p.add_argument("--default", action="store_true", help="make it the default profile (a file without a "
@@ -64,12 +69,17 @@ def run(args: argparse.Namespace) -> int:
     for i in INPUTS:
         value = getattr(args, i.name)
         if value is not None:
-            given[i.name] = parse_text(i.name, value) if i.name in ("scopes", "redirect_port") else value
+            given[i.name] = parse_text(i.name, value) if i.name in ("scopes", "redirect_port", "auth_params") else value
     if args.provider:
         given["provider"] = args.provider
     name = given.pop("profile", None)
     name = args.profile or name
     make_default = given.pop("default", False) or args.default
+    secret = None
+    if args.client_secret_stdin:
+        from ..configure.secret import read_stdin
+
+        secret = read_stdin()  # first: an interactive run then reads its answers after it
 
     if args.interactive or (name is None and not args.from_file and sys.stdin.isatty()):
         from ..configure.prompt import Prompter, ask_profile
@@ -77,6 +87,16 @@ def run(args: argparse.Namespace) -> int:
         p = Prompter()
         try:
             draft = ask_profile(p, cf, given, name, check=not args.no_check)
+            if secret is None and _needs_secret(cf, draft):
+                from ..secret import Secret
+                from ..configure.presets import FieldError
+
+                while secret is None:
+                    value = p.secret(f"Client secret of {draft.settings['client_id']} (not shown, not saved in the "
+                                     "config file): ")
+                    secret = Secret(value) if value else None
+                    if secret is None:
+                        p.say("  a value is needed")
             make_default = make_default or _ask_default(p, cf, draft.name)
             text = cf.with_profile(draft, make_default)
             p.say("\n" + tomledit.table(("profiles", draft.name), draft.settings).rstrip())
@@ -90,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
                           "or run `tipctl configure` in a terminal to be asked for each value")
     else:
         draft = build(name, given, cf.profile(name))
+        if secret is None and _needs_secret(cf, draft) and not args.dry_run:
+            raise ConfigError(f"profile {draft.name} authenticates to its IdP with a client secret (client_auth = "
+                              f"\"{draft.settings['client_auth']}\") and none is stored for client "
+                              f"{draft.settings['client_id']}: pass it on stdin with --client-secret-stdin")
         if not args.no_check:
             check_issuer(draft.settings["provider"], draft.settings["issuer"], draft.cognito_domain)
         text = cf.with_profile(draft, make_default)
@@ -100,9 +124,28 @@ def run(args: argparse.Namespace) -> int:
             print(f"default_profile = {tomledit.toml_string(new_default)}\n")
         print(tomledit.table(("profiles", draft.name), draft.settings), end="")
         return 0
+    where = None
+    if secret is not None:
+        if draft.settings["client_auth"] == "none":
+            raise ConfigError(f"profile {draft.name} has client_auth = \"none\" (a public client): a client secret "
+                              "would not be used; set --client-auth client_secret_post (or _basic) with it")
+        from ..configure.secret import save_secret
+
+        where = save_secret(cf.data, draft.name, draft.settings["issuer"], draft.settings["client_id"], secret)
     path = cf.write(text)
+    if where is not None and not args.json:
+        print(f"Stored the client secret in {where}.", file=sys.stderr)
     _report(args, draft, path)
     return 0
+
+
+def _needs_secret(cf, draft) -> bool:
+    """A client secret is needed and none is stored for this issuer and client."""
+    if draft.settings["client_auth"] == "none":
+        return False
+    from ..configure.secret import has_secret
+
+    return not has_secret(cf.data, draft.name, draft.settings["issuer"], draft.settings["client_id"])
 
 
 def _ask_default(p, cf, name: str) -> bool:

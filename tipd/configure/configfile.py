@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
-from ..config import DEFAULT_SCOPES, Config, Profile, config_path, parse_config
+from ..config import Config, Profile, config_path, parse_config
 from ..errors import ConfigError
 from ..fsutil import private_dir, write_private
 from ..secret import Secret
 from . import tomledit
-from .profile import Draft
+from .profile import Draft, provider_defaults
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,14 @@ class ConfigFile:
 
     def with_profile(self, draft: Draft, make_default: bool = False) -> str:
         """The whole new text, validated as tipd will read it."""
-        provider = draft.settings["provider"]
-        absent = {"provider": "oidc", "redirect_port": 0, "scopes": DEFAULT_SCOPES[provider]}
-        text = tomledit.set_profile(self.text, draft.name, draft.settings, absent,
+        absent = provider_defaults(draft.settings["provider"])
+        raw = self.profiles.get(draft.name)
+        written = raw if isinstance(raw, dict) else {}
+        # the settings most profiles leave at their provider's default are written only when they differ
+        # (or are in the file already), so a profile reads as what is special about it
+        settings = {k: v for k, v in draft.settings.items()
+                    if not (k in QUIET_KEYS and k not in written and v == absent.get(k))}
+        text = tomledit.set_profile(self.text, draft.name, settings, absent,
                                     self.default_after(draft.name, make_default))
         self.validate(text, draft)
         return text
@@ -112,6 +117,10 @@ class ConfigFile:
         except OSError as e:
             raise ConfigError(f"{target}: cannot write it ({e.strerror})") from None
         return target
+
+
+#: see ConfigFile.with_profile
+QUIET_KEYS = ("redirect_host", "refresh_scope", "exchange_token", "client_auth", "auth_params")
 
 
 # -- --show ----------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The IdP presets: the issuer derived from what people know (an Okta org URL, an Entra tenant id, a Cognito
-user pool id), and back. Pure functions, stdlib only (tipctl imports this module to build its parser)."""
+user pool id, a Keycloak realm, ...), and back. Pure functions, stdlib only (tipctl imports this module to build
+its parser). The other settings each IdP needs (scopes, refresh scope, redirect host, client secret, ...) are
+the provider defaults of tipd/config.py; docs/idp-setup.md says why for each."""
 from __future__ import annotations
 
 import re
@@ -60,14 +62,46 @@ INPUTS = (
     Input("cognito_domain", "Cognito domain (optional, checked against the user pool)",
           "Cognito: the user pool's domain (prefix.auth.REGION.amazoncognito.com or a custom domain); "
           "optional, checked against the pool's sign-in endpoint", ("cognito",)),
+    Input("keycloak_url", "Keycloak base URL",
+          "Keycloak: the server's base URL, e.g. https://sso.example.com (Keycloak 16 and older: with /auth)",
+          ("keycloak",)),
+    Input("realm", "Keycloak realm", "Keycloak: the realm's name (its issuer is BASE/realms/REALM)", ("keycloak",)),
+    Input("auth0_domain", "Auth0 domain",
+          "Auth0: the tenant's domain, e.g. example.eu.auth0.com, or its custom domain", ("auth0",)),
+    Input("pingfederate_url", "PingFederate base URL",
+          "PingFederate: its base URL (System > Server > Protocol Settings), e.g. https://sso.example.com; "
+          "the issuer is this URL unless an issuer is set there (then give --issuer)", ("pingfederate",)),
+    Input("pingone_region", "PingOne region (com, ca, eu, com.au, sg or asia)",
+          "PingOne: the top-level domain of the environment's region: com (North America), ca, eu, com.au, sg, "
+          "asia (default com)", ("pingone",)),
+    Input("environment_id", "PingOne environment ID",
+          "PingOne: the environment ID, a UUID (Settings > Environment Properties)", ("pingone",)),
+    Input("onelogin_subdomain", "OneLogin subdomain",
+          "OneLogin: your subdomain, as in https://SUBDOMAIN.onelogin.com", ("onelogin",)),
     Input("issuer", "Issuer URL",
-          "the issuer URL, exactly as the IdP's discovery document publishes it (any provider; "
-          "required for --provider oidc)", PROVIDERS[3:]),
-    Input("client_id", "Client ID", "the OIDC app's client ID (a public client: no secret)"),
+          "the issuer URL, exactly as the IdP's discovery document publishes it (any provider: it replaces the "
+          "preset's values; required for --provider oidc)", ("oidc",)),
+    Input("client_id", "Client ID", "the OIDC app's client ID"),
     Input("scopes", "Scopes", "space- or comma-separated scopes (default: the provider's)"),
+    Input("redirect_host", "Redirect host (127.0.0.1 or localhost)",
+          "host of the sign-in redirect http://HOST:PORT/callback, exactly as registered with the app: 127.0.0.1 "
+          "or localhost (default: the provider's)", asked=False),
     Input("redirect_port", "Redirect port (0 = any free port)",
-          "loopback port of the sign-in redirect http://127.0.0.1:PORT/callback: the one registered with the app, "
+          "loopback port of the sign-in redirect http://HOST:PORT/callback: the one registered with the app, "
           "or 0 for any free port when the IdP allows it (RFC 8252)"),
+    Input("refresh_scope", "Refresh scope (omit or granted)",
+          "the scope of a refresh: omit (the grant stays as it is) or granted (exactly what the IdP granted, for "
+          "IdPs that require one); default: the provider's", asked=False),
+    Input("exchange_token", "Token exchanged with AWS (id_token or access_token)",
+          "the JWT sent to AWS: id_token, or access_token (a JWT) for IdPs that return no id_token on a refresh",
+          asked=False),
+    Input("client_auth", "Client authentication (none, client_secret_post or client_secret_basic)",
+          "how the app authenticates at the token endpoint: none (a public client, the default), or with its "
+          "secret (client_secret_post, client_secret_basic); the secret goes to the OS keyring, never to the "
+          "config file", asked=False),
+    Input("auth_params", "Extra authorization parameters",
+          "extra parameters of the sign-in request, as KEY=VALUE separated by commas or spaces "
+          "(default: the provider's, e.g. Google's access_type=offline,prompt=consent)", asked=False),
     Input("application_arn", "Identity Center application ARN",
           "the Identity Center customer managed application that trusts the IdP"),
     Input("oidc_role_arn", "OIDC role ARN", "the IAM role assumed with the id_token (AssumeRoleWithWebIdentity)"),
@@ -79,12 +113,28 @@ BY_NAME = {i.name: i for i in INPUTS}
 #: inputs that make the issuer, by provider
 PRESET_INPUTS = {"okta": ("org_url", "authorization_server"), "entra": ("tenant",),
                  "cognito": ("user_pool_id", "cognito_region", "cognito_domain"),
-                 **{p: () for p in PROVIDERS[3:]}}
+                 "keycloak": ("keycloak_url", "realm"), "auth0": ("auth0_domain",),
+                 "pingfederate": ("pingfederate_url",), "pingone": ("pingone_region", "environment_id"),
+                 "google": (), "onelogin": ("onelogin_subdomain",), "jumpcloud": (), "oidc": ()}
 #: the inputs a provider cannot do without (the issuer may replace them: see derive_issuer)
 REQUIRED_PRESET = {"okta": ("org_url",), "entra": ("tenant",), "cognito": ("user_pool_id",),
-                   **{p: ("issuer",) for p in PROVIDERS[3:]}}
+                   "keycloak": ("keycloak_url", "realm"), "auth0": ("auth0_domain",),
+                   "pingfederate": ("pingfederate_url",), "pingone": ("environment_id",), "google": (),
+                   "onelogin": ("onelogin_subdomain",), "jumpcloud": (), "oidc": ("issuer",)}
+#: IdPs with one issuer for everyone
+FIXED_ISSUER = {
+    # https://developers.google.com/identity/openid-connect/openid-connect#discovery
+    "google": "https://accounts.google.com",
+    # one issuer shared by every JumpCloud org, with a trailing slash (https://jumpcloud.com/support/sso-with-oidc)
+    "jumpcloud": "https://oauth.id.jumpcloud.com/",
+}
+#: PingOne's regions by the top-level domain of their hosts
+# (https://developer.pingidentity.com/pingone-api/workflow-library/using-postman-workflow-collections/
+#  using-the-pingone-postman-environment.html)
+PINGONE_REGIONS = ("com", "ca", "eu", "com.au", "sg", "asia")
 #: the profile keys configure sets, in the order it writes them (it leaves any other key as it is)
-PROFILE_KEYS = ("provider", "issuer", "client_id", "scopes", "redirect_port", "application_arn", "oidc_role_arn",
+PROFILE_KEYS = ("provider", "issuer", "client_id", "scopes", "redirect_host", "redirect_port", "refresh_scope",
+                "exchange_token", "client_auth", "auth_params", "application_arn", "oidc_role_arn",
                 "identity_enhanced_role_arn", "region")
 
 
@@ -182,6 +232,68 @@ def cognito_domain(domain: str, pool_region: str) -> str:
     return host
 
 
+def base_url(field: str, value: str, example: str) -> str:
+    """An https base URL (scheme and host, maybe a port and a path), without a trailing slash."""
+    v = value.strip().rstrip("/")
+    if "://" not in v:
+        v = "https://" + v
+    try:
+        parts = split_url(v)
+    except ValueError as e:
+        raise FieldError(field, f"is not a valid URL: {e}") from None
+    if parts.scheme != "https" or not _HOST.fullmatch((parts.hostname or "").lower()):
+        raise FieldError(field, f"must be an https:// URL such as {example}")
+    if parts.query or parts.fragment or parts.username:
+        raise FieldError(field, f"give the base URL alone, such as {example}")
+    return v
+
+
+def host_name(field: str, value: str, example: str) -> str:
+    v = value.strip().rstrip("/").lower()
+    v = v.removeprefix("https://")
+    if not _HOST.fullmatch(v):
+        raise FieldError(field, f"expected a host name such as {example}")
+    return v
+
+
+def keycloak_issuer(base: str, realm: str) -> str:
+    """Keycloak 17+ serves realms at BASE/realms/REALM (16 and older at BASE/auth/realms/REALM: give the /auth)."""
+    url = base_url("keycloak_url", base, "https://sso.example.com")
+    if url.rstrip("/").endswith("/realms") or "/realms/" in url:
+        raise FieldError("keycloak_url", "give the server's base URL, without /realms/...; the realm is a "
+                                         "separate value")
+    r = realm.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._~-]{1,255}", r):
+        raise FieldError("realm", "give the realm's name as it appears in its URLs, such as myrealm")
+    return f"{url}/realms/{r}"
+
+
+def auth0_issuer(domain: str) -> str:
+    """Auth0's issuer is https://DOMAIN/ with a trailing slash, which AWS compares byte for byte
+    (https://auth0.com/docs/secure/tokens/id-tokens/id-token-structure)."""
+    return f"https://{host_name('auth0_domain', domain, 'example.eu.auth0.com')}/"
+
+
+def pingone_issuer(region: str | None, environment_id: str) -> str:
+    """https://auth.pingone.TLD/ENVIRONMENT/as."""
+    tld = (region or "com").strip().lower().lstrip(".")
+    if tld not in PINGONE_REGIONS:
+        raise FieldError("pingone_region", f"must be one of {', '.join(PINGONE_REGIONS)} (com is North America)")
+    env = environment_id.strip().lower()
+    if not _GUID.fullmatch(env):
+        raise FieldError("environment_id", "give the environment ID, a UUID such as "
+                                           "a1b2c3d4-5e6f-4a0b-9c8d-7e6f5a4b3c2d (Settings > Environment Properties)")
+    return f"https://auth.pingone.{tld}/{env}/as"
+
+
+def onelogin_issuer(subdomain: str) -> str:
+    """OneLogin's OIDC v2 issuer (https://developers.onelogin.com/openid-connect)."""
+    v = subdomain.strip().lower().removeprefix("https://").rstrip("/").removesuffix(".onelogin.com")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", v):
+        raise FieldError("onelogin_subdomain", "give the subdomain alone, as in https://SUBDOMAIN.onelogin.com")
+    return f"https://{v}.onelogin.com/oidc/2"
+
+
 def derive_issuer(provider: str, inputs: dict[str, str | None]) -> str:
     """The issuer a provider's inputs make (raises FieldError naming the input that is wrong)."""
     if provider == "okta":
@@ -190,6 +302,18 @@ def derive_issuer(provider: str, inputs: dict[str, str | None]) -> str:
         return entra_issuer(inputs.get("tenant") or "")
     if provider == "cognito":
         return cognito_issuer(inputs.get("user_pool_id") or "", inputs.get("cognito_region"))
+    if provider == "keycloak":
+        return keycloak_issuer(inputs.get("keycloak_url") or "", inputs.get("realm") or "")
+    if provider == "auth0":
+        return auth0_issuer(inputs.get("auth0_domain") or "")
+    if provider == "pingfederate":
+        return base_url("pingfederate_url", inputs.get("pingfederate_url") or "", "https://sso.example.com")
+    if provider == "pingone":
+        return pingone_issuer(inputs.get("pingone_region"), inputs.get("environment_id") or "")
+    if provider == "onelogin":
+        return onelogin_issuer(inputs.get("onelogin_subdomain") or "")
+    if provider in FIXED_ISSUER:
+        return (inputs.get("issuer") or "").strip() or FIXED_ISSUER[provider]
     return (inputs.get("issuer") or "").strip()
 
 
@@ -205,4 +329,20 @@ def preset_inputs(provider: str, issuer: str) -> dict[str, str]:
     if provider == "cognito":
         m = re.fullmatch(rf"https://cognito-idp\.({_REGION})\.amazonaws\.com/({_REGION}_[A-Za-z0-9]+)", issuer)
         return {"user_pool_id": m[2]} if m else {}
+    if provider == "keycloak":
+        m = re.fullmatch(r"(https://.+?)/realms/([^/]+)", issuer)
+        return {"keycloak_url": m[1], "realm": m[2]} if m else {}
+    if provider == "auth0":
+        m = re.fullmatch(r"https://([^/]+)/", issuer)
+        return {"auth0_domain": m[1]} if m else {}
+    if provider == "pingfederate":
+        return {"pingfederate_url": issuer} if issuer.startswith("https://") else {}
+    if provider == "pingone":
+        m = re.fullmatch(r"https://auth\.pingone\.([a-z.]+)/([0-9a-f-]{36})/as", issuer)
+        return {"pingone_region": m[1], "environment_id": m[2]} if m and m[1] in PINGONE_REGIONS else {}
+    if provider == "onelogin":
+        m = re.fullmatch(r"https://([a-z0-9-]+)\.onelogin\.com/oidc/2", issuer)
+        return {"onelogin_subdomain": m[1]} if m else {}
+    if provider in FIXED_ISSUER:
+        return {}
     return {"issuer": issuer}

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from ..config import DEFAULT_SCOPES, PROFILE_NAME, Profile, _describe
+from ..config import DEFAULT_SCOPES, PROFILE_NAME, PROVIDER_DEFAULTS, Profile, _describe
 from ..errors import ConfigError, TipdError
-from .presets import (BY_NAME, PRESET_INPUTS, PROFILE_KEYS, PROVIDERS, REQUIRED_PRESET, FieldError,
+from .presets import (BY_NAME, FIXED_ISSUER, PRESET_INPUTS, PROFILE_KEYS, PROVIDERS, REQUIRED_PRESET, FieldError,
                       cognito_domain, cognito_pool, derive_issuer, preset_inputs)
 
 #: good values for every required field, so that one field can be validated on its own by the model
@@ -27,6 +27,26 @@ _PLACEHOLDER = {
     "identity_enhanced_role_arn": "arn:aws:iam::111122223333:role/x",
     "region": "us-east-1",
 }
+
+
+#: the settings whose default depends on the provider: a profile that changes provider takes the new one's
+PROVIDER_KEYS = ("scopes", "redirect_host", "refresh_scope", "exchange_token", "client_auth", "auth_params")
+
+
+def provider_default(provider: str, key: str) -> Any:
+    """What a profile of `provider` has for `key` when the file leaves it out."""
+    if key == "scopes":
+        return list(DEFAULT_SCOPES[provider])
+    if key in PROVIDER_DEFAULTS.get(provider, {}):
+        value = PROVIDER_DEFAULTS[provider][key]
+        return dict(value) if isinstance(value, dict) else value
+    field = Profile.model_fields[key]
+    return field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+
+
+def provider_defaults(provider: str) -> dict[str, Any]:
+    """The values that need not be written for a profile of `provider` (leaving them out means the same)."""
+    return {"provider": "oidc", "redirect_port": 0, **{k: provider_default(provider, k) for k in PROVIDER_KEYS}}
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,14 @@ def parse_text(field: str, text: str) -> Any:
         if not re.fullmatch(r"\d{1,5}", text):
             raise FieldError(field, "must be a port number (0-65535; 0 = any free port)")
         return int(text)
+    if field == "auth_params":
+        out: dict[str, str] = {}
+        for item in (i for i in re.split(r"[\s,]+", text) if i):
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise FieldError(field, f"{item!r}: give KEY=VALUE pairs, such as access_type=offline")
+            out[key] = value
+        return out
     return text
 
 
@@ -110,8 +138,10 @@ def read_from_file(path: str) -> dict[str, Any]:
             out[k] = [str(s) for s in v]
         elif k == "redirect_port" and isinstance(v, int) and not isinstance(v, bool):
             out[k] = v
+        elif k == "auth_params" and isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
+            out[k] = {str(a): x for a, x in v.items()}
         elif isinstance(v, str):
-            out[k] = parse_text(k, v) if k in ("scopes", "redirect_port") else v
+            out[k] = parse_text(k, v) if k in ("scopes", "redirect_port", "auth_params") else v
         else:
             raise ConfigError(f"{p}: {k} must be a string")
     return out
@@ -152,6 +182,8 @@ def build(name: str, inputs: dict[str, Any], existing: dict[str, Any] | None = N
         issuer = given["issuer"]
     elif existing.get("issuer") and same_provider:
         issuer = existing["issuer"]
+    elif provider in FIXED_ISSUER:
+        issuer = FIXED_ISSUER[provider]
     else:
         missing += list(REQUIRED_PRESET[provider])
 
@@ -159,10 +191,10 @@ def build(name: str, inputs: dict[str, Any], existing: dict[str, Any] | None = N
     for k in PROFILE_KEYS[2:]:
         if k in given:
             settings[k] = given[k]
-        elif k in existing and (same_provider or k != "scopes"):
+        elif k in existing and (same_provider or k not in PROVIDER_KEYS):
             settings[k] = existing[k]
-        elif k == "scopes":
-            settings[k] = list(DEFAULT_SCOPES[provider])
+        elif k in PROVIDER_KEYS:
+            settings[k] = provider_default(provider, k)
         elif k == "redirect_port":
             settings[k] = 0
         else:

@@ -7,12 +7,18 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ..config import DEFAULT_SCOPES
+from ..config import PROVIDERS
 from ..errors import ConfigError
 from .configfile import ConfigFile
-from .presets import (BY_NAME, PRESET_INPUTS, PROFILE_KEYS, REQUIRED_PRESET, FieldError, cognito_domain,
-                      cognito_pool, derive_issuer, entra_issuer, okta_issuer, okta_org_url, preset_inputs)
-from .profile import Draft, build, check_field, check_issuer, check_name, cognito_domain_of, parse_text
+from .presets import (BY_NAME, FIXED_ISSUER, PRESET_INPUTS, PROFILE_KEYS, REQUIRED_PRESET, FieldError,
+                      auth0_issuer, base_url, cognito_domain, cognito_pool, derive_issuer, entra_issuer,
+                      keycloak_issuer, okta_issuer, okta_org_url, onelogin_issuer, pingone_issuer, preset_inputs)
+from .profile import (PROVIDER_KEYS, Draft, build, check_field, check_issuer, check_name, cognito_domain_of,
+                      parse_text, provider_default)
+
+#: IdPs whose redirect URI must be registered with its exact port
+EXACT_PORT = {"okta": "Okta", "cognito": "Cognito", "auth0": "Auth0", "pingfederate": "PingFederate",
+              "onelogin": "OneLogin", "jumpcloud": "JumpCloud"}
 
 
 class Prompter:
@@ -48,6 +54,16 @@ class Prompter:
             except FieldError as e:
                 self.say(f"  {e.reason}")
 
+    def secret(self, question: str) -> str:
+        """A secret, not echoed in a terminal (read as a line from a pipe)."""
+        if self.stdin is sys.stdin and sys.stdin.isatty():
+            import getpass
+
+            value = getpass.getpass(question, stream=self.out)
+        else:
+            value = self.line(question)
+        return value.strip()
+
     def confirm(self, question: str, default: bool) -> bool:
         while True:
             text = self.line(f"{question} [{'Y/n' if default else 'y/N'}]: ").lower()
@@ -75,7 +91,7 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
     existing = cf.profile(name) or {}
     if existing:
         p.say(f"Profile {name} exists in {cf.path}: Enter keeps each of its values.")
-    provider = p.ask("IdP (okta, entra, cognito or oidc for any other)",
+    provider = p.ask(f"IdP ({', '.join(PROVIDERS[:-1])}, or oidc for any other)",
                      given.get("provider") or existing.get("provider") or "oidc",
                      lambda s: check_field("provider", s.strip().lower()))
 
@@ -84,9 +100,10 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
         defaults.update(existing)
         defaults.update(preset_inputs(provider, existing.get("issuer", "")))
     else:
-        defaults.update({k: v for k, v in existing.items() if k not in ("provider", "issuer", "scopes")})
+        defaults.update({k: v for k, v in existing.items() if k not in ("provider", "issuer", *PROVIDER_KEYS)})
     defaults.update({k: v for k, v in given.items() if v is not None})
     defaults.setdefault("authorization_server", "default")
+    defaults.setdefault("pingone_region", "com")
 
     answers: dict[str, Any] = {"provider": provider}
     while True:
@@ -108,12 +125,16 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
         break
 
     for k in PROFILE_KEYS[2:]:
-        if k == "redirect_port" and provider in ("okta", "cognito"):
-            p.say(f"  {provider.capitalize()} compares the redirect URI exactly: give the port of the one registered "
-                  "with the app (http://127.0.0.1:PORT/callback)")
         default = defaults.get(k)
         if default is None:
-            default = DEFAULT_SCOPES[provider] if k == "scopes" else {"redirect_port": 0}.get(k)
+            default = provider_default(provider, k) if k in PROVIDER_KEYS else {"redirect_port": 0}.get(k)
+        if not BY_NAME[k].asked:  # flags only: the provider's default, or what the profile has
+            answers[k] = default
+            continue
+        if k == "redirect_port" and provider in EXACT_PORT:
+            host = answers.get("redirect_host") or "127.0.0.1"
+            p.say(f"  {EXACT_PORT[provider]} compares the redirect URI exactly: give the port of the one registered "
+                  f"with the app (http://{host}:PORT/callback)")
         answers[k] = p.ask(BY_NAME[k].prompt, _text(default),
                            lambda s, k=k: check_field(k, parse_text(k, s), provider))
     return build(name, answers, existing)
@@ -122,6 +143,8 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
 def _ask_issuer(p: Prompter, provider: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The preset's values (or the issuer itself for oidc), each checked as typed."""
     out: dict[str, Any] = {}
+    if provider in FIXED_ISSUER:
+        return out  # one issuer for everyone
     if not PRESET_INPUTS[provider]:
         out["issuer"] = p.ask(BY_NAME["issuer"].prompt, _text(defaults.get("issuer")),
                               lambda s: check_field("issuer", s.strip()))
@@ -130,6 +153,13 @@ def _ask_issuer(p: Prompter, provider: str, defaults: dict[str, Any]) -> dict[st
         "org_url": okta_org_url,
         "authorization_server": lambda s: (okta_issuer(out["org_url"], s), s.strip())[1],
         "tenant": lambda s: (entra_issuer(s), s.strip())[1],
+        "keycloak_url": lambda s: base_url("keycloak_url", s, "https://sso.example.com"),
+        "realm": lambda s: (keycloak_issuer(out["keycloak_url"], s), s.strip())[1],
+        "auth0_domain": lambda s: (auth0_issuer(s), s.strip())[1],
+        "pingfederate_url": lambda s: base_url("pingfederate_url", s, "https://sso.example.com"),
+        "pingone_region": lambda s: (pingone_issuer(s, "00000000-0000-0000-0000-000000000000"), s.strip().lower())[1],
+        "environment_id": lambda s: (pingone_issuer(out.get("pingone_region"), s), s.strip().lower())[1],
+        "onelogin_subdomain": lambda s: (onelogin_issuer(s), s.strip())[1],
         "user_pool_id": lambda s: cognito_pool(s)[1],
         "cognito_domain": lambda s: (cognito_domain(s, cognito_pool(out["user_pool_id"])[0]), s.strip())[1],
     }

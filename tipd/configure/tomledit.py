@@ -50,6 +50,8 @@ def toml_value(v: Any) -> str:
         return toml_string(v)
     if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
         return "[" + ", ".join(toml_string(x) for x in v) + "]"
+    if isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        return "{ " + ", ".join(f"{toml_key(k)} = {toml_string(x)}" for k, x in v.items()) + " }" if v else "{}"
     raise TypeError(f"cannot write {type(v).__name__} as a TOML value here")
 
 
