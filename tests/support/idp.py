@@ -1,7 +1,7 @@
 """The real test IdP (panva oidc-provider, tests/idp/server.mjs) as a subprocess.
 
     with IdP(refresh_ttl=60) as idp:
-        idp.issuer            # http://127.0.0.1:<port>
+        idp.issuer            # http://127.0.0.1:<port> (plus the persona's path / trailing "/")
         idp.fault("/token", 500, count=2)
         idp.stats()           # {"/token": 3, ...}
 
@@ -9,12 +9,22 @@
         idp.down()            # outage: the process is gone, the port refuses connections
         idp.up()              # back on the same port: same keys, every token still valid
 
+    with IdP(persona="google", switches={"device_interval": 1}) as idp:
+        idp.client_secret     # the persona requires one: pass it as the IdP wants
+        idp.end_sessions()    # every IdP session ends (session-bound refresh tokens die)
+        idp.rotate_keys()     # a new signing key signs from now on (old one kept in the JWKS)
+
+Personas and switches: tests/support/personas.py (its docstring lists the attributes a consumer
+of a persona needs: issuer, client_id, client_secret, redirect_host/port/uri, device_flow, ...).
+
 Needs ``npm ci --prefix tests/idp`` once (the harness never installs anything).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import selectors
 import shutil
 import subprocess
@@ -29,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .net import free_port
+from .personas import PERSONAS, Persona
 
 IDP_DIR = Path(__file__).resolve().parent.parent / "idp"
 SERVER = IDP_DIR / "server.mjs"
@@ -50,20 +61,38 @@ def _kill(proc: subprocess.Popen) -> None:
 class IdP:
     """Starts the IdP on a free 127.0.0.1 port in the constructor (``start=False`` to defer)."""
 
-    def __init__(self, *, client_id: str = "tipd-test", access_ttl: int = 3600, id_ttl: int = 3600,
-                 refresh_ttl: int = 86400, device_ttl: int = 600, port: int | None = None,
+    def __init__(self, *, persona: str | Persona = "default", switches: dict[str, Any] | None = None,
+                 client_id: str = "tipd-test", access_ttl: int | None = None,
+                 id_ttl: int | None = None, refresh_ttl: int | None = None,
+                 device_ttl: int | None = None, port: int | None = None,
                  startup_timeout: float = 20.0, env: dict[str, str] | None = None,
                  persistent: bool = False, start: bool = True):
+        if isinstance(persona, str):
+            if persona not in PERSONAS:
+                raise IdPError(f"unknown persona {persona!r}; known: {', '.join(PERSONAS)}")
+            persona = PERSONAS[persona]
+        self.persona: Persona = persona
+        # explicit switches override the persona's; the IdP fills in the defaults of the rest
+        self._switches_given: dict[str, Any] = {**persona.switches, **(switches or {})}
+        lifetimes = {"access_ttl": 3600, "id_ttl": 3600, "refresh_ttl": 86400, "device_ttl": 600,
+                     **persona.lifetimes}
         self.client_id = client_id
-        self.access_ttl = access_ttl
-        self.id_ttl = id_ttl
-        self.refresh_ttl = refresh_ttl
-        self.device_ttl = device_ttl
+        self.access_ttl = access_ttl if access_ttl is not None else lifetimes["access_ttl"]
+        self.id_ttl = id_ttl if id_ttl is not None else lifetimes["id_ttl"]
+        self.refresh_ttl = refresh_ttl if refresh_ttl is not None else lifetimes["refresh_ttl"]
+        self.device_ttl = device_ttl if device_ttl is not None else lifetimes["device_ttl"]
         self.startup_timeout = startup_timeout
         self._requested_port = port
         self._extra_env = dict(env or {})
+        # a secret (when the persona wants one) and a registered redirect port (exact-port
+        # personas) are chosen once, so down()/up() keeps them
+        auth = self._switches_given.get("client_auth", "none")
+        self.client_secret: str | None = secrets.token_urlsafe(24) if auth != "none" else None
+        self.redirect_port: int | None = (
+            free_port() if self._switches_given.get("redirect_port") == "exact" else None)
         self.port: int | None = None
         self.issuer: str | None = None
+        self._config: dict[str, Any] | None = None
         self._proc: subprocess.Popen | None = None
         self._stderr_file = None
         self._finalizer = None
@@ -76,6 +105,64 @@ class IdP:
         self._state_dir: tempfile.TemporaryDirectory | None = None
         if start:
             self.start()
+
+    # ----- what a client of this IdP needs to know ---------------------------------------------
+    @property
+    def switches(self) -> dict[str, Any]:
+        """Every switch as the running IdP has it (defaults filled in)."""
+        if self._config is None:
+            raise IdPError("the IdP has not been started")
+        return self._config["switches"]
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:<port>: where the /__test/* endpoints are (the issuer may have a path)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def discovery_url(self) -> str:
+        assert self.issuer is not None
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+    @property
+    def client_auth(self) -> str:
+        return self.switches["client_auth"]
+
+    @property
+    def redirect_host(self) -> str:
+        """The loopback host to redirect to: 127.0.0.1 unless the IdP takes localhost only."""
+        return "localhost" if self.switches["redirect_host"] == "localhost" else "127.0.0.1"
+
+    @property
+    def redirect_uri(self) -> str | None:
+        """The registered redirect URI of an exact-port IdP (None: any port on redirect_host)."""
+        if self.redirect_port is None:
+            return None
+        return f"http://{self.redirect_host}:{self.redirect_port}/callback"
+
+    @property
+    def device_flow(self) -> bool:
+        return bool(self.switches["device_flow"])
+
+    @property
+    def revocation(self) -> str:
+        return self.switches["revocation"]
+
+    def client_form(self) -> dict[str, str]:
+        """The client's fields for a token / device / revocation request body: client_id, plus
+        client_secret when the IdP takes it in the body (client_secret_post or _any)."""
+        form = {"client_id": self.client_id}
+        if self.client_secret is not None and self.client_auth != "client_secret_basic":
+            form["client_secret"] = self.client_secret
+        return form
+
+    def client_headers(self) -> dict[str, str]:
+        """HTTP Basic client authentication, when the IdP wants it (client_secret_basic)."""
+        if self.client_secret is None or self.client_auth != "client_secret_basic":
+            return {}
+        quote = urllib.parse.quote_plus
+        raw = f"{quote(self.client_id)}:{quote(self.client_secret)}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
     # ----- lifecycle ------------------------------------------------------------------------
     def start(self) -> "IdP":
@@ -147,7 +234,11 @@ class IdP:
 
     def _launch(self, node: str, port: int) -> None:
         state = {"IDP_STATE_DIR": self._state_dir.name} if self._state_dir is not None else {}
-        env = {**os.environ, **self._extra_env, **state,
+        client = {"IDP_CLIENT_SECRET": self.client_secret} if self.client_secret else {}
+        if self.redirect_port is not None:
+            client["IDP_REDIRECT_PORT"] = str(self.redirect_port)
+        env = {**os.environ, **self._extra_env, **state, **client,
+               "IDP_SWITCHES": json.dumps(self._switches_given),
                "IDP_PORT": str(port), "IDP_CLIENT_ID": self.client_id,
                "IDP_ACCESS_TTL": str(self.access_ttl), "IDP_ID_TTL": str(self.id_ttl),
                "IDP_REFRESH_TTL": str(self.refresh_ttl), "IDP_DEVICE_TTL": str(self.device_ttl),
@@ -187,8 +278,15 @@ class IdP:
         # keep draining stdout so a chatty process can never block on a full pipe
         threading.Thread(target=self._drain, args=(proc.stdout,), daemon=True).start()
         self._proc, self._stderr_file = proc, stderr_file
-        self.port, self.issuer = port, f"http://127.0.0.1:{port}"
+        self.port = port
         self._finalizer = weakref.finalize(self, _kill, proc)
+        try:
+            self._config = self._control("GET", "/__test/config")
+        except BaseException:
+            self._end_process()
+            raise
+        self.issuer = self._config["issuer"]
+        self._discovery = None
 
     @staticmethod
     def _drain(stream) -> None:
@@ -259,12 +357,17 @@ class IdP:
 
     # ----- HTTP helpers -----------------------------------------------------------------------
     def url(self, path: str) -> str:
-        return f"{self.issuer}{path}"
+        """An absolute URL: an IdP endpoint path ("/token") under the issuer, or a /__test/ path
+        at the root."""
+        if path.startswith("/__test/"):
+            return f"{self.base_url}{path}"
+        return f"{(self.issuer or '').rstrip('/')}{path}"
 
     def _request(self, method: str, path_or_url: str, *, json_body: Any = None,
-                 form: dict[str, str] | None = None) -> tuple[int, bytes]:
+                 form: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         url = path_or_url if path_or_url.startswith("http") else self.url(path_or_url)
-        data, headers = None, {"Accept": "application/json"}
+        data, headers = None, {"Accept": "application/json", **(headers or {})}
         if json_body is not None:
             data, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
         elif form is not None:
@@ -287,7 +390,7 @@ class IdP:
 
     def discovery(self) -> dict:
         if self._discovery is None:
-            status, raw = self._request("GET", "/.well-known/openid-configuration")
+            status, raw = self._request("GET", self.discovery_url)
             if status != 200:
                 raise IdPError(f"discovery -> {status}")
             self._discovery = json.loads(raw)
@@ -317,12 +420,24 @@ class IdP:
         Returns the number of grants revoked."""
         return self._control("POST", "/__test/revoke-all")["grants"]
 
+    def end_sessions(self) -> int:
+        """End every IdP (browser) session: the next sign-in asks for the login again, and
+        session-bound refresh tokens (switch refresh_dies_with_session) stop working.
+        Returns the number of sessions ended."""
+        return self._control("POST", "/__test/end-sessions")["sessions"]
+
+    def rotate_keys(self, keep_old: bool = True) -> str:
+        """A new signing key signs every token from now on; the old keys stay in the JWKS
+        (keep_old) or are dropped from it at once. Returns the new key id."""
+        return self._control("POST", "/__test/rotate-keys", {"keep_old": keep_old})["kid"]
+
     def revoke(self, token: str, token_type_hint: str | None = None) -> None:
-        """RFC 7009 revocation at the real revocation endpoint, as the public client.
-        Revoking a refresh token revokes its whole grant."""
-        form = {"token": token, "client_id": self.client_id}
+        """RFC 7009 revocation at the real revocation endpoint, as the client (with its secret
+        when it has one). Revoking a refresh token revokes its whole grant."""
+        form = {"token": token, **self.client_form()}
         if token_type_hint:
             form["token_type_hint"] = token_type_hint
-        status, raw = self._request("POST", self.discovery()["revocation_endpoint"], form=form)
+        status, raw = self._request("POST", self.discovery()["revocation_endpoint"], form=form,
+                                    headers=self.client_headers())
         if status != 200:
             raise IdPError(f"revocation -> {status}: {raw[:300]!r}")
