@@ -13,7 +13,7 @@ from .clock import Clock, iso_utc
 from .config import Profile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
-from .idp.oidc import IdpClient, TokenResponse
+from .idp.oidc import NOT_SIGNED_IN, IdpClient, Revocation, TokenResponse
 from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
@@ -382,9 +382,10 @@ class ProfileSession:
         self._wake.set()
         return self.status()
 
-    async def logout(self) -> bool:
-        """Forget everything; revoke the refresh token at the IdP when it offers revocation."""
-        revoked = False
+    async def logout(self) -> Revocation:
+        """Forget everything; revoke the refresh token at the IdP when it offers revocation. The outcome says
+        what the IdP did (nothing to revoke when not signed in: a second logout blames no one)."""
+        revoked = NOT_SIGNED_IN
         token, self.refresh_token = self.refresh_token, None
         self.granted_scope = self._stored_idc_refresh = None
         for st in self.stages:
@@ -395,10 +396,10 @@ class ProfileSession:
         self._changed()
         await self.store.delete(self.name)
         if token is not None:
-            try:
-                revoked = await self.idp_client.revoke(token)
-            except TipdError as e:
-                log.warning("profile %s: signed out locally, but revoking at the IdP failed: %s", self.name, e.message)
+            revoked = await self.idp_client.revoke(token)
+            if revoked.outcome in ("refused", "failed"):
+                log.warning("profile %s: signed out locally; revoking at the IdP: %s %s", self.name,
+                            revoked.outcome, revoked.detail)
         return revoked
 
     async def fresh_id_token(self) -> Secret:

@@ -10,7 +10,7 @@ import jwt
 
 from tipd.errors import UpstreamError
 from tipd.exchange import AwsCredentials, IdcToken
-from tipd.idp.oidc import OAuthError, TokenResponse
+from tipd.idp.oidc import OAuthError, Revocation, TokenResponse
 from tipd.secret import Secret
 
 
@@ -117,7 +117,7 @@ class FakeIdp:
 
     async def revoke(self, token):
         self.revoked = True
-        return True
+        return Revocation("revoked")
 
 
 class FakeAws:

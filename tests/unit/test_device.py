@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tipd.errors import LoginError, UpstreamError
 from tipd.idp.device import DEVICE_GRANT, device_login
-from tipd.idp.oidc import OAuthError, ProviderMetadata
+from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata
 from tipd.idp.verify import verify_id_token
 
 from .fakes import FakeClock
+from .profiles import profile
 
 DEVICE_CODE = "dc-0123456789-secret"
 SCOPES = ["openid", "email", "offline_access"]
@@ -95,8 +96,8 @@ def run(aiohttp_server, clock):
         shown: list[str] = []
         async with aiohttp.ClientSession() as http:
             try:
-                result = await device_login(http, meta, "cid", SCOPES, timeout=timeout, clock=clock,
-                                            show=shown.append)
+                client = IdpClient(http, profile(issuer=base, client_id="cid", scopes=SCOPES), metadata=meta)
+                result = await device_login(client, timeout=timeout, clock=clock, show=shown.append)
             except Exception as e:  # noqa: BLE001 - the test inspects what was raised
                 result = e
         return result, idp, shown

@@ -5,8 +5,10 @@ import pytest
 
 from tipd.errors import LoginError
 from tipd.idp.browser import LoopbackReceiver, authorization_url, browser_login
-from tipd.idp.oidc import ProviderMetadata
+from tipd.idp.oidc import IdpClient, ProviderMetadata
 from tipd.idp.pkce import AuthRequest, s256
+
+from .profiles import profile
 
 META = ProviderMetadata(issuer="http://127.0.0.1:1", authorization_endpoint="http://127.0.0.1:1/auth",
                         token_endpoint="http://127.0.0.1:1/token", jwks_uri="http://127.0.0.1:1/jwks")
@@ -76,7 +78,8 @@ async def test_error_callback_without_our_state_cannot_cancel_a_sign_in():
 async def test_login_times_out_cleanly():
     async with aiohttp.ClientSession() as http:
         with pytest.raises(LoginError) as e:
-            await browser_login(http, META, "cid", ["openid"], timeout=0.2, open_browser=False, show=lambda s: None)
+            idp = IdpClient(http, profile(issuer=META.issuer), metadata=META)
+            await browser_login(idp, timeout=0.2, open_browser=False, show=lambda s: None)
     assert "no sign-in arrived within" in e.value.message
 
 

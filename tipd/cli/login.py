@@ -26,38 +26,70 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-async def _sign_in(profile: dict, args: argparse.Namespace):
+class Phase:
+    """What the sign-in is doing, for the sentence when --timeout ends it."""
+
+    def __init__(self) -> None:
+        self.now = "starting"
+
+
+async def _sign_in(profile, args: argparse.Namespace, phase: Phase, client_secret=None):
     """Sign in at the profile's IdP and verify the id_token; returns the token response."""
     import aiohttp
 
     from ..errors import LoginError
-    from ..idp import oidc
-    from ..idp.verify import verify_id_token
+    from ..idp.oidc import IdpClient
 
     def show(text: str) -> None:  # stderr: stdout carries only the result (--json)
         print(text, file=sys.stderr, flush=True)
 
     async with aiohttp.ClientSession() as http:
-        meta = await oidc.discover(http, profile["issuer"])
+        idp = IdpClient(http, profile, client_secret)
+        phase.now = f"reading the IdP's discovery document at {profile.issuer}"
+        await idp.metadata()
         if args.device:
             from ..idp.device import device_login
 
-            tokens = await device_login(http, meta, profile["client_id"], profile["scopes"], timeout=args.timeout,
-                                        show=show)
+            phase.now = "waiting for the device sign-in"
+            tokens = await device_login(idp, timeout=args.timeout, show=show)
             nonce = None  # the device grant has no authorization request to carry one
         else:
             from ..idp.browser import browser_login
 
-            tokens, req = await browser_login(
-                http, meta, profile["client_id"], profile["scopes"], port=profile["redirect_port"],
-                timeout=args.timeout or BROWSER_TIMEOUT, open_browser=not args.no_browser, show=show)
+            phase.now = "waiting for the browser sign-in"
+            tokens, req = await browser_login(idp, timeout=args.timeout or BROWSER_TIMEOUT,
+                                              open_browser=not args.no_browser, show=show)
             nonce = req.nonce
         if tokens.id_token is None:
             raise LoginError("the IdP returned no id_token: the profile's scopes must include openid")
-        jwks = await oidc.fetch_jwks(http, meta.jwks_uri)
-        verify_id_token(tokens.id_token.reveal(), jwks, issuer=meta.issuer, client_id=profile["client_id"],
-                        nonce=nonce)
+        phase.now = "checking the id_token against the IdP's signing keys"
+        await idp.verify_id_token(tokens.id_token.reveal(), nonce)
     return tokens
+
+
+async def _within(profile, args: argparse.Namespace, client_secret=None):
+    """The sign-in, bounded by --timeout as a whole (a slow IdP ends in a sentence, not a traceback)."""
+    import asyncio
+
+    from ..errors import LoginError
+
+    phase = Phase()
+    if not args.timeout:
+        return await _sign_in(profile, args, phase, client_secret)
+    try:
+        # a little over --timeout: the flows' own waits end first, with their more precise sentences
+        async with asyncio.timeout(args.timeout + 2):
+            return await _sign_in(profile, args, phase, client_secret)
+    except TimeoutError:
+        raise LoginError(f"the sign-in did not complete within {args.timeout:g} s (still {phase.now}); check that "
+                         "the IdP is reachable, or allow more time with --timeout") from None
+
+
+def _profile(settings: dict):
+    """The daemon's view of the profile as a config.Profile (defaults for settings an older daemon lacks)."""
+    from ..config import Profile
+
+    return Profile.model_validate(settings)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     name, profile = resolve_profile(ctl, args.profile)
     # Ctrl-C: asyncio.run cancels the sign-in (closing the loopback listener) and raises KeyboardInterrupt,
     # which main turns into `tipctl: cancelled` and exit 130, before anything is handed to the daemon
-    tokens = asyncio.run(_sign_in(profile, args))
+    tokens = asyncio.run(_within(_profile(profile), args))
     handoff = {"access_token": tokens.access_token.reveal(), "id_token": tokens.id_token.reveal(),
                "refresh_token": tokens.refresh_token.reveal() if tokens.refresh_token else None,
                "expires_in": tokens.expires_in, "scope": tokens.scope}  # the grant: a refresh never asks for more

@@ -13,6 +13,23 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def outcome_sentence(name: str, revocation: str, detail: str = "") -> str:
+    """What became of the sign-in, in words. The tokens are gone from this machine in every case."""
+    forgotten = f"Signed out of {name}: the tokens are forgotten on this machine"
+    if revocation == "revoked":
+        return f"Signed out of {name}. The refresh token was revoked at the IdP."
+    if revocation == "not-signed-in":
+        return f"{name} was not signed in; there was nothing to sign out of."
+    if revocation == "unsupported":
+        return (f"{forgotten}. The IdP offers no revocation endpoint, so the refresh token stays valid there "
+                "until it expires or you sign out at the IdP.")
+    if revocation == "refused":
+        return (f"{forgotten}. The IdP did not accept the revocation ({detail or 'an error'}), so the refresh "
+                "token may stay valid there until it expires.")
+    return (f"{forgotten}. Revoking the refresh token at the IdP did not work ({detail or 'no answer'}), so it may "
+            "stay valid there until it expires.")
+
+
 def run(args: argparse.Namespace) -> int:
     from .common import client, print_json, resolve_profile
 
@@ -22,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(r)
     else:
-        print(f"Signed out of {name}." + (" The refresh token was revoked at the IdP." if r["revoked_at_idp"] else
-                                         " (The IdP offers no revocation endpoint; the token was forgotten.)"))
+        # a daemon of before the `revocation` field: only the boolean
+        revocation = r.get("revocation") or ("revoked" if r.get("revoked_at_idp") else "unsupported")
+        print(outcome_sentence(name, revocation, r.get("revocation_detail") or ""))
     return 0

@@ -5,22 +5,28 @@ import asyncio
 import errno
 import html
 import logging
+import socket
 import threading
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from typing import Any
 
-import aiohttp
 from aiohttp import web
+from authlib.oauth2.rfc6749 import MissingCodeException
+from authlib.oauth2.rfc6749.parameters import parse_authorization_code_response, prepare_grant_uri
 
 from ..errors import LoginError
-from .oidc import ProviderMetadata, TokenResponse, token_request
+from .oidc import IdpClient, ProviderMetadata, TokenResponse
 from .pkce import AuthRequest
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/callback"
+REDIRECT_HOSTS = ("127.0.0.1", "localhost")
+#: the authorization request's own parameters: a profile's `auth_params` never replaces them
+PROTECTED_PARAMS = frozenset({"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+                              "code_challenge", "code_challenge_method"})
 PAGE = """<!doctype html><meta charset="utf-8"><title>tipd</title>
 <body style="font-family:system-ui;margin:3em"><h2>{title}</h2><p>{text}</p></body>"""
 
@@ -32,38 +38,61 @@ class Callback:
 
 
 class LoopbackReceiver:
-    """A one-shot HTTP listener on 127.0.0.1 that waits for the IdP's redirect."""
+    """A one-shot HTTP listener on the loopback interface that waits for the IdP's redirect.
 
-    def __init__(self, request: AuthRequest, port: int = 0) -> None:
+    `host` is what the redirect URI names: 127.0.0.1, or `localhost` for IdPs that accept only that name
+    (the listener then takes the port on ::1 as well where IPv6 exists, since a browser may resolve
+    `localhost` to either). `issuer`, when given, must match an `iss` in the redirect (RFC 9207)."""
+
+    def __init__(self, request: AuthRequest, port: int = 0, host: str = "127.0.0.1", issuer: str | None = None) -> None:
+        if host not in REDIRECT_HOSTS:
+            raise LoginError(f"redirect_host must be one of {', '.join(REDIRECT_HOSTS)}, not {host!r}")
         self.request = request
         self.port = port
+        self.host = host
+        self.issuer = issuer
         self.result: asyncio.Future[Callback] = asyncio.get_running_loop().create_future()
         self._runner: web.AppRunner | None = None
 
     @property
     def redirect_uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}{CALLBACK_PATH}"
+        return f"http://{self.host}:{self.port}{CALLBACK_PATH}"
 
     async def __aenter__(self) -> "LoopbackReceiver":
         app = web.Application()
         app.router.add_get(CALLBACK_PATH, self._callback)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         try:
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            if self.host == "localhost":
+                await self._also_ipv6()
         except OSError as e:
             await self._runner.cleanup()
             if not self.port:
                 raise LoginError(f"cannot listen on 127.0.0.1 for the sign-in redirect ({e.strerror or e})") from None
             reason = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
-            raise LoginError(f"cannot listen on 127.0.0.1:{self.port} (the profile's redirect_port) for the sign-in "
-                             f"redirect: {reason}; close what uses it, or set redirect_port = 0 if your IdP accepts "
-                             "any loopback port") from None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            raise LoginError(f"cannot listen on {self.host}:{self.port} (the profile's redirect_port) for the "
+                             f"sign-in redirect: {reason}; close what uses it, or set redirect_port = 0 if your IdP "
+                             "accepts any loopback port") from None
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def _also_ipv6(self) -> None:
+        """The same port on ::1. Where IPv6 is absent there is nothing to take; where another program holds
+        the port on ::1, a browser resolving `localhost` there would reach it instead, so that fails."""
+        if not socket.has_ipv6:
+            return
+        assert self._runner is not None
+        try:
+            await web.TCPSite(self._runner, "::1", self.port).start()
+        except OSError as e:
+            if e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                return
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
         if self._runner:
             await self._runner.cleanup()
 
@@ -74,6 +103,7 @@ class LoopbackReceiver:
         if "error" in q:
             desc = q.get("error_description")
             text = f"The IdP refused the sign-in: {q['error']}" + (f" ({desc})" if desc else "")
+            text = "".join(c if c.isprintable() else "\ufffd" for c in text)[:500]
             # an IdP error redirect still has to carry our state, or anyone could cancel a sign-in
             if self.request.state_matches(q.get("state")):
                 self.result.set_result(Callback(error=text))
@@ -82,11 +112,19 @@ class LoopbackReceiver:
             self.result.set_result(Callback(error="the sign-in redirect carried the wrong state "
                                                   "(a forged or stale redirect); try again"))
             return _page(400, "Sign-in refused", "This redirect does not belong to the sign-in in progress.")
-        code = q.get("code")
-        if not code:
+        if self.issuer is not None and "iss" in q and q["iss"] != self.issuer:
+            # RFC 9207: the IdP names itself in the redirect; another issuer means a mix-up attack
+            self.result.set_result(Callback(error="the sign-in redirect came from another issuer than the "
+                                                  "profile's (RFC 9207 iss mismatch); try again"))
+            return _page(400, "Sign-in refused", "This redirect was issued by another identity provider.")
+        try:
+            params = parse_authorization_code_response(str(request.rel_url))  # state was checked above
+        except MissingCodeException:
+            params = {}
+        if not params.get("code"):
             self.result.set_result(Callback(error="the IdP redirected back without an authorization code"))
             return _page(400, "Sign-in failed", "The IdP sent no authorization code.")
-        self.result.set_result(Callback(code=code))
+        self.result.set_result(Callback(code=params["code"]))
         return _page(200, "Signed in", "You can close this tab and return to the terminal.")
 
 
@@ -96,22 +134,28 @@ def _page(status: int, title: str, text: str) -> web.Response:
 
 
 def authorization_url(meta: ProviderMetadata, client_id: str, scopes: list[str], redirect_uri: str,
-                      req: AuthRequest) -> str:
-    params = {
-        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": " ".join(scopes),
-        "state": req.state, "nonce": req.nonce, "code_challenge": req.challenge, "code_challenge_method": "S256",
-    }
-    sep = "&" if "?" in meta.authorization_endpoint else "?"
-    return meta.authorization_endpoint + sep + urlencode(params)
+                      req: AuthRequest, extra: dict[str, str] | None = None) -> str:
+    """The authorization request (RFC 6749 section 4.1.1 with PKCE and an OIDC nonce). `extra` adds an IdP's
+    own parameters (Google: access_type=offline, prompt=consent); it never replaces the ones above."""
+    params = {k: v for k, v in (extra or {}).items() if k not in PROTECTED_PARAMS}
+    params.update(nonce=req.nonce, code_challenge=req.challenge, code_challenge_method="S256")
+    return prepare_grant_uri(meta.authorization_endpoint, client_id, "code", redirect_uri=redirect_uri,
+                             scope=scopes, state=req.state, **params)
 
 
-async def browser_login(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id: str, scopes: list[str],
-                        *, port: int = 0, timeout: float = 300, open_browser: bool = True,
-                        show: Callable[[str], None] = print) -> tuple[TokenResponse, AuthRequest]:
-    """Run the browser sign-in; returns the token response and the request (for the nonce check)."""
+async def browser_login(idp: IdpClient, *, scopes: list[str] | None = None, timeout: float = 300,
+                        open_browser: bool = True, show: Callable[[str], None] = print
+                        ) -> tuple[TokenResponse, AuthRequest]:
+    """Run the browser sign-in for the client's profile (its scopes, redirect_host/redirect_port and
+    auth_params); returns the token response and the request (for the nonce check)."""
+    profile = idp.profile
+    scopes = list(scopes if scopes is not None else profile.scopes)
+    meta = await idp.metadata()
     req = AuthRequest()
-    async with LoopbackReceiver(req, port) as rx:
-        url = authorization_url(meta, client_id, scopes, rx.redirect_uri, req)
+    host = getattr(profile, "redirect_host", "127.0.0.1")
+    async with LoopbackReceiver(req, getattr(profile, "redirect_port", 0), host, issuer=meta.issuer) as rx:
+        url = authorization_url(meta, idp.client_id, scopes, rx.redirect_uri, req,
+                                getattr(profile, "auth_params", None))
         show(f"Opening your browser to sign in. If it does not open, visit:\n\n  {url}\n")
         if open_browser:
             # webbrowser may run the browser command and wait for it to exit (BROWSER=firefox waits until the
@@ -125,9 +169,8 @@ async def browser_login(http: aiohttp.ClientSession, meta: ProviderMetadata, cli
                              "(or use --device on a machine without a browser)") from None
     if cb.error:
         raise LoginError(cb.error)
-    form = {"grant_type": "authorization_code", "code": cb.code or "", "redirect_uri": rx.redirect_uri,
-            "client_id": client_id, "code_verifier": req.verifier}
-    tokens = await token_request(http, meta.token_endpoint, form, "exchanging the authorization code")
+    assert cb.code is not None
+    tokens = await idp.exchange_code(cb.code, rx.redirect_uri, req.verifier, " ".join(scopes))
     return tokens, req
 
 

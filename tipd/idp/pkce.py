@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from dataclasses import dataclass, field
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 
 def _b64(raw: bytes) -> str:
@@ -12,13 +13,14 @@ def _b64(raw: bytes) -> str:
 
 
 def s256(verifier: str) -> str:
-    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+    return create_s256_code_challenge(verifier)
 
 
 @dataclass(frozen=True)
 class AuthRequest:
     """Everything one authorization request must remember until its callback arrives."""
 
+    #: 48 random bytes: 64 characters of RFC 7636's unreserved set (43-128 allowed)
     verifier: str = field(default_factory=lambda: _b64(secrets.token_bytes(48)), repr=False)
     state: str = field(default_factory=lambda: _b64(secrets.token_bytes(24)), repr=False)
     nonce: str = field(default_factory=lambda: _b64(secrets.token_bytes(24)), repr=False)
@@ -28,4 +30,5 @@ class AuthRequest:
         return s256(self.verifier)
 
     def state_matches(self, received: str | None) -> bool:
+        """Constant time, unlike authlib's response parser (which compares state with !=)."""
         return received is not None and secrets.compare_digest(received.encode(), self.state.encode())

@@ -92,8 +92,9 @@ def make_app(broker: "Broker") -> web.Application:
 
     async def logout(request: web.Request) -> web.Response:
         s = session(request)
-        revoked = await s.logout()
-        return _json({"profile": s.name, "signed_out": True, "revoked_at_idp": revoked})
+        revocation = await s.logout()
+        return _json({"profile": s.name, "signed_out": True, "revoked_at_idp": bool(revocation),
+                      "revocation": revocation.outcome, "revocation_detail": revocation.detail})
 
     async def credentials(request: web.Request) -> web.Response:
         served = await session(request).credentials()
