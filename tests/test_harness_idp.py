@@ -895,7 +895,9 @@ def test_persona_signs_in_and_refreshes(name):
         tokens = sign_in(idp, scope=scope, **extra)
         claims = verify_id_token(idp, tokens["id_token"])
         assert claims["iss"] == idp.issuer and claims["sub"] == "alice"
-        status, body = refresh(idp, tokens["refresh_token"])
+        # a refresh sends the granted scope only where the IdP requires a scope
+        granted = tokens["scope"] if idp.switches["refresh_scope"] == "required" else None
+        status, body = refresh(idp, tokens["refresh_token"], scope=granted)
         assert status == 200, body
         if idp.device_flow:
             start = device_start(idp, scope=scope)[1]
@@ -904,3 +906,14 @@ def test_persona_signs_in_and_refreshes(name):
             approve_device_code(idp.issuer, start["user_code"])
             status, device = device_poll(idp, start["device_code"])
             assert status == 200 and "refresh_token" in device, device
+
+
+def test_refresh_token_only_at_the_first_grant_unless_prompt_consent():
+    """Google: a user's second sign-in gets no refresh token unless it asks for prompt=consent."""
+    switches = {"refresh_token_issue": "access_type_offline", "refresh_token_first_grant_only": True}
+    with IdP(switches=switches) as idp:
+        assert "refresh_token" in sign_in(idp, "olaf", scope="openid", access_type="offline")
+        assert "refresh_token" not in sign_in(idp, "olaf", scope="openid", access_type="offline")
+        again = sign_in(idp, "olaf", scope="openid", access_type="offline", prompt="consent")
+        assert "refresh_token" in again
+        assert "refresh_token" in sign_in(idp, "pia", scope="openid", access_type="offline")

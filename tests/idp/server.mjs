@@ -407,7 +407,14 @@ const configuration = {
   // offline_access in the grant (the middleware turns access_type=offline into it)
   async issueRefreshToken(ctx, client, code) {
     if (!client.grantTypeAllowed('refresh_token')) return false;
-    return switches.refresh_token_issue === 'always' || grantHasOffline(code);
+    if (switches.refresh_token_issue !== 'always' && !grantHasOffline(code)) return false;
+    if (switches.refresh_token_first_grant_only && code.kind === 'AuthorizationCode') {
+      const consented = consentPrompts.get(code.codeChallenge) === true;
+      consentPrompts.delete(code.codeChallenge);
+      if (hadRefreshToken.has(code.accountId) && !consented) return false;
+      hadRefreshToken.add(code.accountId);
+    }
+    return true;
   },
   async expiresWithSession(ctx, code) {
     const rule = switches.refresh_dies_with_session;
@@ -446,6 +453,11 @@ const configuration = {
       + '</body></html>';
   },
 };
+
+// refresh_token_first_grant_only: the accounts that got a refresh token already (this process),
+// and whether an authorization request (by its PKCE code_challenge) said prompt=consent itself
+const hadRefreshToken = new Set();
+const consentPrompts = new Map();
 
 // the refresh request's scope, or without one the grant's, holds offline_access (Okta's rule)
 function refreshScopeHasOffline(ctx) {
@@ -609,6 +621,9 @@ function authorizationRequest(ctx) {
   }
   if (scopes.join(' ') !== original) params.set('scope', scopes.join(' '));
   const prompts = (params.get('prompt') || '').split(' ').filter(Boolean);
+  if (switches.refresh_token_first_grant_only && params.get('code_challenge')) {
+    consentPrompts.set(params.get('code_challenge'), prompts.includes('consent'));
+  }
   if (scopes.includes('offline_access') && !prompts.includes('consent') && !prompts.includes('none')) {
     params.set('prompt', [...prompts, 'consent'].join(' '));
   }

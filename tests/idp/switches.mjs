@@ -35,6 +35,11 @@ export const SWITCHES = {
   //   (Google https://developers.google.com/identity/protocols/oauth2/native-app); the device
   //   flow always gets one (https://developers.google.com/identity/protocols/oauth2/limited-input-device).
   refresh_token_issue: { default: 'offline_access', valid: oneOf('offline_access', 'always', 'access_type_offline') },
+  // Google: a refresh token comes with the FIRST code exchange of a user and client; a later
+  // sign-in gets one only when its authorization request says prompt=consent
+  // (https://developers.google.com/identity/protocols/oauth2/web-server#offline: "the first time
+  // that your application exchanges an authorization code").
+  refresh_token_first_grant_only: { default: false, valid: bool },
 
   // ----- the refresh grant ----------------------------------------------------------------
   // `scope` on a refresh request: "subset" = must not exceed the grant, else invalid_scope
