@@ -54,6 +54,8 @@ def read_config_file(path: str | os.PathLike[str] | None = None, *,
         raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{p}: not a usable config: its arrays or inline tables nest too deeply") from None
 
 
 def check_not_writable_by_others(p: Path, st: os.stat_result) -> None:

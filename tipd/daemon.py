@@ -7,19 +7,25 @@ import base64
 import errno
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from . import __version__, sdnotify
 from .audit import Audit
 from .changes import Changes
 from .clock import Clock
-from .config import Config, load_config
+from .config import Config, Profile, RefreshConfig, load_config
+from .coredump import forbid_core_dumps
 from .errors import ConfigError, TipdError
+from .instance import AlreadyRunning, InstanceLock
 from .paths import Paths
 
 log = logging.getLogger("tipd")
@@ -28,6 +34,14 @@ SHUTDOWN_GRACE = 3.0
 #: request size limits, and how long a connection may sit without completing a request: aiohttp's
 #: keep-alive timer is not reset by partial data, so it also ends slow-loris connections
 LIMITS = dict(max_line_size=4096, max_field_size=4096, max_headers=32, keepalive_timeout=15.0)
+#: on shutdown, a connection accepted but with no request yet gets this long to send it
+ACCEPTED_SETTLE = 1.0
+#: a reload lets a profile's refresh under way finish for this long before the profile is replaced
+RELOAD_SETTLE = 30.0
+
+
+TOKEN_LENGTH = 43  # 32 bytes, base64url without padding
+TOKEN_FORMAT = re.compile(rb"[A-Za-z0-9_-]{%d}" % TOKEN_LENGTH)
 
 
 def new_endpoint_token() -> bytes:
@@ -47,6 +61,8 @@ class Broker:
     changes: Changes = field(default_factory=Changes)
     guard: "Guard | None" = None
     rotate_token: "Callable[[], None] | None" = None
+    #: re-read the config (SIGHUP, `tipctl reload`); returns what changed
+    reload: "Callable[[], Awaitable[dict[str, Any]]] | None" = None
 
     @property
     def default_profile(self) -> str | None:
@@ -57,95 +73,249 @@ class Broker:
 
 
 class Daemon:
-    def __init__(self, config: Config, paths: Paths, clock: Clock | None = None) -> None:
+    """Start-up (`start`: named steps, in order), the main loop (`wait`, `reload`), shutdown (`stop`)."""
+
+    def __init__(self, config: Config, paths: Paths, clock: Clock | None = None,
+                 config_path: str | None = None) -> None:
         self.config = config
         self.paths = paths
         self.clock = clock or Clock()
+        #: the --config it was started with (None: $TIPD_CONFIG or the default), for reloads
+        self.config_path = config_path
         self.broker = Broker(config)
         self.broker.rotate_token = self.rotate_token
+        self.broker.reload = self.reload
+        self._lock = InstanceLock(paths.state_dir)
         self._runners: list = []
         self._tasks: list[asyncio.Task] = []
+        self._session_tasks: dict[str, list[asyncio.Task]] = {}
         self._http = None
+        self._store = None
+        self._aws = None
+        self._listener: socket.socket | None = None
+        #: (st_dev, st_ino) of the control socket this process bound: shutdown removes only that one
+        self._socket_id: tuple[int, int] | None = None
         self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()
 
+    # -- start-up ----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Nothing shared (endpoint token, control socket) is touched before this process holds the
+        instance lock and the port: a second tipd fails having changed nothing."""
+        self._prepare_directories()
+        self._lock.acquire()
+        self._claim_port()
+        self._check_control_socket()
+        token = self._endpoint_token()
+        await self._open_sessions()
+        await self._serve_credentials(token)
+        await self._serve_control()
+        self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
+        self._say_ready()
+
+    def _prepare_directories(self) -> None:
+        from .fsutil import private_dir
+
+        for what, d in (("state", self.paths.state_dir), ("runtime", self.paths.runtime_dir)):
+            try:
+                private_dir(d)
+            except OSError as e:
+                raise ConfigError(f"cannot use the {what} directory {d}: {e.strerror}{_os_hint(e, d)}") from None
+
+    def _claim_port(self) -> None:
+        """The socket the service manager holds for us, else one bound here."""
+        from .activation import inherited_listener
+
+        port = self.config.server.port
+        sock = inherited_listener(port)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart while old connections linger
+            try:
+                sock.bind(("127.0.0.1", port))
+                sock.listen(512)
+            except OSError as e:
+                sock.close()
+                raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}{_port_hint(e, port)}") from None
+            sock.setblocking(False)
+        self._listener = sock
+
+    def _check_control_socket(self) -> None:
+        sock_path = self.paths.control_socket
+        if _socket_alive(str(sock_path)):  # a tipd with another state directory but this runtime directory
+            raise AlreadyRunning(f"another tipd is already running (its control socket {sock_path} answers)")
+        if sock_path.is_dir() and not sock_path.is_symlink():
+            raise ConfigError(f"{sock_path} is a directory, where tipd puts its control socket: remove it")
+
+    def _endpoint_token(self) -> bytes:
+        """The endpoint token: the one a previous tipd left (so a request that read the file just before a
+        restart is still accepted after it), else a new one. `tipctl rotate-token` replaces it."""
+        from .fsutil import write_private
+
+        path = self.paths.token_file
+        if path.is_dir() and not path.is_symlink():
+            raise ConfigError(f"{path} is a directory, where tipd writes the endpoint token: remove it")
+        token = _read_endpoint_token(path)
+        if token is not None:
+            return token
+        token = new_endpoint_token()
+        try:
+            write_private(path, token)
+        except OSError as e:
+            raise _os_error(f"cannot write the endpoint token file {path}", e, path) from None
+        return token
+
+    async def _open_sessions(self) -> None:
         import aiohttp
-        from aiohttp import web
 
         from .exchange import AwsChain
-        from .idp.oidc import IdpClient
-        from .s3ag import GrantCache
-        from .notify import desktop_notify
-        from .fsutil import private_dir, write_private
-        from .server import container, control
+        from .store import open_store
+
+        self._store = open_store(self.config.store.backend, self.paths.tokens_dir)
+        self._http = aiohttp.ClientSession(headers={"User-Agent": f"tipd/{__version__}"})
+        self._aws = AwsChain(self.clock)
+        for name, profile in self.config.profiles.items():
+            await self._add_session(name, profile, self.config.refresh)
+
+    async def _serve_credentials(self, token: bytes) -> None:
+        from aiohttp import web
+
+        from .server import container
         from .server.guards import Guard
         from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
-        from .session import ProfileSession
-        from .store import client_secret, open_store
-
-        private_dir(self.paths.state_dir)
-        private_dir(self.paths.runtime_dir)
-        sock_path = self.paths.control_socket
-        if _socket_alive(str(sock_path)):
-            raise ConfigError(f"another tipd is already running (its control socket {sock_path} answers)")
-        token = new_endpoint_token()
-        write_private(self.paths.token_file, token)
-
-        store = open_store(self.config.store.backend, self.paths.tokens_dir)
-        self._http = aiohttp.ClientSession(headers={"User-Agent": f"tipd/{__version__}"})
-        aws = AwsChain(self.clock)
-        for name, profile in self.config.profiles.items():
-            try:
-                secret, problem = await client_secret(store, name, profile), None
-            except ConfigError as e:  # this profile cannot renew until it is set; the others run
-                secret, problem = None, e
-            idp = IdpClient(self._http, profile, secret)
-            s = ProfileSession(name, profile, self.config.refresh, store=store, aws=aws, idp=idp, clock=self.clock,
-                               notify=desktop_notify, on_change=self.broker.changes.signal)
-            await s.start()
-            if problem is not None:
-                s.login_required = problem
-            self.broker.sessions[name] = s
-            self.broker.grants[name] = GrantCache(s, aws, self.clock, self.config.refresh)
 
         server = self.config.server
-        port = server.port
-        guard = self.broker.guard = Guard(token, port, allow_other_users=server.allow_other_users)
+        guard = self.broker.guard = Guard(token, server.port, allow_other_users=server.allow_other_users)
         imds = server.imds if server.imds is not None else PEER_UID_SUPPORTED
-        cred_runner = web.AppRunner(container.make_app(self.broker, guard, imds=imds), access_log=None,
-                                    handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
-        await cred_runner.setup()
-        self._runners.append(cred_runner)
+        runner = web.AppRunner(container.make_app(self.broker, guard, imds=imds), access_log=None,
+                               handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
+        await runner.setup()
+        self._runners.append(runner)
+        assert self._listener is not None
+        await web.SockSite(runner, self._listener).start()
+        self._imds = imds
+
+    async def _serve_control(self) -> None:
+        from aiohttp import web
+
+        from .server import control
+
+        runner = web.AppRunner(control.make_app(self.broker), access_log=None, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_GRACE)
+        await runner.setup()
+        self._runners.append(runner)
+        sock_path = self.paths.control_socket
         try:
-            await web.TCPSite(cred_runner, "127.0.0.1", port, backlog=512).start()
+            if sock_path.exists() or sock_path.is_symlink():
+                sock_path.unlink()  # stale: nothing answered on it, and the lock says no tipd owns it
+            old = os.umask(0o177)  # the socket is created 0600 (no window where others could connect)
+            try:
+                await web.UnixSite(runner, str(sock_path)).start()
+            finally:
+                os.umask(old)
+            os.chmod(sock_path, 0o600)
+            st = sock_path.lstat()
         except OSError as e:
-            hint = " (is another tipd running?)" if e.errno == errno.EADDRINUSE else ""
-            raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {e.strerror}{hint}; "
-                              "change [server] port in the config") from None
+            raise _os_error(f"cannot create the control socket {sock_path}", e, sock_path) from None
+        self._socket_id = (st.st_dev, st.st_ino)
 
-        ctl_runner = web.AppRunner(control.make_app(self.broker), access_log=None, handle_signals=False,
-                                   shutdown_timeout=SHUTDOWN_GRACE)
-        await ctl_runner.setup()
-        self._runners.append(ctl_runner)
-        if sock_path.exists() or sock_path.is_symlink():
-            sock_path.unlink()  # stale: nothing answered on it above
-        old = os.umask(0o177)  # the socket is created 0600 (no window where others could connect)
-        try:
-            await web.UnixSite(ctl_runner, str(sock_path)).start()
-        finally:
-            os.umask(old)
-        os.chmod(sock_path, 0o600)
+    def _say_ready(self) -> None:
+        from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
 
-        for s in self.broker.sessions.values():
-            self._tasks.append(asyncio.create_task(s.run(), name=f"schedule-{s.name}"))
-            self._tasks.append(asyncio.create_task(self.broker.grants[s.name].run(), name=f"s3ag-{s.name}"))
-        self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
+        port = self.config.server.port
         log.info("tipd %s ready: credentials on http://127.0.0.1:%d/v1/credentials/<profile>%s, control socket %s, "
-                 "profiles: %s", __version__, port, f" and IMDSv2 on http://127.0.0.1:{port}/latest/" if imds else "",
-                 sock_path, ", ".join(self.broker.sessions) or "none")
+                 "profiles: %s", __version__, port,
+                 f" and IMDSv2 on http://127.0.0.1:{port}/latest/" if self._imds else "",
+                 self.paths.control_socket, ", ".join(self.broker.sessions) or "none")
         if not PEER_UID_SUPPORTED:
             log.warning("this platform cannot tell which user a TCP client runs as: the endpoint token is the "
                         "only barrier against other local users (see docs/security.md)")
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def _add_session(self, name: str, profile: Profile, refresh: RefreshConfig) -> None:
+        """Make a profile's session, read its stored sign-in, and put it (and its schedule) in service."""
+        from .idp.oidc import IdpClient
+        from .notify import desktop_notify
+        from .s3ag import GrantCache
+        from .session import ProfileSession
+        from .store import client_secret
+
+        try:
+            secret, problem = await client_secret(self._store, name, profile), None
+        except ConfigError as e:  # this profile cannot renew until it is set; the others run
+            secret, problem = None, e
+        idp = IdpClient(self._http, profile, secret)
+        s = ProfileSession(name, profile, refresh, store=self._store, aws=self._aws, idp=idp, clock=self.clock,
+                           notify=desktop_notify, on_change=self.broker.changes.signal)
+        await s.start()
+        if problem is not None:
+            s.login_required = problem
+        grants = GrantCache(s, self._aws, self.clock, refresh)
+        self.broker.sessions[name] = s  # from here on the endpoints serve it
+        self.broker.grants[name] = grants
+        self._session_tasks[name] = [asyncio.create_task(s.run(), name=f"schedule-{name}"),
+                                     asyncio.create_task(grants.run(), name=f"s3ag-{name}")]
+
+    async def _remove_session(self, name: str) -> None:
+        """Take a profile out of service: stop its schedule, then let a refresh under way finish (it may
+        be saving a rotated refresh token: cancelling it could lose the sign-in)."""
+        s = self.broker.sessions.pop(name, None)
+        self.broker.grants.pop(name, None)
+        tasks = self._session_tasks.pop(name, [])
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except BaseException:
+                pass
+        if s is not None:
+            inflight = [t for st in s.stages if (t := getattr(st, "_inflight", None)) is not None and not t.done()]
+            if inflight:
+                await asyncio.wait(inflight, timeout=RELOAD_SETTLE)
+        self.broker.changes.signal()
+
+    # -- the main loop -----------------------------------------------------------------------
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config: new profiles start, removed ones stop, changed ones restart, unchanged ones
+        are not touched (they keep serving). A config that does not load raises its ConfigError and
+        changes nothing. [server] and [store] changes need a restart; they are reported, not applied."""
+        from .config import load_config
+
+        async with self._reloading:
+            try:
+                new, path = load_config(self.config_path, missing_ok=True)
+            except TipdError as e:
+                log.error("reload refused, the running config stays: %s", e.message)
+                raise ConfigError(f"the config was not reloaded (tipd keeps running the one it has): {e.message}",
+                                  status=400) from None
+            old = self.config
+            needs_restart = [key for key in ("server", "store") if getattr(new, key) != getattr(old, key)]
+            new = new.model_copy(update={"server": old.server, "store": old.store})
+            all_changed = new.refresh != old.refresh
+            added = [n for n in new.profiles if n not in old.profiles]
+            removed = [n for n in old.profiles if n not in new.profiles]
+            changed = [n for n in new.profiles if n in old.profiles
+                       and (all_changed or new.profiles[n] != old.profiles[n])]
+            unchanged = [n for n in new.profiles if n in old.profiles and n not in changed]
+            self.config = self.broker.config = new
+            for name in removed + changed:
+                await self._remove_session(name)
+            for name in changed + added:
+                await self._add_session(name, new.profiles[name], new.refresh)
+            self.broker.changes.signal()
+            result = {"config": str(path), "added": added, "removed": removed, "restarted": changed,
+                      "unchanged": unchanged, "needs_restart": needs_restart}
+            log.info("config reloaded from %s: added %s, removed %s, restarted %s, unchanged %s%s", path,
+                     added or "none", removed or "none", changed or "none", unchanged or "none",
+                     f"; [{'], ['.join(needs_restart)}] changed: restart tipd to apply" if needs_restart else "")
+            return result
+
+    async def reload_from_signal(self) -> None:
+        try:
+            await self.reload()
+        except TipdError:
+            pass  # logged by reload(); the running config stays
 
     def rotate_token(self) -> None:
         """A new endpoint token, written atomically; SDKs re-read the file on every fetch."""
@@ -163,25 +333,103 @@ class Daemon:
     async def wait(self) -> None:
         await self._stop.wait()
 
+    # -- shutdown ----------------------------------------------------------------------------
     async def stop(self) -> None:
+        """Undo what start did, and only that: a start that failed (another tipd holds the lock) leaves the
+        running one's socket and token alone."""
         self.broker.changes.close()  # open event streams end now, not at the shutdown timeout
-        for t in self._tasks:
+        tasks = self._tasks + [t for ts in self._session_tasks.values() for t in ts]
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             try:
                 await t
             except BaseException:
                 pass
         await self.broker.audit.flush()
+        if self._runners:
+            await _stop_accepting(self._runners[0])
         for r in reversed(self._runners):
             await r.cleanup()  # stops accepting, lets in-flight requests finish (aiohttp's shutdown timeout)
+        if self._listener is not None:
+            self._listener.close()  # under socket activation the manager keeps its own copy listening
         if self._http is not None:
             await self._http.close()
-        try:
-            self.paths.control_socket.unlink()
-        except FileNotFoundError:
-            pass
-        log.info("tipd stopped")
+        if self._socket_id is not None:
+            try:
+                st = self.paths.control_socket.lstat()
+                if (st.st_dev, st.st_ino) == self._socket_id:
+                    self.paths.control_socket.unlink()
+            except FileNotFoundError:
+                pass
+        if self._lock.held:
+            self._lock.release()
+            log.info("tipd stopped")
+
+
+async def _stop_accepting(runner: Any) -> None:
+    """Stop taking connections, then give those already taken (an SDK that connected a moment ago, whose
+    request is in the socket buffer) up to ACCEPTED_SETTLE to deliver their request before idle connections
+    are closed: under socket activation the next tipd serves whatever connects later, so no client
+    should see its connection dropped by a restart. (aiohttp's cleanup closes a connection that has not
+    sent its first request as idle.)"""
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    deadline = asyncio.get_running_loop().time() + ACCEPTED_SETTLE
+    while server is not None and asyncio.get_running_loop().time() < deadline:
+        fresh = [c for c in server.connections
+                 if not getattr(c, "_request_count", 1) and not getattr(c, "_request_in_progress", True)]
+        if not fresh:
+            return
+        await asyncio.sleep(0.01)
+
+
+def _read_endpoint_token(path: Path) -> bytes | None:
+    """The token in `path` if it is one tipd wrote: a regular 0600 file of ours holding exactly a token."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None
+        data = os.read(fd, TOKEN_LENGTH + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if TOKEN_FORMAT.fullmatch(data) else None
+
+
+def _os_hint(e: OSError, path: Path) -> str:
+    if e.errno == errno.EROFS:
+        return " (a read-only file system)"
+    if e.errno == errno.ENOSPC:
+        return f" (the file system is full: free some space where {path.parent} is)"
+    if e.errno == errno.EISDIR:
+        return f" ({path} is a directory: remove it)"
+    return ""
+
+
+def _os_error(what: str, e: OSError, path: Path) -> TipdError:
+    """A sentence for a file-system failure: a full disk may pass (exit 1, a service manager retries),
+    the rest needs a person (a ConfigError, exit 2)."""
+    message = f"{what}: {e.strerror or e}{_os_hint(e, path)}"
+    return TipdError(message) if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO) else ConfigError(message)
+
+
+def _port_hint(e: OSError, port: int) -> str:
+    if e.errno != errno.EADDRINUSE:
+        return ""
+    from .portowner import listener_uids
+
+    others = listener_uids(port) - {os.getuid()}
+    if others:
+        return (f" (another user, uid {', '.join(map(str, sorted(others)))}, holds it: do not use this port; "
+                "change [server] port in the config and run `tipctl service install` again)")
+    return " (another program of yours holds it: stop it, or change [server] port in the config)"
 
 
 def _socket_alive(path: str) -> bool:
@@ -196,11 +444,19 @@ def _socket_alive(path: str) -> bool:
         s.close()
 
 
-async def _serve(config: Config, paths: Paths) -> int:
-    daemon = Daemon(config, paths)
+async def _serve(config: Config, paths: Paths, config_path: str | None = None) -> int:
+    daemon = Daemon(config, paths, config_path=config_path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    reloads: set[asyncio.Task] = set()  # a strong reference until each is done
+
+    def on_sighup() -> None:
+        task = loop.create_task(daemon.reload_from_signal(), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         await daemon.start()
     except TipdError:
@@ -229,18 +485,22 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity (default INFO)")
     p.add_argument("--version", action="version", version=f"tipd {__version__}")
     args = p.parse_args(argv)
+    # before anything is read: a crash must never write the refresh token or AWS keys to a core file
+    undumpable = forbid_core_dumps()
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Libraries log request bodies and headers at DEBUG (tokens, assertions, signatures): whatever the
     # level asked for, they stay at WARNING so no secret can reach a log line through them.
     for noisy in ("botocore", "aiobotocore", "aiohttp", "urllib3", "asyncio", "keyring"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    for problem in undumpable:
+        log.warning("%s: a crash could write secrets to a core file", problem)
     try:
         config, path = load_config(args.config, missing_ok=True)
         if not config.profiles:
             log.warning("no profiles configured (config file: %s); add one with `tipctl configure` or by "
-                        "editing the file (see docs/quickstart.md), then restart tipd", path)
-        return asyncio.run(_serve(config, Paths.default()))
+                        "editing the file (see docs/quickstart.md), then `tipctl reload`", path)
+        return asyncio.run(_serve(config, Paths.default(), args.config))
     except TipdError as e:
         print(f"tipd: {e.message}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1

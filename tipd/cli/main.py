@@ -22,6 +22,7 @@ COMMANDS = [
     "diag",
     "cfn_template",
     "rotate_token",
+    "reload",
 ]
 
 

@@ -64,10 +64,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         status = client(timeout=5).request("GET", "/v1/status")
     except DaemonNotRunning as e:
+        squatter = port_squatter()
         if args.json:
-            print_json({"running": False, "message": e.message})
+            print_json({"running": False, "message": e.message,
+                        "port_held_by_other_user": squatter[1] if squatter else None})
         else:
             print(e.message)
+            if squatter:
+                port, uids = squatter
+                print(f"Warning: port {port}, tipd's credential port, is held by another user (uid "
+                      f"{', '.join(map(str, uids))}): an SDK pointed at tipd would send that user your endpoint "
+                      "token. Do not use AWS tools until tipd holds it; `tipctl service install` makes the service "
+                      "manager hold the port, or choose another [server] port.", file=sys.stderr)
         return 3
     status["running"] = True
     if args.json:
@@ -75,6 +83,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(status))
     return 1 if needs_attention(status) else 0
+
+
+def port_squatter() -> tuple[int, list[int]] | None:
+    """(port, uids) when another user listens on the configured credential port (Linux), else None."""
+    import os
+
+    from ..config_file import endpoint_facts
+    from ..errors import TipdError
+    from ..portowner import listener_uids
+
+    try:
+        port = endpoint_facts().port
+    except TipdError:
+        return None
+    others = sorted(listener_uids(port) - {os.getuid()})
+    return (port, others) if others else None
 
 
 def watch(args: argparse.Namespace) -> int:

@@ -118,7 +118,12 @@ def make_app(broker: "Broker") -> web.Application:
         broker.rotate_token()
         return _json({"rotated": True})
 
+    async def reload(request: web.Request) -> web.Response:
+        assert broker.reload is not None
+        return _json(await broker.reload())  # a config that does not load: its ConfigError, as a 400
+
     app = web.Application(middlewares=[same_user], client_max_size=256 * 1024)
+    app.router.add_post("/v1/reload", reload)
     app.router.add_post("/v1/rotate-token", rotate_token)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/summary", get_summary)

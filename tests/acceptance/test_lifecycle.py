@@ -1,0 +1,469 @@
+"""The daemon's lifecycle against the real tipd process: one instance per state directory, the port held
+across restarts (socket activation), no core dumps, start-up faults as sentences, and reload.
+(docs/security.md, "Lifecycle faults", lists each fault class with its test here.)"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import BIN, ENHANCED_ROLE, Home, Tipd, in_tipd_env, status, tipctl, wait_for
+
+pytestmark = pytest.mark.acceptance
+ALICE_ID = "9067e4a2-alice"
+NOBODY = 65534
+BOTO3_WHOAMI = ("python -c 'import boto3, json; "
+                "print(json.dumps(boto3.client(\"sts\").get_caller_identity()))'")
+TIPD = [str(BIN / "tipd"), "--log-level", "DEBUG"]
+
+
+def fetch(home: Home, profile: str = "work", timeout: float = 60) -> tuple[int, dict]:
+    """One credential request as an SDK makes it (token re-read from the file); status 0: no connection."""
+    req = urllib.request.Request(f"http://127.0.0.1:{home.port}/v1/credentials/{profile}",
+                                 headers={"Authorization": home.token()})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+    except OSError:
+        return 0, {}
+
+
+def start_raw(home: Home, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([*TIPD, "--config", str(home.config_file), *args], env=dict(home.env, **(env or {})),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+def ready(home: Home) -> bool:
+    return tipctl(home, "status", "--json", check=False).returncode != 3
+
+
+# ---- 1: a second tipd breaks nothing ------------------------------------------------------------------
+
+TRIALS = 10
+
+
+@pytest.mark.parametrize("concurrent", [2, 3])
+def test_simultaneous_starts_leave_exactly_one_serving_with_its_token_and_socket_intact(home, idp, fake, concurrent):
+    """Issue 11 #1: two starts together used to delete the live daemon's socket and rewrite its token (10 of
+    10 trials). Now exactly one serves; the others exit 2 with a sentence, having touched nothing."""
+    failures = []
+    signed_in = False
+    for trial in range(TRIALS):
+        procs = [start_raw(home) for _ in range(concurrent)]
+        try:
+            # all but one exit; the survivor answers on its control socket
+            wait_for(lambda: sum(p.poll() is not None for p in procs) == concurrent - 1, timeout=90,
+                     what="all but one start to exit")
+            live = next(p for p in procs if p.poll() is None)
+            wait_for(lambda: ready(home), timeout=60, what="the survivor to answer", proc=live)
+            if not signed_in:
+                tipctl(home, "login")
+                signed_in = True
+            for p in procs:
+                if p is live:
+                    continue
+                out = p.stdout.read().decode()
+                last = out.strip().splitlines()[-1]
+                if p.returncode != 2 or "already running" not in last or "Traceback" in out:
+                    failures.append(f"trial {trial}: a loser exited {p.returncode}: {out[-400:]}")
+            # the survivor's control socket and endpoint token are the ones on disk
+            st = status(home)
+            if st.get("pid") != live.pid:
+                failures.append(f"trial {trial}: the control socket answers for pid {st.get('pid')}, not {live.pid}")
+            code, body = fetch(home)  # with the token on disk: it is the one the survivor accepts
+            if code != 200:
+                failures.append(f"trial {trial}: the endpoint answered {code} {body}")
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(30)
+                if p.stdout:
+                    p.stdout.close()
+        assert not home.socket.exists(), "a stopped tipd leaves no socket behind"
+    assert failures == [], "\n".join(failures)
+    print(f"{TRIALS} trials of {concurrent} simultaneous starts: {len(failures)} failures")
+    d = Tipd(home).start()  # and a real SDK after all that
+
+    try:
+        boto = in_tipd_env(home, BOTO3_WHOAMI)
+        assert boto.returncode == 0 and f"tip-{ALICE_ID}" in boto.stdout, boto.stderr
+    finally:
+        d.stop()
+
+
+def test_a_second_start_while_one_serves_changes_nothing_shared(home, tipd):
+    token, sock = home.token_file.read_bytes(), home.socket.stat()
+    second = start_raw(home)
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 2, out
+    last = out.decode().strip().splitlines()[-1]
+    assert last.startswith("tipd: another tipd") and "already running" in last and f"pid {tipd.proc.pid}" in last
+    assert b"Traceback" not in out
+    assert home.token_file.read_bytes() == token
+    assert (home.socket.stat().st_ino, home.socket.stat().st_dev) == (sock.st_ino, sock.st_dev)
+    assert status(home)["pid"] == tipd.proc.pid
+    assert fetch(home)[1].get("code") == "LoginRequired"  # the token on disk is the one it accepts
+
+
+# ---- 2: the port never free across a restart (socket activation) ------------------------------------
+
+#: after the fork, in the child: the socket becomes fd 3 and LISTEN_PID the pid that then execs tipd
+LAUNCHER = """import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def activated(sock: socket.socket, argv: list[str], **kw) -> subprocess.Popen:
+    """Start `argv` with `sock` the way systemd passes a .socket unit's socket (sd_listen_fds(3))."""
+    return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(sock.fileno()), *argv], pass_fds=(sock.fileno(),),
+                            **kw)
+
+
+class Activator:
+    """What systemd does for a .socket unit: it owns the listening socket and hands it to each tipd it
+    starts as fd 3, with LISTEN_FDS=1 and LISTEN_PID set to the pid of the exec'd process."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", home.port))
+        self.sock.listen(128)
+
+    def start(self) -> Tipd:
+        d = Tipd(self.home)
+        d.log = open(d.log_path, "wb")
+        d.proc = activated(self.sock, [*TIPD, "--config", str(self.home.config_file)], env=d.env, stdout=d.log,
+                           stderr=subprocess.STDOUT)
+        wait_for(lambda: ready(self.home), timeout=60, what="the activated tipd to answer", proc=d.proc)
+        return d
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_socket_activation_keeps_the_port_across_restarts_no_squatter_no_refusal(home, idp, fake):
+    """Issue 11 #2: while tipd restarted, another user bound its port and received the endpoint token.
+    With the socket held by the service manager the port is never free: a squatter's bind fails the whole
+    time, and a client requesting throughout is never refused (it waits in the backlog)."""
+    act = Activator(home)
+    d = act.start()
+    stop = threading.Event()
+    squats: list[int] = []  # errno of each bind attempt (0: the squatter got the port)
+    answers: list[int] = []
+
+    def squatter() -> None:
+        while not stop.is_set():
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", home.port))
+                    squats.append(0)
+                except OSError as e:
+                    squats.append(e.errno)
+            stop.wait(0.005)
+
+    def client() -> None:
+        while not stop.is_set():
+            answers.append(fetch(home, timeout=120)[0])
+
+    try:
+        tipctl(home, "login")
+        assert fetch(home)[0] == 200
+        threads = [threading.Thread(target=squatter), threading.Thread(target=client)]
+        for t in threads:
+            t.start()
+        restarts = 3
+        for _ in range(restarts):
+            seen = len(answers)
+            assert d.stop() == 0
+            d = act.start()
+            wait_for(lambda: len(answers) > seen + 2, timeout=120, what="answers from the new tipd")
+        stop.set()
+        for t in threads:
+            t.join(130)
+        assert squats and all(e != 0 for e in squats), "the squatter got the port"
+        assert answers and all(a == 200 for a in answers), sorted(set(answers))
+        print(f"socket activation: {restarts} restarts, {len(answers)} requests all 200, "
+              f"{len(squats)} squatter binds all refused")
+        boto = in_tipd_env(home, BOTO3_WHOAMI)
+        assert boto.returncode == 0 and f"tip-{ALICE_ID}" in boto.stdout, boto.stderr
+        assert "the service manager holds" in d.output()
+    finally:
+        stop.set()
+        d.stop()
+        act.close()
+
+
+def test_an_activated_socket_on_another_port_is_refused_with_a_sentence(home):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    try:
+        p = activated(sock, [*TIPD, "--config", str(home.config_file)], env=home.env, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+        _, err = p.communicate(timeout=60)
+    finally:
+        sock.close()
+    assert p.returncode == 2 and "Traceback" not in err
+    assert f"but the config says {home.port}" in err.strip().splitlines()[-1]
+    assert not home.token_file.exists()  # refused before anything shared was written
+
+
+def as_nobody() -> list[str]:
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                                reason="needs root and setpriv to act as another user")
+
+
+@needs_root
+def test_status_and_start_say_when_another_user_holds_the_port(home):
+    squatter = subprocess.Popen(as_nobody() + [sys.executable, "-c", (
+        "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); "
+        "print('ready', flush=True); sys.stdin.read()"), str(home.port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "ready"
+        r = tipctl(home, "status", check=False)
+        assert r.returncode == 3
+        assert f"port {home.port}" in r.stderr and f"another user (uid {NOBODY})" in r.stderr
+        assert json.loads(tipctl(home, "status", "--json", check=False).stdout)["port_held_by_other_user"] == [NOBODY]
+        start = subprocess.run([*TIPD, "--config", str(home.config_file)], env=home.env, capture_output=True,
+                               text=True, timeout=60)
+        assert start.returncode == 2 and "Traceback" not in start.stderr
+        assert f"another user, uid {NOBODY}, holds it" in start.stderr.strip().splitlines()[-1]
+    finally:
+        squatter.stdin.close()
+        squatter.wait(10)
+    assert "Warning" not in tipctl(home, "status", check=False).stderr  # free again: no warning
+
+
+# ---- 8: no core dumps ------------------------------------------------------------------------------
+
+def unlimited_core() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def proc_limit(pid: int, name: str) -> list[str]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith(name):
+            return line[len(name):].split()[:2]
+    raise AssertionError(f"no {name} in /proc/{pid}/limits")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_started_with_ulimit_c_unlimited_the_daemon_cannot_dump_core(home):
+    """Issue 11 #8: a crash under `ulimit -c unlimited` wrote the refresh token, a SecretAccessKey and the
+    endpoint token to a core file. The daemon sets RLIMIT_CORE to 0 and makes itself non-dumpable."""
+    d = Tipd(home)
+    d.proc = None
+    log = open(home.dir / "tipd-core.log", "wb")
+    proc = subprocess.Popen([*TIPD, "--config", str(home.config_file)], env=home.env, stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=unlimited_core)
+    try:
+        wait_for(lambda: ready(home), timeout=60, what="tipd to answer", proc=proc)
+        assert proc_limit(proc.pid, "Max core file size") == ["0", "0"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+@needs_root
+def test_the_daemon_is_not_dumpable_so_no_core_and_no_same_user_ptrace(home):
+    """The files in /proc/PID belong to root, not to the process's user, exactly when the process is not
+    dumpable (proc(5), /proc/pid: the files are owned by root if "the process's dumpable attribute has a value
+    other than 1"): run tipd as nobody, under `ulimit -c unlimited`, and look."""
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(home.dir)], check=True)
+    log = open("/dev/null", "wb")
+    proc = subprocess.Popen(as_nobody() + [*TIPD, "--config", str(home.config_file)], env=home.env, stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=unlimited_core)
+    try:
+        wait_for(lambda: home.socket.exists(), timeout=60, what="the control socket", proc=proc)
+        uids = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:")).split()[1:]
+        assert uids[0] == str(NOBODY)  # it runs as nobody ...
+        assert os.stat(f"/proc/{proc.pid}/status").st_uid == 0  # ... yet its /proc files are root's: not dumpable
+        assert proc_limit(proc.pid, "Max core file size") == ["0", "0"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+# ---- 11: start-up faults are sentences -------------------------------------------------------------
+
+def start_fails(home: Home, code: int) -> str:
+    r = subprocess.run([*TIPD, "--config", str(home.config_file)], env=home.env, capture_output=True, text=True,
+                       timeout=60)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == code, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("tipd: "), r.stderr
+    return last
+
+
+@pytest.fixture
+def mount_point(home):
+    """A tmpfs mounted on the state home (root only), unmounted afterwards."""
+    target = home.dir / "state"
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(target)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    (target / "tipd").mkdir(mode=0o700)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_control_socket_path_being_a_directory_is_a_sentence(home):
+    home.socket.mkdir(parents=True)
+    assert "is a directory" in start_fails(home, 2)
+
+
+def test_endpoint_token_path_being_a_directory_is_a_sentence(home):
+    home.token_file.mkdir(parents=True)
+    assert "is a directory" in start_fails(home, 2)
+
+
+def test_a_read_only_state_directory_is_a_sentence(home, mount_point):
+    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+    assert "read-only file system" in start_fails(home, 2).lower()
+
+
+def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount_point):
+    with open(mount_point / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    line = start_fails(home, 1)  # exit 1: the condition may pass (a service manager restarts it)
+    assert "No space left on device" in line and "endpoint token" in line
+
+
+@needs_root
+def test_a_runtime_directory_owned_by_another_user_is_a_sentence(home):
+    home.socket.parent.mkdir(mode=0o700)
+    os.chown(home.socket.parent, NOBODY, NOBODY)
+    assert "belongs to another user" in start_fails(home, 2)
+
+
+def test_a_config_nested_thousands_deep_is_a_sentence(home):
+    home.config_file.write_text("default_profile = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nest too deeply" in start_fails(home, 2)
+
+
+# ---- 12: reload ------------------------------------------------------------------------------------
+
+def profile_block(home: Home, name: str, extra: str = "") -> str:
+    """A copy of the "work" profile (from the config as the Home wrote it) named `name`."""
+    text = home.original_config  # type: ignore[attr-defined]
+    start = text.index("[profiles.work]")
+    return text[start:].replace("[profiles.work]", f"[profiles.{name}]", 1) + extra + "\n"
+
+
+class Poller:
+    """A client fetching one profile in a loop, recording every status."""
+
+    def __init__(self, home: Home, profile: str = "work") -> None:
+        self.home, self.profile = home, profile
+        self.codes: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.codes.append(fetch(self.home, self.profile, timeout=30)[0])
+
+    def __enter__(self) -> "Poller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def test_reload_starts_new_stops_removed_restarts_changed_and_the_unchanged_never_gap(home, idp, fake):
+    """Issue 11 #12: a profile added while tipd ran was never loaded. `tipctl reload` and SIGHUP re-read the
+    config; a client polling the unchanged profile throughout never sees anything but 200."""
+    work = home.original_config = home.config_file.read_text()
+    home.config_file.write_text(work + profile_block(home, "gone"))
+    d = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        assert fetch(home)[0] == 200
+        with Poller(home) as poll:
+            home.config_file.write_text(work + profile_block(home, "extra"))
+            r = tipctl(home, "reload")
+            assert "started: extra" in r.stdout and "stopped: gone" in r.stdout and "unchanged: work" in r.stdout
+            assert [p["profile"] for p in status(home)["profiles"]] == ["work", "extra"]
+            assert fetch(home, "gone")[1]["code"] == "UnknownProfile"
+            tipctl(home, "login", "extra")
+            code, first = fetch(home, "extra")
+            assert code == 200
+
+            # SIGHUP: "extra" changes (it restarts, from its stored sign-in), "third" is new
+            home.config_file.write_text(work + profile_block(home, "extra", 'account_id = "123456789012"')
+                                        + profile_block(home, "third"))
+            d.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: "third" in [p["profile"] for p in status(home)["profiles"]], timeout=60,
+                     what="the SIGHUP reload")
+            code, again = wait_for(lambda: (r := fetch(home, "extra"))[0] == 200 and r, timeout=60,
+                                   what="the restarted profile to serve")
+            assert again["AccessKeyId"] != first["AccessKeyId"]  # a new session, not the old one's credentials
+            n = len(poll.codes)
+            wait_for(lambda: len(poll.codes) > n + 2, timeout=60, what="more polls")
+        assert poll.codes and set(poll.codes) == {200}, sorted(set(poll.codes))
+        print(f"reload: {len(poll.codes)} requests to the unchanged profile over 2 reloads, all 200")
+        assert "config reloaded" in d.output() and "Traceback" not in d.output()
+    finally:
+        d.stop()
+
+
+def test_a_bad_config_is_refused_with_its_error_and_the_old_one_keeps_running(home, idp, fake):
+    d = Tipd(home).start()
+    try:
+        tipctl(home, "login")
+        good = home.original_config = home.config_file.read_text()
+        home.config_file.write_text(good + profile_block(home, "broken").replace('region = "us-east-1"',
+                                                                                'region = "moon"'))
+        r = tipctl(home, "reload", check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "not reloaded" in r.stderr and "profiles.broken.region" in r.stderr
+        home.config_file.write_text("this is [ not toml")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in d.output(), timeout=60, what="the refusal in the log")
+        r = tipctl(home, "reload", check=False)
+        assert r.returncode == 1 and "not valid TOML" in r.stderr
+        assert d.proc.poll() is None
+        assert [p["profile"] for p in status(home)["profiles"]] == ["work"]
+        assert fetch(home)[0] == 200
+    finally:
+        d.stop()

@@ -1,0 +1,32 @@
+"""`tipctl reload`: have the running tipd re-read its config (the same as `kill -HUP`, with an answer)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "re-read the config in the running tipd: new profiles start, removed ones stop, changed ones restart"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reload", help=HELP, description=HELP + "; unchanged profiles keep serving without a gap. "
+                       "A config with an error is refused (the error is printed, exit code 1) and tipd keeps "
+                       "running the one it has. Changes to [server] or [store] need a restart of tipd.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .common import client, print_json
+
+    result = client().request("POST", "/v1/reload")
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"Reloaded {result['config']}.")
+    for key, label in (("added", "started"), ("removed", "stopped"), ("restarted", "restarted"),
+                       ("unchanged", "unchanged")):
+        if result[key]:
+            print(f"  {label}: {', '.join(result[key])}")
+    if result["needs_restart"]:
+        sections = ", ".join(f"[{s}]" for s in result["needs_restart"])
+        print(f"  {sections} changed: restart tipd to apply (`systemctl --user restart tipd` as a service)")
+    return 0
