@@ -65,12 +65,9 @@ def test_a_configured_profile_is_loaded_by_tipd_and_signs_in(home, idp, fake):
 
 def test_configure_while_tipd_runs_says_what_to_restart(home, tipd, idp):
     r = configure(home, "second", idp.issuer, idp.client_id)
-    assert "tipd is running and reads its config only when it starts: restart tipd" in r.stdout
-    unit = home.dir / "config" / "systemd" / "user" / "tipd.service"  # as `tipctl service install` writes it
-    unit.parent.mkdir(parents=True)
-    unit.write_text("[Unit]\nDescription=tipd\n")
+    assert "tipd is running without the profile as saved: run `tipctl reload` to load it" in r.stdout
     r = configure(home, "second", idp.issuer, idp.client_id, "--redirect-port", "8400")
-    assert "`systemctl --user restart tipd`" in r.stdout and "`tipctl login second`" in r.stdout
+    assert "`tipctl reload`" in r.stdout and "`tipctl login second`" in r.stdout
     out = json.loads(configure(home, "second", idp.issuer, idp.client_id, "--json").stdout)
     assert out["tipd_running"] and out["restart_needed"] and out["settings"]["redirect_port"] == 8400
     # a profile saved just as the running tipd has it: nothing to restart

@@ -191,13 +191,7 @@ def _daemon_hint(name: str, settings: dict) -> tuple[bool, str | None]:
         loaded = None
     if loaded is not None and {k: loaded.get(k) for k in settings} == settings:
         return True, None
-    if not service:
-        restart = "restart tipd"
-    elif platform == "linux":
-        restart = "restart it with `systemctl --user restart tipd`"
-    else:
-        restart = "restart it with `launchctl kickstart -k gui/$(id -u)/tipd`"
-    return True, f"tipd is running and reads its config only when it starts: {restart} to load the profile"
+    return True, "tipd is running without the profile as saved: run `tipctl reload` to load it"
 
 
 def _show(args: argparse.Namespace) -> int:
