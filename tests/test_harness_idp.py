@@ -132,7 +132,7 @@ def sign_in(idp: IdP, login: str = "alice", scope: str = "openid email profile o
         path, params = rx.next()
         assert path == "/callback"
         assert params["state"] == state
-        assert params["iss"] == idp.issuer
+        assert params.get("iss") == (idp.issuer if idp.switches["authorization_response_iss"] else None)
         assert "code" in params, params
         status, tokens = token_request(idp, {
             "grant_type": "authorization_code", "code": params["code"],
@@ -462,6 +462,8 @@ def test_up_refuses_to_move_when_port_is_taken():
         port = idp.port
         idp.down()
         with socket.socket() as squatter:
+            # the IdP's own closed connections may leave the port in TIME_WAIT
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             squatter.bind(("127.0.0.1", port))
             squatter.listen()
             with pytest.raises(IdPError, match=f"port {port} .*in use"):
@@ -512,6 +514,11 @@ def test_refuse_scopes_at_authorization_and_device_endpoints():
             _path, params = rx.next()
         assert params["error"] == "invalid_scope" and params["state"] == "st"
         assert params["iss"] == idp.issuer and "code" not in params
+    with IdP(switches={"refuse_scopes": ["offline_access"], "authorization_response_iss": False}) as idp:
+        with receiver_for(idp) as rx:
+            complete_login(authorize_url(idp, rx.redirect_uri, "st", challenge))
+            _path, params = rx.next()
+        assert params["error"] == "invalid_scope" and "iss" not in params
         status, body = device_start(idp)
         assert status == 400 and body["error"] == "invalid_scope"
         tokens = sign_in(idp, scope="openid email")  # without it: fine, and no refresh token
@@ -917,3 +924,18 @@ def test_refresh_token_only_at_the_first_grant_unless_prompt_consent():
         again = sign_in(idp, "olaf", scope="openid", access_type="offline", prompt="consent")
         assert "refresh_token" in again
         assert "refresh_token" in sign_in(idp, "pia", scope="openid", access_type="offline")
+
+
+def test_authorization_response_without_iss():
+    """Keycloak: no RFC 9207 iss parameter on the redirect, nor the flag in discovery."""
+    with IdP(switches={"authorization_response_iss": False}) as idp:
+        assert "authorization_response_iss_parameter_supported" not in idp.discovery()
+        tokens = sign_in(idp)  # asserts there is no iss
+        assert verify_id_token(idp, tokens["id_token"])["iss"] == idp.issuer
+        with receiver_for(idp) as rx:  # denied: an error redirect, without iss too
+            url = authorize_url(idp, rx.redirect_uri, "st", pkce_pair()[1])
+            complete_login(url, mode="deny")
+            _path, params = rx.next()
+        assert params["error"] == "access_denied" and "iss" not in params
+    with IdP() as idp:
+        assert idp.discovery()["authorization_response_iss_parameter_supported"] is True

@@ -615,7 +615,7 @@ function authorizationRequest(ctx) {
     target.searchParams.set('error', 'invalid_scope');
     target.searchParams.set('error_description', `unsupported scope: ${refused.join(' ')}`);
     if (params.get('state') !== null) target.searchParams.set('state', params.get('state'));
-    target.searchParams.set('iss', issuer);
+    if (switches.authorization_response_iss) target.searchParams.set('iss', issuer);
     ctx.redirect(target.href);
     return true;
   }
@@ -836,6 +836,24 @@ async function tokenRequest(ctx, next) {
   return undefined;
 }
 
+// authorization_response_iss false: no `iss` on redirects to the client, none in discovery
+function withoutIss(ctx) {
+  const location = ctx.response.get('Location');
+  if (!location || ctx.status < 300 || ctx.status > 399) return;
+  let url;
+  try {
+    url = new URL(location);
+  } catch {
+    return;
+  }
+  if (!url.searchParams.has('iss')) return;
+  const bare = new URL(url.href);
+  bare.search = '';
+  if (!redirectUriAllowed(bare.href)) return;
+  url.searchParams.delete('iss');
+  ctx.set('Location', url.href);
+}
+
 async function revocationRequest(ctx, next) {
   if (switches.revocation === 'error') {
     return sendJson(ctx, 400, { error: 'unsupported_token_type', error_description: 'token revocation is disabled for this client' });
@@ -870,6 +888,16 @@ provider.use(async (ctx, next) => {
     if (method === 'GET' && path === '/jwks') {
       ctx.type = 'application/jwk-set+json; charset=utf-8';
       ctx.body = JSON.stringify(publicJwks());
+      return undefined;
+    }
+    if (method === 'GET' && path === '/.well-known/openid-configuration' && !switches.authorization_response_iss) {
+      await next();
+      if (ctx.body && typeof ctx.body === 'object') delete ctx.body.authorization_response_iss_parameter_supported;
+      return undefined;
+    }
+    if (method === 'GET' && path.startsWith('/auth') && !switches.authorization_response_iss) {
+      if (path !== '/auth' || !authorizationRequest(ctx)) await next();
+      withoutIss(ctx);
       return undefined;
     }
     if (method === 'GET' && path === '/auth') {

@@ -101,6 +101,10 @@ export const SWITCHES = {
   // issuer_trailing_slash (Auth0 https://{tenant}.auth0.com/, JumpCloud https://oauth.id.jumpcloud.com/).
   issuer_path: { default: '', valid: (v) => v === '' || (typeof v === 'string' && /^(\/[A-Za-z0-9._~-]+)+$/.test(v)) },
   issuer_trailing_slash: { default: false, valid: bool },
+  // The `iss` parameter of RFC 9207 in authorization responses (and
+  // authorization_response_iss_parameter_supported in discovery). oidc-provider always sends
+  // it; Keycloak does not (https://github.com/keycloak/keycloak/issues/16525).
+  authorization_response_iss: { default: true, valid: bool },
   // id_token (and JWT access token) signing algorithm.
   signing_alg: { default: 'RS256', valid: oneOf('RS256', 'ES256') },
 

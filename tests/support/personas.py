@@ -79,6 +79,7 @@ KEYCLOAK_TIMEOUTS = ("https://docs.redhat.com/zh-cn/documentation/red_hat_build_
 KEYCLOAK_OFFLINE = ("https://docs.redhat.com/zh-cn/documentation/red_hat_build_of_keycloak/22.0/html/"
                     "server_administration_guide/offline-access")
 KEYCLOAK_REFRESH_SCOPE = "https://github.com/keycloak/keycloak/issues/24323"
+KEYCLOAK_NO_ISS = "https://github.com/keycloak/keycloak/issues/16525"
 KEYCLOAK_REFRESH_SCOPE_PR = "https://github.com/keycloak/keycloak/pull/12043"
 KEYCLOAK_DEVICE = ("https://keycloak.org/docs-api/latest/javadocs/org/keycloak/representations/"
                    "OAuth2DeviceAuthorizationResponse.html")
@@ -163,6 +164,7 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
             "device_unknown_code_error": "bad_verification_code",
             "device_interval": 5,
             "revocation": "absent",
+            "authorization_response_iss": False,  # (unconfirmed)
         },
         sources=[ENTRA_REFRESH, ENTRA_DEVICE, ENTRA_REPLY_URL, ENTRA_ID_TOKEN, ENTRA_OPTIONAL_CLAIMS,
                  ENTRA_NO_REVOKE, ENTRA_REFRESH_SCOPE, ENTRA_REFRESH_SCOPE_REPORT],
@@ -173,7 +175,7 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
               "only as an optional claim. Device flow without verification_uri_complete, errors "
               "authorization_declined / bad_verification_code, interval 5. Loopback redirect on "
               "http://localhost with any port (127.0.0.1 support is disputed: strictest chosen, "
-              "unconfirmed).",
+              "unconfirmed). No RFC 9207 iss on the authorization response (unconfirmed).",
     ),
     Persona(
         name="cognito",
@@ -188,6 +190,7 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
             "redirect_host": "localhost",
             "redirect_port": "exact",
             "device_flow": False,
+            "authorization_response_iss": False,  # (unconfirmed)
         },
         sources=[COGNITO_REFRESH, COGNITO_ROTATION, COGNITO_TOKEN, COGNITO_REVOKE, COGNITO_CALLBACK,
                  COGNITO_SCOPES],
@@ -197,7 +200,8 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
               "exact error is unconfirmed); a refresh returns new ID and access tokens only "
               "(rotation is opt-in, 0-60 s grace); `scope` on a refresh is not a documented "
               "parameter (ignored, unconfirmed). JWT access tokens. No device flow. Redirect URIs "
-              "must be registered exactly; http only for localhost. Revocation at /oauth2/revoke.",
+              "must be registered exactly; http only for localhost. Revocation at /oauth2/revoke. "
+              "No RFC 9207 iss on the authorization response (unconfirmed).",
     ),
     Persona(
         name="keycloak",
@@ -207,15 +211,17 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
             "refresh_dies_with_session": "without_offline_access",
             "refresh_reuse": "allowed",           # "Revoke Refresh Token" is off by default
             "id_token_jti": True,
+            "authorization_response_iss": False,  # no RFC 9207 iss (open feature request)
         },
         lifetimes={"access_ttl": 300, "id_ttl": 300},
         sources=[KEYCLOAK_TIMEOUTS, KEYCLOAK_OFFLINE, KEYCLOAK_DEVICE, KEYCLOAK_REFRESH_SCOPE,
-                 KEYCLOAK_REFRESH_SCOPE_PR],
+                 KEYCLOAK_REFRESH_SCOPE_PR, KEYCLOAK_NO_ISS],
         notes="Keycloak realm: issuer .../realms/{realm}. A refresh token with every code grant; "
               "without offline_access it belongs to the SSO session (dies with it, idle 30 min), "
               "with it an offline token that survives logout. A new refresh token on every "
               "refresh, old ones stay valid unless Revoke Refresh Token is on. Access and id_token "
               "lifespan 300 s. Device flow (per-client switch) with verification_uri_complete. "
+              "No RFC 9207 iss on the authorization response. "
               "Since the refresh `scope` support (24) a scope beyond the grant is an error; any "
               "port on http://127.0.0.1/callback (unconfirmed).",
     ),
@@ -272,6 +278,7 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
             "device_verification_url": True,
             "device_uri_complete": False,
             "device_interval": 5,
+            "authorization_response_iss": False,  # (unconfirmed)
         },
         sources=[GOOGLE_NATIVE, GOOGLE_DEVICE, GOOGLE_DEVICE_SIGNIN, GOOGLE_OFFLINE],
         notes="Google: a desktop (installed) app client has a secret that the token request must "
@@ -280,7 +287,7 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in [
               "unconfirmed wording), and only at the first code exchange of a user unless the "
               "request says prompt=consent; a refresh returns no new refresh token. TV/limited-input "
               "device flow says verification_url, needs the client secret when polling, has no "
-              "verification_uri_complete.",
+              "verification_uri_complete. No RFC 9207 iss on the authorization response (unconfirmed).",
     ),
     Persona(
         name="onelogin",
