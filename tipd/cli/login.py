@@ -67,13 +67,14 @@ async def _sign_in(profile, args: argparse.Namespace, phase: Phase, client_secre
     return tokens
 
 
-async def _within(profile, args: argparse.Namespace, client_secret=None):
+async def _within(name: str, profile, args: argparse.Namespace):
     """The sign-in, bounded by --timeout as a whole (a slow IdP ends in a sentence, not a traceback)."""
     import asyncio
 
     from ..errors import LoginError
 
     phase = Phase()
+    client_secret = await _stored_secret(name, profile)  # before any browser opens: a missing one is a sentence
     if not args.timeout:
         return await _sign_in(profile, args, phase, client_secret)
     try:
@@ -83,6 +84,23 @@ async def _within(profile, args: argparse.Namespace, client_secret=None):
     except TimeoutError:
         raise LoginError(f"the sign-in did not complete within {args.timeout:g} s (still {phase.now}); check that "
                          "the IdP is reachable, or allow more time with --timeout") from None
+
+
+async def _stored_secret(name: str, profile):
+    """The client secret the profile's IdP app requires (None for a public client), from where `tipctl
+    configure` stored it: the store of the config's [store] backend (OS keyring, else a 0600 file)."""
+    if profile.client_auth == "none":
+        return None
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..paths import Paths
+    from ..store import client_secret, open_store
+
+    try:
+        backend = load_config(missing_ok=True)[0].store.backend
+    except ConfigError:
+        backend = "auto"  # the daemon runs with a config this process cannot read: the default store
+    return await client_secret(open_store(backend, Paths.default().tokens_dir), name, profile)
 
 
 def _profile(settings: dict):
@@ -102,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     name, profile = resolve_profile(ctl, args.profile)
     # Ctrl-C: asyncio.run cancels the sign-in (closing the loopback listener) and raises KeyboardInterrupt,
     # which main turns into `tipctl: cancelled` and exit 130, before anything is handed to the daemon
-    tokens = asyncio.run(_within(_profile(profile), args))
+    tokens = asyncio.run(_within(name, _profile(profile), args))
     handoff = {"access_token": tokens.access_token.reveal(), "id_token": tokens.id_token.reveal(),
                "refresh_token": tokens.refresh_token.reveal() if tokens.refresh_token else None,
                "expires_in": tokens.expires_in, "scope": tokens.scope}  # the grant: a refresh never asks for more

@@ -152,10 +152,8 @@ async def browser_login(idp: IdpClient, *, scopes: list[str] | None = None, time
     scopes = list(scopes if scopes is not None else profile.scopes)
     meta = await idp.metadata()
     req = AuthRequest()
-    host = getattr(profile, "redirect_host", "127.0.0.1")
-    async with LoopbackReceiver(req, getattr(profile, "redirect_port", 0), host, issuer=meta.issuer) as rx:
-        url = authorization_url(meta, idp.client_id, scopes, rx.redirect_uri, req,
-                                getattr(profile, "auth_params", None))
+    async with LoopbackReceiver(req, profile.redirect_port, profile.redirect_host, issuer=meta.issuer) as rx:
+        url = authorization_url(meta, idp.client_id, scopes, rx.redirect_uri, req, profile.auth_params)
         show(f"Opening your browser to sign in. If it does not open, visit:\n\n  {url}\n")
         if open_browser:
             # webbrowser may run the browser command and wait for it to exit (BROWSER=firefox waits until the

@@ -316,10 +316,6 @@ async def revoke(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id:
     return Revocation("refused" if resp.status < 500 else "failed", detail)
 
 
-def _setting(profile: Any, name: str, default: Any) -> Any:
-    return getattr(profile, name, default)
-
-
 class IdpClient:
     """One profile's IdP: discovery (cached), the token endpoint's grants, revocation and the signing keys.
     The daemon's only IdP dependency, so tests can substitute it. `profile` is a config.Profile (or anything
@@ -331,7 +327,7 @@ class IdpClient:
         self.profile = profile
         self.issuer: str = profile.issuer
         self.client_id: str = profile.client_id
-        self.client_auth: str = _setting(profile, "client_auth", "none")
+        self.client_auth: str = profile.client_auth
         self.client_secret = client_secret
         self._meta = metadata
         self._monotonic = monotonic
@@ -393,7 +389,7 @@ class IdpClient:
         keys since they were fetched: they are fetched again, once."""
         from .verify import UnknownSigningKey, accepted_issuers, verify_id_token
 
-        issuers = accepted_issuers(self.issuer, _setting(self.profile, "provider", "oidc"))
+        issuers = accepted_issuers(self.issuer, self.profile.provider)
         meta = await self.metadata()
         try:
             return verify_id_token(token, await self.jwks(), issuer=meta.issuer, client_id=self.client_id,
