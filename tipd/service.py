@@ -1,8 +1,9 @@
 """tipd as a per-user service, and the variables that point every AWS SDK at it, set once for the user.
 
-Linux: a systemd user unit (`tipd.service`, Type=notify, sandboxed) and an environment.d(5) file.
-macOS: a launchd agent that runs tipd, and a second one that `launchctl setenv`s the variables at each
-login (launchctl setenv alone lasts only until logout).
+Linux: a systemd user unit (`tipd.service`, Type=notify, sandboxed), a socket unit (`tipd.socket`) that
+holds the credential port across restarts, and an environment.d(5) file.
+macOS: a launchd agent that runs tipd (its `Sockets` hold the port), and a second one that
+`launchctl setenv`s the variables at each login (launchctl setenv alone lasts only until logout).
 
 The templates are package data (tipd/templates/) so that a wheel install has them; the repository's
 systemd/ and launchd/ directories hold the same text for people who install by hand, and a test keeps
@@ -30,6 +31,7 @@ from .sdkenv import FULL_URI, TOKEN_FILE
 
 PLATFORMS = ("linux", "macos")
 UNIT = "tipd.service"
+SOCKET = "tipd.socket"
 LABEL = "tipd"
 ENV_LABEL = "tipd.env"
 #: `systemctl --user enable --now` waits for READY=1 (the unit's start timeout is 90 s)
@@ -89,6 +91,7 @@ class Layout:
         if self.platform == "linux":
             config_home = self.paths.config_dir.parent  # $XDG_CONFIG_HOME, as tipd itself resolves it
             return {"unit": config_home / "systemd" / "user" / UNIT,
+                    "socket": config_home / "systemd" / "user" / SOCKET,
                     "environment": config_home / "environment.d" / "60-tipd.conf"}
         agents = Path.home() / "Library" / "LaunchAgents"
         return {"agent": agents / f"{LABEL}.plist", "environment": agents / f"{ENV_LABEL}.plist"}
@@ -99,11 +102,12 @@ class Layout:
         return self.paths.config_dir.parent if self.platform == "linux" else Path.home()
 
     @property
-    def wants_link(self) -> Path | None:
-        """The symlink `systemctl --user enable` makes (Linux)."""
+    def wants_links(self) -> dict[str, Path]:
+        """The symlinks `systemctl --user enable` makes (Linux), by the role of the file they point to."""
         if self.platform != "linux":
-            return None
-        return self.files["unit"].parent / "default.target.wants" / UNIT
+            return {}
+        units = self.files["unit"].parent
+        return {"unit": units / "default.target.wants" / UNIT, "socket": units / "sockets.target.wants" / SOCKET}
 
     @property
     def check(self) -> list[str]:
@@ -128,10 +132,12 @@ def render(layout: Layout, config_path: str | None = None,
     args = [str(tipd_executable())]
     if config_path or os.environ.get("TIPD_CONFIG"):  # the service will not have $TIPD_CONFIG: pass it on
         args += ["--config", str(path.absolute())]
+    port = str(config.server.port)
     if layout.platform == "linux":
-        files = {"unit": _unit(layout.paths, args), "environment": _environment_d(variables)}
+        files = {"unit": _unit(layout.paths, args), "socket": _fill(template("tipd.socket.in"), {"PORT": port}),
+                 "environment": _environment_d(variables)}
     else:
-        files = {"agent": _agent_plist(layout.paths, args), "environment": _env_agent_plist(variables)}
+        files = {"agent": _agent_plist(layout.paths, args, port), "environment": _env_agent_plist(variables)}
     return files, variables
 
 
@@ -188,8 +194,8 @@ def _plist(name: str, values: dict[str, Any]) -> dict[str, Any]:
     return sub(plistlib.loads(template(name).encode()))
 
 
-def _agent_plist(paths: Paths, args: list[str]) -> str:
-    data = _plist("tipd.plist.in", {"LABEL": LABEL, "TIPD": args[0], "LOG_FILE": str(paths.log_file)})
+def _agent_plist(paths: Paths, args: list[str], port: str) -> str:
+    data = _plist("tipd.plist.in", {"LABEL": LABEL, "TIPD": args[0], "LOG_FILE": str(paths.log_file), "PORT": port})
     data["ProgramArguments"] += args[1:]  # --config PATH, when given
     return plistlib.dumps(data, sort_keys=False).decode()
 
@@ -314,9 +320,13 @@ def _load_steps(layout: Layout, before: dict[str, str], variables: dict[str, str
     files = layout.files
     if layout.platform == "linux":
         steps = [Step(["systemctl", "--user", "daemon-reload"])]
-        if before["unit"] == "changed":  # a running tipd keeps its old definition until restarted
+        if before["socket"] != "unchanged" and before["unit"] != "new":
+            # a new or changed port under an installed tipd: the socket unit can bind it only once that tipd
+            # (which holds it, itself or through the old socket unit) has let go
+            steps.append(Step(["systemctl", "--user", "stop", UNIT, SOCKET], may_fail=True))
+        elif before["unit"] == "changed":  # a running tipd keeps its old definition until restarted
             steps.append(Step(["systemctl", "--user", "try-restart", UNIT]))
-        return steps + [Step(["systemctl", "--user", "enable", "--now", UNIT])]
+        return steps + [Step(["systemctl", "--user", "enable", "--now", SOCKET, UNIT])]
     steps = []
     for role, label in (("environment", ENV_LABEL), ("agent", LABEL)):
         if before[role] == "unchanged" and loaded is not None and loaded(label):
@@ -392,7 +402,8 @@ def uninstall(platform: str, *, dry_run: bool = False) -> Report:
     files = layout.files
     present = {role for role, path in files.items() if path.exists() or path.is_symlink()}
     if platform == "linux":
-        before = [Step(["systemctl", "--user", "disable", "--now", UNIT])] if "unit" in present else []
+        before = ([Step(["systemctl", "--user", "disable", "--now", UNIT, SOCKET])]
+                  if present & {"unit", "socket"} else [])
         after = [Step(["systemctl", "--user", "daemon-reload"])] if present else []
     else:
         before = [Step(["launchctl", "bootout", _gui(label)], may_fail=True)
@@ -403,7 +414,7 @@ def uninstall(platform: str, *, dry_run: bool = False) -> Report:
     report.not_done = None if dry_run else manager_unavailable(platform)
     if dry_run or report.not_done:
         if report.not_done and platform == "linux" and present:  # the unit file will be gone: stop what is loaded
-            before = [Step(["systemctl", "--user", "stop", UNIT])]
+            before = [Step(["systemctl", "--user", "stop", UNIT, SOCKET])]
         report.by_hand = _command_lines(before + after)
         before = after = []
     for step in before:
@@ -414,10 +425,10 @@ def uninstall(platform: str, *, dry_run: bool = False) -> Report:
             _prune(path.parent, layout.base)
         report.files.append({"role": role, "path": str(path),
                              "action": ("would remove" if dry_run else "removed") if role in present else "absent"})
-    link = layout.wants_link
-    if not dry_run and link is not None and link.is_symlink() and Path(os.readlink(link)) == files["unit"]:
-        link.unlink()  # `systemctl enable` made it and `disable` could not run to remove it
-        _prune(link.parent, layout.base)
+    for role, link in layout.wants_links.items():
+        if not dry_run and link.is_symlink() and Path(os.readlink(link)) == files[role]:
+            link.unlink()  # `systemctl enable` made it and `disable` could not run to remove it
+            _prune(link.parent, layout.base)
     for step in after:
         report.steps.append(_run(step))
     return report
@@ -445,6 +456,8 @@ def status(platform: str, *, config_path: str | None = None) -> dict[str, Any]:
     if reason is None and platform == "linux":
         for key in ("enabled", "active"):  # their first line: enabled/disabled/..., active/inactive/failed/...
             out[key] = (_run(Step(["systemctl", "--user", f"is-{key}", UNIT])).stdout.split() or ["unknown"])[0]
+        # listening (holding the port across restarts), or not
+        out["socket"] = (_run(Step(["systemctl", "--user", "is-active", SOCKET])).stdout.split() or ["unknown"])[0]
     elif reason is None:
         shown = _run(Step(["launchctl", "print", _gui(LABEL)]))
         out["enabled"] = "loaded" if shown.returncode == 0 else "not loaded"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.activation import activated, listen
 from tests.support.stack import BIN, ENHANCED_ROLE, Home, Tipd, in_tipd_env, status, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -121,33 +122,13 @@ def test_a_second_start_while_one_serves_changes_nothing_shared(home, tipd):
 
 # ---- 2: the port never free across a restart (socket activation) ------------------------------------
 
-#: after the fork, in the child: the socket becomes fd 3 and LISTEN_PID the pid that then execs tipd
-LAUNCHER = """import os, sys
-fd = int(sys.argv[1])
-if fd != 3:
-    os.dup2(fd, 3)
-    os.close(fd)
-os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def activated(sock: socket.socket, argv: list[str], **kw) -> subprocess.Popen:
-    """Start `argv` with `sock` the way systemd passes a .socket unit's socket (sd_listen_fds(3))."""
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(sock.fileno()), *argv], pass_fds=(sock.fileno(),),
-                            **kw)
-
-
 class Activator:
     """What systemd does for a .socket unit: it owns the listening socket and hands it to each tipd it
     starts as fd 3, with LISTEN_FDS=1 and LISTEN_PID set to the pid of the exec'd process."""
 
     def __init__(self, home: Home) -> None:
         self.home = home
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", home.port))
-        self.sock.listen(128)
+        self.sock = listen(("127.0.0.1", home.port))
 
     def start(self) -> Tipd:
         d = Tipd(self.home)

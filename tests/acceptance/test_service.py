@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from tests.support.activation import activated, listen
 from tests.support.stack import BIN, ENHANCED_ROLE, tipctl
 
 pytestmark = pytest.mark.acceptance
@@ -113,8 +114,11 @@ def test_the_installed_unit_serves_sdks_that_know_only_the_environment_file(home
     r = tipctl(home, "service", "install", env={"PATH": str(BIN)})
     assert "not done: systemctl is not installed" in r.stdout
     unit_file = home.dir / "config" / "systemd" / "user" / "tipd.service"
+    socket_file = unit_file.with_name("tipd.socket")
     env_file = home.dir / "config" / "environment.d" / "60-tipd.conf"
     unit, variables = unit_settings(unit_file.read_text()), environment_d(env_file.read_text())
+    host, port = unit_settings(socket_file.read_text())["ListenStream"][0].rsplit(":", 1)
+    assert (host, int(port)) == ("127.0.0.1", home.port) and unit["Requires"] == ["tipd.socket"]
 
     # run it as the user manager would: its environment (with environment.d's variables) and the unit's
     env = {**home.env, **variables, "NOTIFY_SOCKET": str(home.dir / "notify")}
@@ -125,7 +129,8 @@ def test_the_installed_unit_serves_sdks_that_know_only_the_environment_file(home
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env  # tipd never reads credentials from itself
     notify = NotifySocket(env["NOTIFY_SOCKET"])
     log = open(home.dir / "tipd-unit.log", "wb")
-    proc = subprocess.Popen(shlex.split(unit["ExecStart"][0]), env=env, stdout=log, stderr=subprocess.STDOUT)
+    held = listen((host, int(port)))  # the socket unit's port, passed to tipd as systemd passes it
+    proc = activated(held, shlex.split(unit["ExecStart"][0]), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         assert notify.receive(proc)["READY"] == "1"
         tipctl(home, "login")  # from the user's shell: it finds the daemon the unit started
@@ -142,6 +147,9 @@ def test_the_installed_unit_serves_sdks_that_know_only_the_environment_file(home
             proc.wait()
         log.close()
         notify.close()
+        held.close()
+    assert "the service manager holds" in (home.dir / "tipd-unit.log").read_text()
 
     r = tipctl(home, "service", "uninstall", env={"PATH": str(BIN)})
     assert f"removed: {unit_file}" in r.stdout and not unit_file.exists() and not env_file.exists()
+    assert not socket_file.exists()

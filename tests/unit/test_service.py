@@ -32,7 +32,7 @@ oidc_role_arn = "arn:aws:iam::123456789012:role/oidc"
 identity_enhanced_role_arn = "arn:aws:iam::123456789012:role/enhanced"
 region = "us-east-1"
 """
-TEMPLATES = {"systemd": ["tipd.service.in", "60-tipd.conf.in"], "launchd": ["tipd.plist.in", "tipd.env.plist.in"]}
+TEMPLATES = {"systemd": ["tipd.service.in", "tipd.socket.in", "60-tipd.conf.in"], "launchd": ["tipd.plist.in", "tipd.env.plist.in"]}
 ENV_GENERATOR = "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator"
 
 FAKE_SYSTEMCTL = """#!{python}
@@ -150,6 +150,10 @@ class User:
         return self.config_home / "systemd" / "user" / "tipd.service"
 
     @property
+    def socket_unit(self) -> Path:
+        return self.config_home / "systemd" / "user" / "tipd.socket"
+
+    @property
     def env_file(self) -> Path:
         return self.config_home / "environment.d" / "60-tipd.conf"
 
@@ -220,8 +224,11 @@ def test_install_writes_the_unit_and_environment_file_then_enables_tipd(user):
         assert check in out
     assert user.calls() == [["systemctl", "--user", "show", "--property=Version"],
                             ["systemctl", "--user", "daemon-reload"],
-                            ["systemctl", "--user", "enable", "--now", "tipd.service"]]
-    assert mode(user.unit) == 0o600 and mode(user.env_file) == 0o600
+                            ["systemctl", "--user", "enable", "--now", "tipd.socket", "tipd.service"]]
+    assert mode(user.unit) == 0o600 and mode(user.env_file) == 0o600 and mode(user.socket_unit) == 0o600
+    # the port is the socket unit's, on loopback only, held across restarts; tipd.service needs it
+    assert f"\nListenStream=127.0.0.1:{PORT}\n" in user.socket_unit.read_text()
+    assert "\nWantedBy=sockets.target\n" in user.socket_unit.read_text()
 
     unit = user.unit.read_text()
     state = user.state_home / "tipd"
@@ -229,7 +236,8 @@ def test_install_writes_the_unit_and_environment_file_then_enables_tipd(user):
     assert f"\nEnvironment=XDG_CONFIG_HOME={user.config_home} XDG_STATE_HOME={user.state_home}\n" in unit
     assert f"\nReadWritePaths={state}\n" in unit and state.is_dir() and mode(state) == 0o700
     for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                 "PrivateTmp=yes", "PrivateUsers=yes", "RuntimeDirectory=tipd", "WantedBy=default.target"):
+                 "PrivateTmp=yes", "PrivateUsers=yes", "RuntimeDirectory=tipd", "WantedBy=default.target",
+                 "Requires=tipd.socket", "After=tipd.socket", "Also=tipd.socket"):
         assert f"\n{line}\n" in unit
     assert "NotifyAccess" not in unit  # the main process itself sends READY=1
 
@@ -239,15 +247,17 @@ def test_install_writes_the_unit_and_environment_file_then_enables_tipd(user):
     lines = [line for line in user.env_file.read_text().splitlines() if line and not line.startswith("#")]
     assert lines == [f"{k}={v}" for k, v in sdk.items()]
 
+    assert "port held:   yes (tipd.socket is active)" in user.tipctl("service", "status").stdout
     st = json.loads(user.tipctl("service", "status", "--json").stdout)
-    assert st["installed"] and st["enabled"] == "enabled" and st["active"] == "active"
+    assert st["installed"] and st["enabled"] == "enabled" and st["active"] == "active" and st["socket"] == "active"
     assert st["environment"]["exists"] and st["environment"]["matches"] is True
     assert ["systemctl", "--user", "is-enabled", "tipd.service"] in user.calls()
 
     out = user.tipctl("service", "uninstall").stdout
     assert f"removed: {user.unit}" in out and f"removed: {user.env_file}" in out
+    assert f"removed: {user.socket_unit}" in out
     assert user.calls() == [["systemctl", "--user", "show", "--property=Version"],
-                            ["systemctl", "--user", "disable", "--now", "tipd.service"],
+                            ["systemctl", "--user", "disable", "--now", "tipd.service", "tipd.socket"],
                             ["systemctl", "--user", "daemon-reload"]]
     # nothing left but the state directory, which holds sign-ins (tipctl logout forgets those)
     assert user.tree() - before == {"state/tipd"}
@@ -266,8 +276,8 @@ def test_the_unit_passes_systemd_analyze_verify_with_awkward_paths(base):
     user.tipctl("service", "install")
     unit = user.unit.read_text()
     assert f'ReadWritePaths="{user.state_home}/100%%/tipd"' in unit
-    r = subprocess.run([tool, "--user", "verify", str(user.unit)], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, XDG_RUNTIME_DIR=str(user.runtime)))
+    r = subprocess.run([tool, "--user", "verify", str(user.unit), str(user.socket_unit)], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, XDG_RUNTIME_DIR=str(user.runtime)))
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     # and the check is real: a unit naming a program that does not exist fails it
     broken = base / "broken" / "tipd.service"
@@ -299,7 +309,7 @@ def test_a_changed_unit_restarts_the_running_tipd(user):
     assert f"\nExecStart={BIN / 'tipd'} --config {other}\n" in user.unit.read_text()
     assert user.calls()[1:] == [["systemctl", "--user", "daemon-reload"],
                                 ["systemctl", "--user", "try-restart", "tipd.service"],
-                                ["systemctl", "--user", "enable", "--now", "tipd.service"]]
+                                ["systemctl", "--user", "enable", "--now", "tipd.socket", "tipd.service"]]
     out = user.tipctl("service", "install", TIPD_CONFIG=str(other)).stdout  # the same again: no restart
     assert f"unchanged: {user.unit}" in out
     assert ["systemctl", "--user", "try-restart", "tipd.service"] not in user.calls()
@@ -321,22 +331,26 @@ def test_without_systemctl_it_writes_the_files_and_says_what_to_run(base):
     out = user.tipctl("service", "install").stdout
     assert user.unit.is_file() and user.env_file.is_file()
     assert "not done: systemctl is not installed" in out
-    assert "  systemctl --user daemon-reload\n  systemctl --user enable --now tipd.service\n" in out
+    assert "  systemctl --user daemon-reload\n  systemctl --user enable --now tipd.socket tipd.service\n" in out
     st = json.loads(user.tipctl("service", "status", "--json").stdout)
     assert st["manager_unavailable"] == "systemctl is not installed" and st["enabled"] is None
     # `systemctl enable` made this link earlier; with no systemctl to `disable`, uninstall removes it
     link = user.unit.parent / "default.target.wants" / "tipd.service"
     link.parent.mkdir()
     link.symlink_to(user.unit)
+    socket_link = user.unit.parent / "sockets.target.wants" / "tipd.socket"
+    socket_link.parent.mkdir()
+    socket_link.symlink_to(user.socket_unit)
     out = user.tipctl("service", "uninstall").stdout
     assert not user.unit.exists() and not user.env_file.exists() and not link.is_symlink()
-    assert "systemctl --user stop tipd.service" in out
+    assert not user.socket_unit.exists() and not socket_link.is_symlink()
+    assert "systemctl --user stop tipd.service tipd.socket" in out
 
 
 def test_a_failed_start_is_reported_with_where_to_look(user):
     r = user.tipctl("service", "install", expect=1, FAKE_FAIL="enable")
     assert "tipctl: Job for tipd.service failed" in r.stderr
-    assert "ran: systemctl --user enable --now tipd.service (exit 1, failed)" in r.stdout
+    assert "ran: systemctl --user enable --now tipd.socket tipd.service (exit 1, failed)" in r.stdout
     assert "journalctl --user -u tipd -n 50" in r.stdout
     assert user.unit.is_file()  # the files stay, to fix and retry
 
@@ -348,7 +362,7 @@ def test_dry_run_prints_the_files_and_changes_nothing(base, platform):
     out = user.tipctl("service", "install", "--dry-run", "--platform", platform).stdout
     data = json.loads(user.tipctl("service", "install", "--dry-run", "--json", "--platform", platform).stdout)
     assert user.tree() == before and user.calls() == []
-    assert data["dry_run"] and data["commands"] == [] and len(data["files"]) == 2
+    assert data["dry_run"] and data["commands"] == [] and len(data["files"]) == (3 if platform == "linux" else 2)
     for f in data["files"]:
         assert f["action"] == "would write" and f"--- {f['path']} (mode 0600, would write)\n{f['content']}" in out
     assert data["run_by_hand"][0] in out
@@ -358,7 +372,7 @@ def test_dry_run_prints_the_files_and_changes_nothing(base, platform):
     out = user.tipctl("service", "uninstall", "--dry-run", "--platform", platform).stdout
     data = json.loads(user.tipctl("service", "uninstall", "--dry-run", "--json", "--platform", platform).stdout)
     assert user.tree() == installed and user.calls() == [] and "would remove: " in out
-    assert [f["action"] for f in data["files"]] == ["would remove"] * 2 and data["run_by_hand"]
+    assert [f["action"] for f in data["files"]] == ["would remove"] * len(data["files"]) and data["run_by_hand"]
 
 
 # ---- macOS: launchd -----------------------------------------------------------------------------------
@@ -410,10 +424,14 @@ def test_macos_reinstall_reloads_only_what_changed(base):
     assert [c[1:] for c in user.calls() if c[1] != "setenv"] == [["print", f"gui/{uid}/tipd.env"],
                                                                   ["print", f"gui/{uid}/tipd"]]
     user.config_file.write_text(CONFIG.replace(f"port = {PORT}", "port = 9932"))
-    user.tipctl("service", "install", "--platform", "macos")  # the variables changed: reload that agent
+    user.tipctl("service", "install", "--platform", "macos")  # the variables and the agent's socket changed
     assert [c[1:] for c in user.calls() if c[1] != "setenv"] == [
-        ["print", f"gui/{uid}/tipd"],
-        ["bootout", f"gui/{uid}/tipd.env"], ["bootstrap", f"gui/{uid}", str(env_agent)]]
+        ["bootout", f"gui/{uid}/tipd.env"], ["bootstrap", f"gui/{uid}", str(env_agent)],
+        ["bootout", f"gui/{uid}/tipd"], ["bootstrap", f"gui/{uid}", str(agent)]]
+    assert plistlib.loads(agent.read_bytes())["Sockets"]["Listeners"]["SockServiceName"] == "9932"
+    user.config_file.write_text(CONFIG.replace(f"port = {PORT}", "port = 9932").replace('"cid"', '"cid2"'))
+    user.tipctl("service", "install", "--platform", "macos")  # nothing the files carry changed: no reload
+    assert [c[1] for c in user.calls() if c[1] != "setenv"] == ["print", "print"]
     assert json.loads((base / "launchd.json").read_text())["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == \
         "http://127.0.0.1:9932/v1/credentials/work"
     assert agent.is_file()
@@ -426,6 +444,9 @@ def test_the_agent_plist_has_what_launchd_needs(base):
     agent = plistlib.loads((user.agents / "tipd.plist").read_bytes())
     assert agent["Label"] == "tipd" and agent["RunAtLoad"] is True
     assert agent["KeepAlive"] == {"SuccessfulExit": False}
+    # launchd holds the credential port (on loopback) across restarts; tipd asks for "Listeners"
+    assert agent["Sockets"] == {"Listeners": {"SockNodeName": "127.0.0.1", "SockServiceName": str(PORT),
+                                              "SockType": "stream", "SockFamily": "IPv4"}}
     program = Path(agent["ProgramArguments"][0])
     assert program.is_absolute() and program == BIN / "tipd" and program.is_file()
     assert agent["StandardErrorPath"] == agent["StandardOutPath"] == str(user.state_home / "tipd" / "tipd.log")
@@ -468,3 +489,23 @@ def test_a_path_the_files_cannot_carry_is_refused(user):
 def test_service_without_an_action_prints_its_help(user):
     r = user.tipctl("service", expect=2)
     assert "install" in r.stdout and "uninstall" in r.stdout and "status" in r.stdout
+
+
+def test_a_changed_port_moves_the_socket_unit_with_tipd_stopped_first(user):
+    """The socket unit holds the port; a new port can be bound only once the running tipd let go of it."""
+    user.tipctl("service", "install")
+    user.calls()
+    user.config_file.write_text(CONFIG.replace(f"port = {PORT}", "port = 9932"))
+    user.tipctl("service", "install")
+    assert "\nListenStream=127.0.0.1:9932\n" in user.socket_unit.read_text()
+    assert user.calls()[1:] == [["systemctl", "--user", "daemon-reload"],
+                                ["systemctl", "--user", "stop", "tipd.service", "tipd.socket"],
+                                ["systemctl", "--user", "enable", "--now", "tipd.socket", "tipd.service"]]
+
+
+def test_an_install_from_before_socket_activation_stops_tipd_so_the_socket_can_bind(user):
+    user.tipctl("service", "install")
+    user.socket_unit.unlink()  # as an older tipctl installed it: no socket unit, tipd bound the port itself
+    user.calls()
+    user.tipctl("service", "install")
+    assert ["systemctl", "--user", "stop", "tipd.service", "tipd.socket"] in user.calls()

@@ -133,6 +133,9 @@ def run_status(args: argparse.Namespace) -> int:
     rows = [(role, f"{f['path']} ({'present' if f['exists'] else 'missing'})") for role, f in st["files"].items()]
     unknown = f"unknown: {st['manager_unavailable']}" if st["manager_unavailable"] else "unknown"
     rows += [("enabled", st["enabled"] or unknown), ("active", st["active"] or unknown)]
+    if "socket" in st:  # Linux: tipd.socket holds the port across restarts
+        rows.append(("port held", "yes (tipd.socket is active)" if st["socket"] == "active"
+                     else f"no (tipd.socket is {st['socket']}): `systemctl --user start tipd.socket`"))
     if env["matches"] is True:
         state = "matches the config"
     elif env["matches"] is False:
