@@ -97,6 +97,8 @@ class Daemon:
         self._socket_id: tuple[int, int] | None = None
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
+        #: start() has finished: only then may a reload compare configs (start is still adding sessions)
+        self._started = False
 
     # -- start-up ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,6 +113,7 @@ class Daemon:
         await self._serve_credentials(token)
         await self._serve_control()
         self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
+        self._started = True
         self._say_ready()
 
     def _prepare_directories(self) -> None:
@@ -282,6 +285,10 @@ class Daemon:
         changes nothing. [server] and [store] changes need a restart; they are reported, not applied."""
         from .config import load_config
 
+        if not self._started:
+            log.warning("reload ignored: tipd is still starting (it reads the config as it starts)")
+            raise TipdError("tipd is still starting and reads the config as it does; try again in a moment",
+                            status=503)
         async with self._reloading:
             try:
                 new, path = load_config(self.config_path, missing_ok=True)

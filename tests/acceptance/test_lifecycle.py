@@ -337,6 +337,11 @@ def test_a_read_only_state_directory_is_a_sentence(home, mount_point):
 
 
 def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount_point):
+    tokens = mount_point / "tipd" / "tokens"
+    tokens.mkdir(mode=0o700)
+    stored = tokens / "work.json"
+    stored.write_text('{"refresh_token": "kept"}')
+    stored.chmod(0o600)
     with open(mount_point / "filler", "wb") as f:
         try:
             while True:
@@ -346,6 +351,7 @@ def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount
             pass
     line = start_fails(home, 1)  # exit 1: the condition may pass (a service manager restarts it)
     assert "No space left on device" in line and "endpoint token" in line
+    assert stored.read_text() == '{"refresh_token": "kept"}'
 
 
 @needs_root
@@ -446,5 +452,12 @@ def test_a_bad_config_is_refused_with_its_error_and_the_old_one_keeps_running(ho
         assert d.proc.poll() is None
         assert [p["profile"] for p in status(home)["profiles"]] == ["work"]
         assert fetch(home)[0] == 200
+        # a [server] change is reported, not applied: the port stays, "work" keeps serving
+        home.config_file.write_text(good.replace(f"port = {home.port}", f"port = {home.port + 1}"))
+        r = tipctl(home, "reload", "--json")
+        answer = json.loads(r.stdout)
+        assert answer["needs_restart"] == ["server"] and answer["unchanged"] == ["work"]
+        assert "[server] changed: restart tipd" in tipctl(home, "reload").stdout
+        assert status(home)["port"] == home.port and fetch(home)[0] == 200
     finally:
         d.stop()
