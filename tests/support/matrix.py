@@ -355,7 +355,7 @@ class Scenario:
 
     def browser_login(self) -> None:
         self.tipd = MatrixTipd(self.home).start()
-        r = tipctl(self.home, "login", "--json", check=False, timeout=180)
+        r = tipctl(self.home, "login", "--json", "--timeout", "90", check=False, timeout=180)
         if r.returncode != 0:
             raise StepFailed(f"tipctl login failed: {r.stderr.strip()[-600:]}")
         p = self.state_is("fresh")
@@ -399,7 +399,9 @@ class Scenario:
         try:
             code = wait(lambda: (m := USER_CODE.search(err.read_text())) and m.group(1), 60,
                         "the user code on tipctl's stderr", proc)
-            approve_device_code(self.info.issuer.rstrip("/"), code, login=USER)
+            # the verification page tipctl shows (…/device), as a person would open it
+            shown = re.search(r"(https?://\S+?)/device\b", err.read_text())
+            approve_device_code(shown.group(1) if shown else self.info.issuer.rstrip("/"), code, login=USER)
             rc = proc.wait(120)
         finally:
             if proc.poll() is None:
@@ -503,6 +505,8 @@ class Scenario:
 
     def teardown(self) -> None:
         r = self.result
+        if self.home is not None and r.failure and self.home.browser_log.exists():
+            r.log.append("browser log:\n" + self.home.browser_log.read_text()[-3000:])
         if self.tipd is not None:
             if r.failure:
                 r.log.append("tipd log (tail):\n" + self.tipd.output()[-6000:])
