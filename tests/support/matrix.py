@@ -150,7 +150,12 @@ class Result:
 
 
 class StepFailed(Exception):
-    """A step did not do what the matrix expects: the message says what happened instead."""
+    """A step did not do what the matrix expects: the message says what happened instead; `sentence` is
+    what tipd said when it asked for a sign-in."""
+
+    def __init__(self, message: str, sentence: str | None = None) -> None:
+        super().__init__(message)
+        self.sentence = sentence
 
 
 def render_table(results: list[Result]) -> str:
@@ -292,7 +297,7 @@ class Scenario:
         if p["state"] in states:
             return p
         if p["state"] == "login-required":
-            raise StepFailed(f"tipd asks for a sign-in: {p['last_error']}")
+            raise StepFailed(f"tipd asks for a sign-in: {p['last_error']}", sentence=p["last_error"])
         return None
 
     def whoami(self) -> None:
@@ -484,9 +489,9 @@ class Scenario:
                 try:
                     outcome = step()
                 except StepFailed as e:
-                    if self.expect.sentence and self.expect.sentence in str(e):
-                        setattr(r, column, "stops with the sentence")
-                        r.notes = f"“{self.expect.sentence}”"
+                    if self.expect.sentence and e.sentence and self.expect.sentence in e.sentence:
+                        setattr(r, column, "stops: tipd names the IdP setting")
+                        r.notes = f"{self.expect.note}. tipd: “{e.sentence}”"
                         return r
                     setattr(r, column, "FAILED")
                     r.failure = f"{column}: {e}"
