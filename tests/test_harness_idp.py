@@ -939,3 +939,47 @@ def test_authorization_response_without_iss():
         assert params["error"] == "access_denied" and "iss" not in params
     with IdP() as idp:
         assert idp.discovery()["authorization_response_iss_parameter_supported"] is True
+
+
+def test_expired_device_code_is_expired_token():
+    """RFC 8628 3.5 (and every IdP of the matrix): a poll after the code expired says so."""
+    with IdP(device_ttl=1) as idp:
+        start = device_start(idp, scope="openid")[1]
+        wait_for(lambda: device_poll(idp, start["device_code"])[1]["error"] == "expired_token",
+                 timeout=20, interval=0.2, what="expired_token")
+        assert device_poll(idp, "no-such-code")[1]["error"] == "invalid_grant"
+
+
+# ----- docs/test-idp.md: its tables are rendered from switches.mjs and personas.py ----------------
+DOC = Path(__file__).resolve().parent.parent / "docs" / "test-idp.md"
+BEGIN, END = "<!-- BEGIN generated tables -->", "<!-- END generated tables -->"
+
+
+def switch_defaults() -> dict:
+    script = ("import('./switches.mjs').then((m) => process.stdout.write(JSON.stringify("
+              "Object.fromEntries(Object.entries(m.SWITCHES).map(([k, v]) => [k, v.default])))))")
+    done = subprocess.run([os.environ.get("NODE") or "node", "-e", script], cwd=Path(__file__).resolve().parent / "idp",
+                          capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+def render_tables() -> str:
+    lines = ["| switch | default |", "|---|---|"]
+    lines += [f"| `{name}` | `{json.dumps(value)}` |" for name, value in switch_defaults().items()]
+    lines += ["", "| persona | switches (beside the defaults) | lifetimes |", "|---|---|---|"]
+    for p in PERSONAS.values():
+        switches = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in p.switches.items()) or "(none)"
+        lifetimes = ", ".join(f"`{k}={v}`" for k, v in p.lifetimes.items())
+        lines.append(f"| `{p.name}` | {switches} | {lifetimes} |")
+    return "\n".join(lines)
+
+
+def test_docs_tables_are_current():
+    """TIPD_WRITE_DOCS=1 rewrites the generated part of docs/test-idp.md."""
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _old, tail = rest.split(END, 1)
+    fresh = f"{head}{BEGIN}\n{render_tables()}\n{END}{tail}"
+    if os.environ.get("TIPD_WRITE_DOCS") == "1":
+        DOC.write_text(fresh)
+    assert text == fresh, "docs/test-idp.md is stale: run this test with TIPD_WRITE_DOCS=1"

@@ -175,6 +175,7 @@ function signJwt(payload) {
 const atHash = (token) => b64url(createHash('sha256').update(token).digest().subarray(0, 16));
 
 // ----- the store: oidc-provider's adapter -----------------------------------------------------
+const KEEP_EXPIRED_MS = 10 * 60 * 1000;
 const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
   'BackchannelAuthenticationRequest']);
 
@@ -199,9 +200,16 @@ class StoreAdapter {
     return entry !== undefined && (entry.exp === null || entry.exp > Date.now());
   }
 
+  // An expired device code is kept a while longer, so that a poll gets expired_token (RFC 8628
+  // 3.5; oidc-provider looks it up ignoring expiration) instead of "not found".
+  static kept(key, entry) {
+    if (StoreAdapter.live(entry)) return true;
+    return entry !== undefined && key.startsWith('DeviceCode:') && entry.exp + KEEP_EXPIRED_MS > Date.now();
+  }
+
   static save() {
     for (const [key, entry] of StoreAdapter.entries) {
-      if (!StoreAdapter.live(entry)) StoreAdapter.entries.delete(key);
+      if (!StoreAdapter.kept(key, entry)) StoreAdapter.entries.delete(key);
     }
     if (!StoreAdapter.file) return;
     writeFileAtomic(StoreAdapter.file,
@@ -256,7 +264,7 @@ class StoreAdapter {
 
   get(id) {
     const entry = StoreAdapter.entries.get(this.key(id));
-    return StoreAdapter.live(entry) ? entry : undefined;
+    return StoreAdapter.kept(this.key(id), entry) ? entry : undefined;
   }
 
   findBy(field, value) {
