@@ -187,7 +187,8 @@ async def test_without_verification_uri_complete_only_the_code_is_shown(run):
 async def test_an_idp_without_the_device_flow_says_use_the_browser(run):
     err, idp, shown = await run([OK], meta_overrides={"device_authorization_endpoint": None})
     assert isinstance(err, LoginError)
-    assert err.message.startswith("this IdP does not offer the device flow; use the browser flow")
+    assert err.message.startswith("this IdP does not offer the device flow; use the browser flow: run `tipctl login` "
+                                  "without --device")
     assert idp.device_forms == [] and idp.polls == [] and shown == []
 
 
@@ -217,3 +218,30 @@ def test_the_idps_strings_reach_the_terminal_without_control_characters():
     auth = DeviceAuthorization(Secret("dc"), "AB\x1b[2JCD", "https://idp/device\x07", None, 600, 5)
     text = auth.instructions()
     assert "\x1b" not in text and "\x07" not in text and "AB\ufffd[2JCD" in text
+
+
+# -- what real IdPs do differently (issue 10 section 1) ------------------------------------------------------
+async def test_googles_verification_url_is_taken_for_verification_uri(run):
+    """https://developers.google.com/identity/protocols/oauth2/limited-input-device names it verification_url."""
+    tokens, _, shown = await run([OK], verification_uri=None, verification_url="https://www.google.com/device")
+    assert tokens.access_token.reveal() == "at-1" and "https://www.google.com/device\n" in shown[0]
+
+
+async def test_numbers_sent_as_strings_are_numbers(run, clock):
+    tokens, idp, shown = await run([pending(), (200, {**OK[1], "expires_in": "3599"})], interval="3",
+                                   expires_in="900")
+    assert clock.sleeps == [3, 3] and "valid for 15 min" in shown[0] and tokens.expires_in == 3599
+
+
+@pytest.mark.parametrize("error", ["access_denied", "authorization_declined"])
+async def test_entras_authorization_declined_is_a_refusal_too(run, error):
+    """https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-device-code#expected-errors"""
+    err, idp, _ = await run([pending(), (400, {"error": error})])
+    assert isinstance(err, LoginError) and err.message == f"the IdP refused the sign-in: {error}"
+    assert len(idp.polls) == 2
+
+
+async def test_bad_verification_code_stops_with_a_sentence(run):
+    err, idp, _ = await run([(400, {"error": "bad_verification_code"})])
+    assert isinstance(err, LoginError) and "does not recognise the device code" in err.message
+    assert "run the command again" in err.message and len(idp.polls) == 1

@@ -59,3 +59,104 @@ def test_alg_none_is_refused():
     tok = jwt.encode({"iss": ISS, "aud": AUD, "sub": "x"}, None, algorithm="none")
     with pytest.raises(LoginError):
         check(tok)
+
+
+# -- what real IdPs put in their id_tokens (issue 10 section 1) --------------------------------------------
+def test_aud_as_an_array_is_accepted_when_azp_names_this_client():
+    """OIDC Core 2: with several audiences, azp names the client the token was issued to (Keycloak)."""
+    assert check(token(aud=[AUD, "account"], azp=AUD))["aud"] == [AUD, "account"]
+    assert check(token(aud=[AUD]))["sub"] == "alice"  # one audience: no azp needed
+
+
+@pytest.mark.parametrize("claims,words", [
+    ({"aud": [AUD, "account"]}, "azp"),                    # several audiences, no azp
+    ({"aud": [AUD, "account"], "azp": "other"}, "azp mismatch"),
+    ({"aud": ["account", "other"], "azp": AUD}, "aud mismatch"),
+])
+def test_aud_arrays_that_do_not_name_this_client_properly_are_refused(claims, words):
+    with pytest.raises(LoginError) as e:
+        check(token(**claims))
+    assert words in e.value.message
+
+
+def test_the_issuer_is_compared_byte_for_byte_trailing_slash_included():
+    """AWS IAM and Identity Center compare iss exactly: Auth0's and JumpCloud's issuers end in '/'."""
+    with pytest.raises(LoginError, match="iss mismatch"):
+        check(token(iss=ISS + "/"))
+    assert verify_id_token(token(iss=ISS + "/"), jwks(), issuer=ISS + "/", client_id=AUD, nonce="n1")
+    with pytest.raises(LoginError, match="iss mismatch"):
+        verify_id_token(token(), jwks(), issuer=ISS + "/", client_id=AUD, nonce="n1")
+
+
+def test_no_jti_and_no_email_are_fine():
+    """Entra has no jti (it has uti) and email only as an optional claim."""
+    claims = check(token(email=None, uti="x"))
+    assert "jti" not in claims and "email" not in claims
+
+
+def test_es256_tokens_verify_against_an_ec_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    keys = {"keys": [dict(jwk, kid="e1", alg="ES256", use="sig"), jwks()["keys"][0]]}
+    tok = token(key=key, kid="e1", alg="ES256")
+    assert verify_id_token(tok, keys, issuer=ISS, client_id=AUD, nonce="n1")["sub"] == "alice"
+    # an RS256 header with the EC key's kid: no key of that type under that kid
+    with pytest.raises(LoginError):
+        verify_id_token(token(kid="e1"), keys, issuer=ISS, client_id=AUD, nonce="n1")
+
+
+def test_google_issuer_may_come_without_its_scheme():
+    from tipd.idp.verify import accepted_issuers
+
+    g = "https://accounts.google.com"
+    assert accepted_issuers(g, "google") == [g, "accounts.google.com"]
+    assert accepted_issuers(g, "oidc") == [g] and accepted_issuers(ISS, "google") == [ISS]
+    tok = token(iss="accounts.google.com")
+    assert verify_id_token(tok, jwks(), issuer=g, client_id=AUD, nonce="n1", issuers=accepted_issuers(g, "google"))
+
+
+@pytest.mark.parametrize("exp", [1e400, "soon", None])
+def test_an_exp_that_is_not_a_time_is_refused(exp):
+    with pytest.raises(LoginError) as e:
+        check(token(exp=exp))
+    assert "exp" in e.value.message
+
+
+# -- signing-key rotation: an unknown kid fetches the keys again, once, rate limited -----------------------
+async def test_an_unknown_kid_refetches_the_jwks_once_and_not_again_at_once(aiohttp_server):
+    import aiohttp
+    from aiohttp import web
+
+    from tipd.idp.oidc import JWKS_REFETCH_INTERVAL, IdpClient, ProviderMetadata
+
+    from .profiles import profile
+
+    published = {"keys": jwks()["keys"]}
+    fetches = []
+
+    async def serve(request):
+        fetches.append(1)
+        return web.json_response(published)
+
+    app = web.Application()
+    app.router.add_get("/jwks", serve)
+    server = await aiohttp_server(app)
+    meta = ProviderMetadata(ISS, ISS + "/a", ISS + "/t", str(server.make_url("/jwks")))
+    now = [1000.0]
+    async with aiohttp.ClientSession() as http:
+        idp = IdpClient(http, profile(issuer=ISS, client_id=AUD), metadata=meta, monotonic=lambda: now[0])
+        assert (await idp.verify_id_token(token(), "n1"))["sub"] == "alice" and len(fetches) == 1
+        published["keys"] = published["keys"] + jwks(OTHER, kid="k2")["keys"]  # the IdP rotates
+        assert (await idp.verify_id_token(token(key=OTHER, kid="k2"), "n1"))["sub"] == "alice"
+        assert len(fetches) == 2
+        with pytest.raises(LoginError, match="does not publish"):  # a kid nobody publishes: no fetch storm
+            await idp.verify_id_token(token(kid="k3"), "n1")
+        with pytest.raises(LoginError, match="does not publish"):
+            await idp.verify_id_token(token(kid="k3"), "n1")
+        assert len(fetches) == 2
+        now[0] += JWKS_REFETCH_INTERVAL
+        with pytest.raises(LoginError, match="does not publish"):
+            await idp.verify_id_token(token(kid="k3"), "n1")
+        assert len(fetches) == 3

@@ -332,7 +332,7 @@ class IdpClient:
         self._meta = metadata
         self._monotonic = monotonic
         self._jwks: dict[str, Any] | None = None
-        self._jwks_at = -math.inf
+        self._refetched_at = -math.inf
 
     def __repr__(self) -> str:
         return f"IdpClient(issuer={self.issuer!r}, client_id={self.client_id!r}, client_auth={self.client_auth!r})"
@@ -376,12 +376,12 @@ class IdpClient:
         return await revoke(self.http, meta, self.client_id, token, self.client_auth, self.client_secret)
 
     async def jwks(self, *, refetch: bool = False) -> dict[str, Any]:
-        """The IdP's signing keys, cached; `refetch` fetches them again unless that happened within
-        JWKS_REFETCH_INTERVAL (a token with an unknown `kid` must not make every call a fetch)."""
-        now = self._monotonic()
-        if self._jwks is None or (refetch and now - self._jwks_at >= JWKS_REFETCH_INTERVAL):
+        """The IdP's signing keys, cached; `refetch` fetches them again unless an earlier refetch happened
+        within JWKS_REFETCH_INTERVAL (a token with an unknown `kid` must not make every call a fetch)."""
+        if self._jwks is None or (refetch and self._monotonic() - self._refetched_at >= JWKS_REFETCH_INTERVAL):
+            if self._jwks is not None:
+                self._refetched_at = self._monotonic()
             self._jwks = await fetch_jwks(self.http, (await self.metadata()).jwks_uri)
-            self._jwks_at = now
         return self._jwks
 
     async def verify_id_token(self, token: str, nonce: str | None, now: float | None = None) -> dict[str, Any]:
@@ -395,9 +395,9 @@ class IdpClient:
             return verify_id_token(token, await self.jwks(), issuer=meta.issuer, client_id=self.client_id,
                                    nonce=nonce, now=now, issuers=issuers)
         except UnknownSigningKey:
-            before = self._jwks_at
+            before = self._jwks
             keys = await self.jwks(refetch=True)
-            if self._jwks_at == before:  # fetched moments ago: the IdP does not publish that key
+            if keys is before:  # refetched moments ago: the IdP does not publish that key
                 raise
             log.info("the id_token names a signing key fetched keys lacked: the IdP rotated its keys")
             return verify_id_token(token, keys, issuer=meta.issuer, client_id=self.client_id, nonce=nonce, now=now,
