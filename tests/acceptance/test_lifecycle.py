@@ -342,11 +342,10 @@ def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount
     stored = tokens / "work.json"
     stored.write_text('{"refresh_token": "kept"}')
     stored.chmod(0o600)
-    with open(mount_point / "filler", "wb") as f:
+    with open(mount_point / "filler", "wb", buffering=0) as f:  # unbuffered: nothing left to flush at close
         try:
             while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+                f.write(b"\0" * 4096)
         except OSError:
             pass
     line = start_fails(home, 1)  # exit 1: the condition may pass (a service manager restarts it)
