@@ -27,7 +27,6 @@ from tests.support.device import approve_device_code, deny_device_code
 from tests.support.idp import IdP, IdPError
 from tests.support.net import free_port
 from tests.support.personas import PERSONAS
-from tests.support.stack import wait_for
 
 BROWSER_SCRIPT = Path(__file__).resolve().parent / "support" / "browser.py"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -594,48 +593,49 @@ def test_refresh_reuse_allowed():
 
 
 def test_refresh_reuse_grace_period_then_reuse_revokes_the_grant():
-    with IdP(switches={"refresh_reuse_grace": 2}) as idp:
+    with IdP(switches={"refresh_reuse_grace": 30}) as idp:
         first = sign_in(idp)["refresh_token"]
         status, second = refresh(idp, first)
         assert status == 200
+        idp.advance_clock(20)
         status, again = refresh(idp, first)  # within the grace period: as if unused
         assert status == 200, again
-        # after the grace period, reuse is reuse: invalid_grant, and the whole grant is revoked
-        wait_for(lambda: refresh(idp, first)[0] == 400, timeout=20, interval=0.2,
-                 what="grace period end")
+        idp.advance_clock(15)  # 35 s after the first use: reuse is reuse, the grant is revoked
+        status, body = refresh(idp, first)
+        assert status == 400 and body["error"] == "invalid_grant"
         for token in (second["refresh_token"], again["refresh_token"]):
             assert refresh(idp, token)[1]["error"] == "invalid_grant"
 
 
-def test_refresh_absolute_lifetime_holds_across_rotations():
-    with IdP(switches={"refresh_absolute_ttl": 3}) as idp:
-        started = time.monotonic()
-        state = {"token": sign_in(idp)["refresh_token"]}
-
-        def chain_dead() -> bool:
-            status, body = refresh(idp, state["token"])
-            if status == 200:
-                state["token"] = body["refresh_token"]
-            return status == 400 and body["error"] == "invalid_grant"
-        wait_for(chain_dead, timeout=30, interval=0.2, what="absolute lifetime end")
-        assert time.monotonic() - started >= 2  # it lived (across rotations) before it died
+@pytest.mark.parametrize("rotation", ["rotate", "same"])
+def test_refresh_absolute_lifetime_holds_across_use(rotation):
+    with IdP(switches={"refresh_absolute_ttl": 100, "refresh_rotation": rotation}) as idp:
+        token = sign_in(idp)["refresh_token"]
+        for _ in range(3):  # used every 30 s: fine for 90 s
+            idp.advance_clock(30)
+            status, body = refresh(idp, token)
+            assert status == 200, body
+            token = body["refresh_token"]
+        idp.advance_clock(15)  # 105 s after the sign-in, though used 15 s ago
+        status, body = refresh(idp, token)
+        assert status == 400 and body["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize("rotation", ["rotate", "same"])
 def test_refresh_idle_lifetime(rotation):
-    """A used token lives on past the idle lifetime; one left alone for longer dies."""
-    with IdP(switches={"refresh_idle_ttl": 3, "refresh_rotation": rotation}) as idp:
+    """A token used within the idle lifetime lives on past it; one left alone for longer dies."""
+    with IdP(switches={"refresh_idle_ttl": 60, "refresh_rotation": rotation}) as idp:
         active = sign_in(idp, "ivy")["refresh_token"]
         idle = sign_in(idp, "jack")["refresh_token"]
-        started = time.monotonic()
-        while time.monotonic() - started < 5:
+        for _ in range(3):  # 150 s in all, never 60 s unused
+            idp.advance_clock(50)
             status, body = refresh(idp, active)
             assert status == 200, body
             active = body["refresh_token"]
-            time.sleep(0.3)  # a client's activity, not a synchronisation
         status, body = refresh(idp, idle)
         assert status == 400 and body["error"] == "invalid_grant"
-        assert refresh(idp, active)[0] == 200
+        idp.advance_clock(61)
+        assert refresh(idp, active)[1]["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize("rule", [True, "without_offline_access"])
@@ -943,10 +943,10 @@ def test_authorization_response_without_iss():
 
 def test_expired_device_code_is_expired_token():
     """RFC 8628 3.5 (and every IdP of the matrix): a poll after the code expired says so."""
-    with IdP(device_ttl=1) as idp:
+    with IdP(device_ttl=60) as idp:
         start = device_start(idp, scope="openid")[1]
-        wait_for(lambda: device_poll(idp, start["device_code"])[1]["error"] == "expired_token",
-                 timeout=20, interval=0.2, what="expired_token")
+        idp.advance_clock(61)
+        assert device_poll(idp, start["device_code"])[1]["error"] == "expired_token"
         assert device_poll(idp, "no-such-code")[1]["error"] == "invalid_grant"
 
 
@@ -983,3 +983,14 @@ def test_docs_tables_are_current():
     if os.environ.get("TIPD_WRITE_DOCS") == "1":
         DOC.write_text(fresh)
     assert text == fresh, "docs/test-idp.md is stale: run this test with TIPD_WRITE_DOCS=1"
+
+
+def test_advance_clock_moves_the_idps_time():
+    with IdP(access_ttl=60, id_ttl=60) as idp:
+        tokens = sign_in(idp)
+        idp.advance_clock(120)
+        claims = jwt.decode(refresh(idp, tokens["refresh_token"])[1]["id_token"],
+                            options={"verify_signature": False})
+        assert claims["iat"] >= time.time() + 110  # the IdP's time, two minutes ahead
+        with pytest.raises(IdPError, match="advance"):
+            idp.advance_clock(-1)

@@ -41,6 +41,8 @@
 //                              (switch refresh_dies_with_session) die, the next sign-in asks again
 //   POST   /__test/rotate-keys {"keep_old": true} a new signing key signs from now on; the old
 //                              ones stay in the JWKS (keep_old) or are dropped from it
+//   POST   /__test/clock       {"advance": 30} this IdP's clock jumps 30 s ahead (for lifetimes;
+//                              a restart starts from the real time again)
 //   GET    /__test/config      {"issuer", "client_id", "client_auth", "redirect_uris", "switches"}
 import {
   createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign as cryptoSign,
@@ -61,6 +63,12 @@ const origWarn = console.warn.bind(console);
 console.info = (...args) => { if (verbose || !isProviderNotice(args)) console.error(...args); };
 console.log = (...args) => console.error(...args);
 console.warn = (...args) => { if (verbose || !isProviderNotice(args)) origWarn(...args); };
+
+// POST /__test/clock moves this IdP's clock forward, so lifetimes (idle, absolute, grace, code
+// expiry) can be tested without waiting. Date.now is what oidc-provider and this file read.
+let clockOffsetMs = 0;
+const realNow = Date.now.bind(Date);
+Date.now = () => realNow() + clockOffsetMs;
 
 const { default: Provider } = await import('oidc-provider');
 
@@ -572,6 +580,14 @@ async function testEndpoints(ctx) {
   }
   if (path === '/__test/rotate-keys' && method === 'POST') {
     return sendJson(ctx, 200, { ok: true, ...rotateKeys(body.keep_old !== false) });
+  }
+  if (path === '/__test/clock' && method === 'POST') {
+    const seconds = Number(body.advance);
+    if (!Number.isFinite(seconds) || seconds < 0 || seconds > 10 * 365 * 86400) {
+      return sendJson(ctx, 400, { error: 'invalid_request', error_description: 'need advance (seconds, >= 0)' });
+    }
+    clockOffsetMs += seconds * 1000;
+    return sendJson(ctx, 200, { ok: true, now: Date.now() / 1000, offset: clockOffsetMs / 1000 });
   }
   if (path === '/__test/config' && method === 'GET') {
     return sendJson(ctx, 200, {

@@ -13,6 +13,7 @@
         idp.client_secret     # the persona requires one: pass it as the IdP wants
         idp.end_sessions()    # every IdP session ends (session-bound refresh tokens die)
         idp.rotate_keys()     # a new signing key signs from now on (old one kept in the JWKS)
+        idp.advance_clock(90) # the IdP's clock jumps ahead: lifetimes pass without waiting
 
 Personas and switches: tests/support/personas.py (its docstring lists the attributes a consumer
 of a persona needs: issuer, client_id, client_secret, redirect_host/port/uri, device_flow, ...).
@@ -425,6 +426,12 @@ class IdP:
         session-bound refresh tokens (switch refresh_dies_with_session) stop working.
         Returns the number of sessions ended."""
         return self._control("POST", "/__test/end-sessions")["sessions"]
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the IdP's clock ``seconds`` ahead: every lifetime it enforces (tokens, codes,
+        idle / absolute / grace periods) sees the time pass at once. Only this IdP process's
+        clock moves (a restart after down() is back on real time)."""
+        self._control("POST", "/__test/clock", {"advance": seconds})
 
     def rotate_keys(self, keep_old: bool = True) -> str:
         """A new signing key signs every token from now on; the old keys stay in the JWKS
