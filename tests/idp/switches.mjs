@@ -19,9 +19,10 @@ export const SWITCHES = {
   // and client scope (https://docs.redhat.com/zh-cn/documentation/red_hat_build_of_keycloak/22.0/html/server_administration_guide/offline-access).
   drop_scopes: { default: [], valid: scopeList },
   // Scopes refused with error=invalid_scope (redirected to the client; a device authorization
-  // request gets 400 invalid_scope): Cognito knows no offline_access
-  // (https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html: refresh
-  // tokens come with every code grant), nor does Google
+  // request gets 400 invalid_scope): Cognito knows no offline_access (its scopes:
+  // https://docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.aws_cognito/OAuthSettings.html; refresh
+  // tokens come with every code grant, https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html),
+  // nor does Google
   // (https://developers.google.com/identity/protocols/oauth2/native-app: access_type=offline).
   refuse_scopes: { default: [], valid: scopeList },
 
@@ -43,9 +44,12 @@ export const SWITCHES = {
 
   // ----- the refresh grant ----------------------------------------------------------------
   // `scope` on a refresh request: "subset" = must not exceed the grant, else invalid_scope
-  //   (RFC 6749 section 6; Okta https://developer.okta.com/docs/guides/refresh-tokens/get-refresh-token/);
-  //   "ignored" = dropped, the original grant is used; "required" = missing scope is
-  //   invalid_request; "rejected" = any scope is invalid_request.
+  //   (RFC 6749 section 6; Okta https://developer.okta.com/docs/guides/refresh-tokens/get-refresh-token/;
+  //   Keycloak since https://github.com/keycloak/keycloak/pull/12043, see
+  //   https://github.com/keycloak/keycloak/issues/24323); "ignored" = dropped, the original grant
+  //   is used (Keycloak before that); "required" = missing scope is invalid_request (Entra in
+  //   practice: https://learn.microsoft.com/en-us/answers/questions/192699/confusing-error-message-on-failed-refresh-token-re,
+  //   https://github.com/golang/oauth2/pull/540); "rejected" = any scope is invalid_request.
   refresh_scope: { default: 'subset', valid: oneOf('subset', 'ignored', 'required', 'rejected') },
   // What a successful refresh returns as refresh_token: "rotate" = a new one (the old one is
   //   consumed: Okta rotation https://developer.okta.com/docs/guides/refresh-tokens/refresh-token-rotation/,
@@ -76,18 +80,24 @@ export const SWITCHES = {
   refresh_absolute_ttl: { default: null, valid: seconds },
   refresh_idle_ttl: { default: null, valid: seconds },
   // A refresh token that dies with the IdP (browser) session (POST /__test/end-sessions):
-  // true, false, or "without_offline_access" (Keycloak: an ordinary refresh token belongs to
+  // true (PingOne checks the session's validity for refresh tokens,
+  // https://developer.pingidentity.com/pingone-api/foundations/authentication-concepts/access-tokens-and-id-tokens/token-validation.html),
+  // false, or "without_offline_access" (Keycloak: an ordinary refresh token belongs to
   // the SSO session, an offline token does not,
   // https://docs.redhat.com/zh-cn/documentation/red_hat_build_of_keycloak/22.0/html/server_administration_guide/offline-access).
   refresh_dies_with_session: { default: false, valid: (v) => bool(v) || v === 'without_offline_access' },
   // false: a refresh answers without id_token (PingFederate's default: "Return ID Token On
-  // Refresh Grant" is off; its ID token lifetime defaults to 5 minutes,
+  // Refresh Grant" is an optional checkbox of the OIDC policy,
+  // https://docs.pingidentity.com/r/en-us/pingfederate-103/help_policymanagementtasklet_policymanagementstate;
+  // its ID token lifetime defaults to 5 minutes,
   // https://docs.pingidentity.com/pingfederate/latest/administrators_reference_guide/help_policymanagementtasklet_policymanagementstate.html).
   refresh_id_token: { default: true, valid: bool },
 
   // ----- tokens --------------------------------------------------------------------------
   // "jwt": access tokens are JWTs signed with the IdP key (iss, sub, aud, client_id, scope, exp,
-  // iat, jti), as Okta custom authorization servers and Cognito issue them; "opaque": not JWTs.
+  // iat, jti), as Okta custom authorization servers, Cognito and PingOne issue them
+  // (https://developer.pingidentity.com/pingone-api/foundations/authentication-concepts/access-tokens-and-id-tokens.html);
+  // "opaque": not JWTs (PingFederate's reference tokens, Google, Okta's org server for us).
   access_token_format: { default: 'opaque', valid: oneOf('opaque', 'jwt') },
   // aud of a JWT access token; null = the client_id (Okta custom AS default: api://default).
   access_token_audience: { default: null, valid: (v) => v === null || (typeof v === 'string' && v.length > 0) },
@@ -111,18 +121,24 @@ export const SWITCHES = {
   // ----- the client ----------------------------------------------------------------------
   // Loopback redirect host: "127.0.0.1", "localhost", or "loopback" (either). Port: "any"
   // (RFC 8252 section 7.3; Google desktop apps https://developers.google.com/identity/protocols/oauth2/native-app)
-  // or "exact" (the registered port only: Okta, Auth0, Cognito; the harness picks it,
-  // IDP_REDIRECT_PORT). The path is always /callback.
+  // or "exact" (the registered port only: Cognito takes only registered callback URLs, http only
+  // for localhost, https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/cognitoidentityprovider/aws.sdk.kotlin.services.cognitoidentityprovider.model/-create-user-pool-client-request/callback-urls.html;
+  // Okta, Auth0 likewise, unconfirmed; the harness picks the port, IDP_REDIRECT_PORT). Entra
+  // documents http://localhost exceptions (https://learn.microsoft.com/en-Us/azure/active-directory/develop/reply-url).
+  // The path is always /callback.
   redirect_host: { default: '127.0.0.1', valid: oneOf('127.0.0.1', 'localhost', 'loopback') },
   redirect_port: { default: 'any', valid: oneOf('any', 'exact') },
   // Client authentication at the token, device and revocation endpoints: "none" (public
-  // client), or a secret (IDP_CLIENT_SECRET) sent as client_secret_post, client_secret_basic,
-  // or either ("client_secret_any": Google desktop and TV clients have a secret that must be sent,
+  // client), or a secret (IDP_CLIENT_SECRET) sent as client_secret_post, client_secret_basic
+  // (the registered method only: OneLogin has Basic / POST / None (PKCE), one at a time,
+  // https://developers.onelogin.com/openid-connect/api/refresh-token), or either
+  // ("client_secret_any": Google desktop and TV clients have a secret that must be sent,
   // https://developers.google.com/identity/protocols/oauth2/native-app).
   client_auth: { default: 'none', valid: oneOf('none', 'client_secret_post', 'client_secret_basic', 'client_secret_any') },
 
   // ----- device flow (RFC 8628) -----------------------------------------------------------
-  // false: no device_authorization_endpoint in discovery, no endpoint (Cognito, OneLogin).
+  // false: no device_authorization_endpoint in discovery, no endpoint (Cognito, OneLogin,
+  // JumpCloud; Okta has one for native apps: https://developer.okta.com/docs/guides/device-authorization-grant/main/).
   device_flow: { default: true, valid: bool },
   // Google names it verification_url (https://developers.google.com/identity/protocols/oauth2/limited-input-device).
   device_verification_url: { default: false, valid: bool },
