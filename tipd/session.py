@@ -115,6 +115,7 @@ class ProfileSession:
         self._grant_unbound = False
         #: the Identity Center refresh token found in the store at start (the idc stage holds the live one)
         self._stored_idc_refresh: Secret | None = None
+        self._store_lock = asyncio.Lock()
         self.served: Served | None = None
         self.signing_in = False
         self.login_required: TipdError | None = None
@@ -143,12 +144,7 @@ class ProfileSession:
         if rotated or granted != self.granted_scope or self._grant_unbound:
             # A rotated token: the old one is dead now. Persist the new one before anything uses it, so a
             # crash at any later point still leaves a token that works.
-            await self.store.save(self.name, self._record(tokens.refresh_token if rotated else self.refresh_token,
-                                                          granted))
-            self._grant_unbound = False
-            self.granted_scope = granted
-            if rotated:
-                self.refresh_token = tokens.refresh_token
+            await self._persist(refresh_token=tokens.refresh_token if rotated else None, scope=granted)
         return self._idp_tokens(tokens)
 
     def _granted(self, tokens: TokenResponse, asked: str | None) -> str:
@@ -163,10 +159,21 @@ class ProfileSession:
             scope += " " + unlisted
         return scope
 
-    def _record(self, refresh_token: Secret, scope: str | None) -> Grant:
-        idc = self.idc.held.value.refresh_token if self.idc.held else self._stored_idc_refresh
-        return Grant(refresh_token, self.profile.issuer, self.profile.client_id, scope).with_idc(
-            idc, self.profile.application_arn)
+    async def _persist(self, *, refresh_token: Secret | None = None, scope: str | None = None,
+                       idc_refresh: Secret | None = None) -> None:
+        """Store the sign-in record, bound to this issuer, client and application, with what is given and the
+        latest of the rest; only then are the given values the session's own. One write at a time, each from
+        the latest values, so a slower write can never put back a token that an IdP already rotated."""
+        async with self._store_lock:
+            if self.refresh_token is None:
+                return  # signed out meanwhile: never bring a sign-in back
+            rt = refresh_token or self.refresh_token
+            scope = scope or self.granted_scope
+            idc = idc_refresh or self._stored_idc_refresh
+            await self.store.save(self.name, Grant(rt, self.profile.issuer, self.profile.client_id, scope).with_idc(
+                idc, self.profile.application_arn))
+            self.refresh_token, self.granted_scope, self._stored_idc_refresh = rt, scope, idc
+            self._grant_unbound = False
 
     def _idp_tokens(self, tokens: TokenResponse) -> tuple[IdpTokens, float]:
         """The idp stage's value. A refresh without the JWT the chain exchanges is not an error by itself:
@@ -262,23 +269,15 @@ class ProfileSession:
                 region=self.profile.region, creds=boot, application_arn=self.profile.application_arn,
                 assertion=await self._fresh_assertion())
         self.idc_user_id = token.user_id or self.idc_user_id
-        if token.refresh_token != previous and self.refresh_token is not None:
-            await self._save_idc(token.refresh_token)
+        if token.refresh_token is not None and token.refresh_token != previous and self.refresh_token is not None:
+            # kept with the sign-in, so a restart renews without a new jwt-bearer exchange. Best effort: a lost
+            # one only costs that exchange (a refused refresh grant falls back to it)
+            try:
+                await self._persist(idc_refresh=token.refresh_token)
+            except Exception as e:
+                log.warning("profile %s: cannot store the Identity Center refresh token (%s)", self.name,
+                            type(e).__name__)
         return token, token.expires_at
-
-    async def _save_idc(self, idc_refresh: Secret | None) -> None:
-        """Keep the Identity Center refresh token with the sign-in, so a restart renews without a new jwt-bearer
-        exchange. Best effort: a lost one only costs that exchange (the refresh grant falls back to it)."""
-        assert self.refresh_token is not None
-        record = Grant(self.refresh_token, self.profile.issuer, self.profile.client_id, self.granted_scope
-                       ).with_idc(idc_refresh, self.profile.application_arn)
-        try:
-            await self.store.save(self.name, record)
-        except Exception as e:  # the IdP token in the store is unchanged: nothing is lost
-            log.warning("profile %s: cannot store the Identity Center refresh token (%s)", self.name, type(e).__name__)
-            return
-        self._stored_idc_refresh = idc_refresh
-        self._grant_unbound = False
 
     async def _fetch_enhanced(self) -> tuple[AwsCredentials, float]:
         boot = await self.bootstrap.get(self.margin)
@@ -362,12 +361,11 @@ class ProfileSession:
             self.served = None
             self.login_required = None
             granted = self._granted(tokens, asked=" ".join(self.profile.scopes))
-            self._stored_idc_refresh = None
-            await self.store.save(self.name, Grant(tokens.refresh_token, self.profile.issuer, self.profile.client_id,
-                                                   granted))
-            self.refresh_token = tokens.refresh_token
-            self.granted_scope = granted
-            self._grant_unbound = False
+            async with self._store_lock:
+                await self.store.save(self.name, Grant(tokens.refresh_token, self.profile.issuer,
+                                                       self.profile.client_id, granted))
+                self.refresh_token, self.granted_scope, self._stored_idc_refresh = tokens.refresh_token, granted, None
+                self._grant_unbound = False
             self.user = None
             held, exp = self._idp_tokens(tokens)
             self.idp.held = Held(held, exp, self.clock.time())
