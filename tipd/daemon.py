@@ -290,8 +290,8 @@ class Daemon:
             raise TipdError("tipd is still starting and reads the config as it does; try again in a moment",
                             status=503)
         async with self._reloading:
-            try:
-                new, path = load_config(self.config_path, missing_ok=True)
+            try:  # a missing file is an error here, not an empty config: it would stop every profile
+                new, path = load_config(self.config_path)
             except TipdError as e:
                 log.error("reload refused, the running config stays: %s", e.message)
                 raise ConfigError(f"the config was not reloaded (tipd keeps running the one it has): {e.message}",

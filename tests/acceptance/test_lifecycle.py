@@ -448,6 +448,9 @@ def test_a_bad_config_is_refused_with_its_error_and_the_old_one_keeps_running(ho
         wait_for(lambda: "reload refused" in d.output(), timeout=60, what="the refusal in the log")
         r = tipctl(home, "reload", check=False)
         assert r.returncode == 1 and "not valid TOML" in r.stderr
+        home.config_file.unlink()  # (an editor saving by delete-and-create): not an empty config
+        r = tipctl(home, "reload", check=False)
+        assert r.returncode == 1 and "no config file here" in r.stderr
         assert d.proc.poll() is None
         assert [p["profile"] for p in status(home)["profiles"]] == ["work"]
         assert fetch(home)[0] == 200
