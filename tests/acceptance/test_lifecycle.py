@@ -407,10 +407,14 @@ def test_reload_starts_new_stops_removed_restarts_changed_and_the_unchanged_neve
         assert fetch(home)[0] == 200
         with Poller(home) as poll:
             home.config_file.write_text(work + profile_block(home, "extra"))
+            # the commands agree: the file has it, tipd does not yet, and `tipctl profiles` says what to do
+            assert "`tipctl reload` loads it" in tipctl(home, "profiles").stdout
             r = tipctl(home, "reload")
             assert "started: extra" in r.stdout and "stopped: gone" in r.stdout and "unchanged: work" in r.stdout
             assert [p["profile"] for p in status(home)["profiles"]] == ["work", "extra"]
             assert fetch(home, "gone")[1]["code"] == "UnknownProfile"
+            rows = json.loads(tipctl(home, "profiles", "--json").stdout)["profiles"]
+            assert {r["profile"]: r["state"] for r in rows} == {"work": "fresh", "extra": "signed-out"}
             tipctl(home, "login", "extra")
             code, first = fetch(home, "extra")
             assert code == 200

@@ -48,7 +48,7 @@ def render(rows: list[dict], running: bool, path) -> str:
     if not running:
         lines += ["", "(tipd is not running: no state to show)"]
     elif any(r["state"] == "not-loaded" for r in rows):
-        lines += ["", "not-loaded: tipd started before the profile was added; restart tipd to load it"]
+        lines += ["", "not-loaded: tipd started before the profile was added; `tipctl reload` loads it"]
     return "\n".join(lines)
 
 
