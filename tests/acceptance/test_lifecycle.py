@@ -120,6 +120,19 @@ def test_a_second_start_while_one_serves_changes_nothing_shared(home, tipd):
     assert fetch(home)[1].get("code") == "LoginRequired"  # the token on disk is the one it accepts
 
 
+def test_after_kill_9_the_lock_and_the_stale_socket_do_not_block_the_next_start(home, tipd):
+    """The kernel drops an flock with its process, however it ends: no stale lock is possible."""
+    token = home.token()
+    tipd.kill9()
+    assert home.socket.exists()  # left behind by the killed one
+    again = Tipd(home).start()
+    try:
+        assert status(home)["pid"] == again.proc.pid
+        assert home.token() == token and fetch(home)[1].get("code") == "LoginRequired"
+    finally:
+        again.stop()
+
+
 # ---- 2: the port never free across a restart (socket activation) ------------------------------------
 
 class Activator:

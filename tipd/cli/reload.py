@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from .common import client, print_json
 
-    result = client().request("POST", "/v1/reload")
+    # a removed or changed profile may first finish a refresh under way (up to 30 s each)
+    result = client(timeout=300).request("POST", "/v1/reload")
     if args.json:
         print_json(result)
         return 0
