@@ -35,7 +35,7 @@ SHUTDOWN_GRACE = 3.0
 #: keep-alive timer is not reset by partial data, so it also ends slow-loris connections
 LIMITS = dict(max_line_size=4096, max_field_size=4096, max_headers=32, keepalive_timeout=15.0)
 #: on shutdown, a connection accepted but with no request yet gets this long to send it
-ACCEPTED_SETTLE = 1.0
+ACCEPTED_SETTLE = 2.0
 #: a reload lets a profile's refresh under way finish for this long before the profile is replaced
 RELOAD_SETTLE = 30.0
 
