@@ -177,10 +177,6 @@ class Profile(_Model):
             return None
         return granted if granted else " ".join(self.scopes)
 
-    @property
-    def needs_client_secret(self) -> bool:
-        return self.client_auth != "none"
-
     @model_validator(mode="before")
     @classmethod
     def _provider_defaults(cls, data: object) -> object:

@@ -188,3 +188,33 @@ async def test_a_damaged_record_reads_as_no_sign_in(tmp_path):
     for text in ("{not json", '{"refresh_token": 5}', "x" * 100_000, "bare"):
         (tmp_path / "work.json").write_text(text)
         assert await FileStore(tmp_path).load("work") is None
+
+
+async def test_a_slow_store_write_never_puts_back_a_rotated_token():
+    """The Identity Center refresh token is saved with the sign-in; a rotation of the IdP token meanwhile must
+    win, whichever write the keyring finishes last."""
+    class GatedStore(MemStore):
+        def __init__(self):
+            super().__init__()
+            self.gate: asyncio.Event | None = None
+
+        async def save(self, p, grant):
+            gate, self.gate = self.gate, None
+            if gate is not None:
+                await gate.wait()  # this write is slow (a keyring call in a thread)
+            await super().save(p, grant)
+
+    store = GatedStore()
+    rig = Rig(store=store)
+    await rig.session.login(rig.idp.tokens())
+    gate = store.gate = asyncio.Event()
+    slow = asyncio.create_task(rig.session._persist(idc_refresh=Secret("idc-new")))
+    await asyncio.sleep(0)
+    fast = asyncio.create_task(rig.session._persist(refresh_token=Secret("rt-rotated")))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(slow, fast)
+    final = store.tokens["work"]
+    assert final.refresh_token == Secret("rt-rotated") and final.idc_refresh_token == Secret("idc-new")
+    assert rig.session.refresh_token == Secret("rt-rotated")
