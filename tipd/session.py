@@ -17,7 +17,7 @@ from .idp.oidc import NOT_SIGNED_IN, IdpClient, Revocation, TokenResponse
 from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
-from .store import Grant, TokenStore
+from .store import Grant, TokenStore, client_secret
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,14 @@ def _looks_like_jwt(token: str) -> bool:
     parts = token.split(".")
     return len(parts) == 3 and all(parts[:2])
 
+
+#: what makes an IdP issue a refresh token, by provider (the sentence when a sign-in brought none)
+NO_REFRESH_TOKEN = {
+    "google": "the sign-in must ask for access_type=offline, and prompt=consent to get one again after an earlier "
+              "consent (the google preset's auth_params do)",
+    "cognito": "the app client must allow the authorization code grant (Cognito then always issues one)",
+    "oidc": "the app must allow the refresh_token grant and the profile's scopes must include offline_access",
+}
 
 #: Entra ID never lists offline_access in a token response's `scope`, yet granted it when it issued a refresh
 #: token (https://learn.microsoft.com/en-us/answers/questions/806413/scope-offline-access-isnt-being-returned-in-the-to)
@@ -350,9 +358,12 @@ class ProfileSession:
     async def login(self, tokens: TokenResponse) -> dict[str, Any]:
         """Take the tokens of a fresh sign-in and run the whole chain once."""
         if tokens.refresh_token is None:
-            raise UpstreamError("the IdP issued no refresh token: the app must allow the refresh_token grant "
-                                "and the profile's scopes must include offline_access", permanent=True,
-                                code="NoRefreshToken", status=400)
+            how = NO_REFRESH_TOKEN.get(self.profile.provider, NO_REFRESH_TOKEN["oidc"])
+            raise UpstreamError(f"the IdP issued no refresh token: {how}", permanent=True, code="NoRefreshToken",
+                                status=400)
+        if self.profile.client_auth != "none":
+            # `tipctl configure` may have stored (or replaced) the app's secret since tipd started
+            self.idp_client.client_secret = await client_secret(self.store, self.name, self.profile)
         self.signing_in = True
         self._changed()
         try:

@@ -13,7 +13,8 @@ from tipd.config import RefreshConfig, parse_config
 from tipd.errors import LoginRequired, TipdError
 from tipd.secret import Secret
 from tipd.session import ProfileSession, State
-from tipd.store import FileStore, Grant
+from tipd.errors import ConfigError
+from tipd.store import ClientSecret, FileStore, Grant
 
 from .fakes import FakeAws, FakeIdp, VirtualClock
 from .test_container_endpoint import PROFILE
@@ -218,3 +219,28 @@ async def test_a_slow_store_write_never_puts_back_a_rotated_token():
     final = store.tokens["work"]
     assert final.refresh_token == Secret("rt-rotated") and final.idc_refresh_token == Secret("idc-new")
     assert rig.session.refresh_token == Secret("rt-rotated")
+
+
+async def test_a_sign_in_takes_the_client_secret_stored_since_tipd_started(tmp_path):
+    store = FileStore(tmp_path)
+    rig = Rig(store=store, client_auth="client_secret_post")
+    rig.idp.client_secret = None  # tipd started before `tipctl configure --client-secret-stdin`
+    with pytest.raises(ConfigError) as e:
+        await rig.session.login(rig.idp.tokens())
+    assert "--client-secret-stdin" in e.value.message
+    await store.save_secret("work", ClientSecret(Secret("s3"), "https://other.example.com", rig.profile.client_id))
+    with pytest.raises(ConfigError) as e:  # stored for another issuer: never sent here
+        await rig.session.login(rig.idp.tokens())
+    assert "not " + rig.profile.issuer in e.value.message
+    await store.save_secret("work", ClientSecret(Secret("s3"), rig.profile.issuer, rig.profile.client_id))
+    await rig.session.login(rig.idp.tokens())
+    assert rig.idp.client_secret == Secret("s3") and rig.session.state == State.FRESH
+
+
+async def test_no_refresh_token_says_what_makes_this_idp_issue_one():
+    rig = Rig(provider="google", scopes=["openid", "email"], client_auth="client_secret_post")
+    t = rig.idp.tokens()
+    no_rt = type(t)(t.access_token, t.id_token, None, t.expires_in, t.scope)
+    with pytest.raises(TipdError) as e:
+        await rig.session.login(no_rt)
+    assert "access_type=offline" in e.value.message
