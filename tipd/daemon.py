@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, sdnotify
+from . import __version__, limits, sdnotify
 from .audit import Audit
 from .changes import Changes
 from .clock import Clock
@@ -190,8 +190,8 @@ class Daemon:
         server = self.config.server
         guard = self.broker.guard = Guard(token, server.port, allow_other_users=server.allow_other_users)
         imds = server.imds if server.imds is not None else PEER_UID_SUPPORTED
-        runner = web.AppRunner(container.make_app(self.broker, guard, imds=imds), access_log=None,
-                               handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
+        runner = container.make_runner(self.broker, guard, imds=imds, access_log=None,
+                                       handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
         await runner.setup()
         self._runners.append(runner)
         assert self._listener is not None
@@ -496,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     undumpable = forbid_core_dumps()
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits.harden_process()  # request content never logged, floods rate-limited, descriptors raised
     # Libraries log request bodies and headers at DEBUG (tokens, assertions, signatures): whatever the
     # level asked for, they stay at WARNING so no secret can reach a log line through them.
     for noisy in ("botocore", "aiobotocore", "aiohttp", "urllib3", "asyncio", "keyring"):

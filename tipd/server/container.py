@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..errors import TipdError
+from .conns import Caps, CappedRunner
 from .guards import Guard, error
+from .peer import SUPPORTED as PEER_UID_SUPPORTED
 from .imds import Imds
 
 if TYPE_CHECKING:
@@ -64,3 +66,9 @@ def make_app(broker: "Broker", guard: Guard, *, imds: bool = False) -> web.Appli
     if imds:
         Imds(broker, guard, allow_v1=broker.config.server.imds_v1).add_routes(app)
     return app
+
+
+def make_runner(broker: "Broker", guard: Guard, *, imds: bool = False, **kwargs) -> web.AppRunner:
+    """The app in a runner that caps connections per user and in total (tipd/server/conns.py)."""
+    return CappedRunner(make_app(broker, guard, imds=imds), Caps(guard.uid_of, know_uids=PEER_UID_SUPPORTED),
+                        **kwargs)

@@ -2,6 +2,7 @@
 lookup, a header scan and one constant-time compare (no I/O, no other crypto)."""
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -37,7 +38,10 @@ class Guard:
         self.token = token
 
     def peer(self, request: web.Request) -> Peer | None:
-        transport = request.transport
+        return self.peer_of(request.transport)
+
+    def peer_of(self, transport: asyncio.BaseTransport | None) -> Peer | None:
+        """The connection's client, looked up once (when the connection caps admit it) and cached."""
         if transport is None or not PEER_UID_SUPPORTED:
             return None
         try:
@@ -46,6 +50,10 @@ class Guard:
             peer = tcp_peer(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
             self._peers[transport] = peer
             return peer
+
+    def uid_of(self, transport: asyncio.BaseTransport) -> int | None:
+        peer = self.peer_of(transport)
+        return peer.uid if peer is not None else None
 
     def refuse_browser(self, request: web.Request) -> web.Response | None:
         """The checks every endpoint shares: our Host, no browser, and (Linux) the same user."""
