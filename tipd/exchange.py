@@ -27,6 +27,8 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 IDENTITY_CENTER_PROVIDER = "arn:aws:iam::aws:contextProvider/IdentityCenter"
 #: botocore refuses DurationSeconds below STS's real minimum; test stacks use shorter sessions
 STS_MIN_DURATION = 900
+#: the largest AWS answer read (the chain's are a few KiB; an error page, a proxy or a fake may send more)
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,28 @@ class IdcToken:
         return f"IdcToken(user_id={self.user_id!r}, refresh_token={'yes' if self.refresh_token else 'no'})"
 
 
+class ResponseTooLarge(HTTPClientError):
+    fmt = "AWS answered more than {limit} bytes; the answer was not read"
+
+
 class _SharedTLSSession(AIOHTTPSession):
     """aiobotocore builds a new SSL context (loading the whole CA bundle) for every client: two thirds of
-    a rotation's CPU. The verify context depends only on the verify setting, so build it once."""
+    a rotation's CPU. The verify context depends only on the verify setting, so build it once.
+
+    It also bounds every answer: aiobotocore reads a whole body into memory (a 200 MB one took 1.5 GB), so
+    the body is read here, in chunks, and refused past MAX_RESPONSE_BYTES (or a larger Content-Length)."""
 
     _contexts: dict = {}
+
+    async def send(self, request):
+        streaming, request.stream_output = request.stream_output, True  # we read the body, not aiobotocore
+        try:
+            response = await super().send(request)
+        finally:
+            request.stream_output = streaming
+        if not streaming:
+            response._content = await _read_capped(response.raw, MAX_RESPONSE_BYTES)
+        return response
 
     def _build_verify_context(self):
         if self._cert_file:  # a client certificate is loaded into the context: never share that one
@@ -80,6 +99,27 @@ class _SharedTLSSession(AIOHTTPSession):
         if ctx is None:
             ctx = self._contexts[self._verify] = super()._build_verify_context()
         return ctx
+
+
+async def _read_capped(raw, limit: int) -> bytes:
+    """The whole body of an aiohttp response, or ResponseTooLarge (the connection is closed, not drained)."""
+    try:
+        declared = int(raw.headers.get("Content-Length", "0"))
+    except ValueError:
+        declared = 0
+    chunks, size = [], 0
+    try:
+        if declared > limit:
+            raise ResponseTooLarge(limit=limit)
+        async for chunk in raw.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(limit=limit)
+            chunks.append(chunk)
+    except ResponseTooLarge:
+        raw.close()
+        raise
+    return b"".join(chunks)
 
 
 def _account_from_arn(arn: str) -> str:
@@ -273,6 +313,8 @@ def explain(stage: str, e: Exception, hints: dict[str, tuple[bool, str]] = HINTS
         if err.get("Message") and not permanent:
             msg += f" ({err['Message'][:200]})"
         out = UpstreamError(msg, code=code, permanent=permanent, status=502 if not permanent else 403)
+    elif isinstance(e, ResponseTooLarge):
+        out = UpstreamError(f"{stage} failed: {e}", code="ResponseTooLarge", permanent=False, status=502)
     elif isinstance(e, (BotoConnectionError, HTTPClientError)):
         out = UpstreamError(f"{stage} failed: cannot reach AWS ({type(e).__name__})", code="AwsUnreachable",
                             permanent=False, status=503)

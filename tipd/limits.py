@@ -1,38 +1,18 @@
-"""Bounds on what the outside world can make tipd hold: file descriptors, bytes read from files, and log
-lines. Standard library only: the quick commands read the config file through `read_bounded`."""
+"""Bounds on what the outside world can make tipd hold: file descriptors and log lines (standard library
+only). The config and token files bound their own reads (tipd/config_file.py, tipd/store.py)."""
 from __future__ import annotations
 
 import logging
 import os
 import time
-from pathlib import Path
 
 #: the soft RLIMIT_NOFILE tipd raises itself to (when the hard limit allows): far above what the
 #: connection caps (tipd/server/conns.py) can use, so an accept() never fails for want of a descriptor
 WANT_NOFILE = 8192
-#: the largest config file and stored token file read (real ones are a few KiB)
-MAX_CONFIG_BYTES = 1024 * 1024
-MAX_TOKEN_FILE_BYTES = 256 * 1024
 #: a repeated log line (the same logger and message) is written at most once per this many seconds
 LOG_EVERY = 10.0
 #: loggers whose records may quote a client's request (aiohttp puts the raw bad line in its exceptions)
 REQUEST_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal")
-
-
-class TooLarge(OSError):
-    """A file larger than its bound: not read at all."""
-
-
-def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The file's bytes, or TooLarge when it holds more than `limit` (checked before reading, and again
-    while reading, since a file can grow in between)."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > limit:
-            raise TooLarge(f"{path}: larger than {limit} bytes")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise TooLarge(f"{path}: larger than {limit} bytes")
-    return data
 
 
 def raise_nofile(want: int = WANT_NOFILE) -> int:
