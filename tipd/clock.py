@@ -23,6 +23,18 @@ def iso_utc(epoch: float) -> str:
     return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: the latest time tipd takes from a token (year 5138): anything later is not a time but an attack or a bug
+LATEST = 1e11
+
+
+def numeric_date(value: object) -> float | None:
+    """A JWT time claim (RFC 7519 NumericDate: a JSON number of seconds since 1970) as epoch seconds, or None
+    when it is no plausible time (a string, a boolean, infinity from `1e400`, negative, beyond LATEST)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < LATEST:
+        return None  # NaN fails the range check too
+    return float(value)
+
+
 def parse_time(value: datetime | str) -> float:
     """Epoch seconds from what botocore returns (datetime) or an ISO string."""
     if isinstance(value, str):

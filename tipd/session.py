@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .clock import Clock, iso_utc
+from .clock import Clock, iso_utc, numeric_date
 from .config import Profile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
@@ -28,6 +28,8 @@ DEPENDENCY_MARGIN = 60
 HARD_MIN_REMAINING = 10
 #: how often the scheduler re-reads the wall clock (notices sleep/resume and clock jumps)
 TICK = 5.0
+#: the longest lifetime taken from an IdP's expires_in (a day): larger ones are not believed
+MAX_LIFETIME = 86400
 #: a refused Identity Center refresh grant: exchange a fresh IdP token instead
 FALLBACK_CODES = {"InvalidGrantException", "ExpiredTokenException", "UnsupportedGrantTypeException",
                   "UnauthorizedClientException"}
@@ -197,12 +199,14 @@ class ProfileSession:
             kept = (IdpTokens(prev.assertion, prev.claims, prev.assertion_expires, prev.exchanged)
                     if prev is not None and prev.assertion is not None and prev.assertion_expires > now
                     else IdpTokens(None, {}))
-            return kept, now + max(60, tokens.expires_in or 300)
+            return kept, now + max(60, min(tokens.expires_in or 300, MAX_LIFETIME))
         claims = unverified_claims(assertion.reveal())
         if self.profile.exchange_token == "access_token" and self.user is None:
             self.user = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
-        exp = claims.get("exp")
-        expires = float(exp) if isinstance(exp, (int, float)) and exp > 0 else now + (tokens.expires_in or 300)
+        # a string, a boolean or 1e400 (infinity) here must not break status for good: not believed
+        expires = numeric_date(claims.get("exp"))
+        if expires is None:
+            expires = now + min(tokens.expires_in or 300, MAX_LIFETIME)
         return IdpTokens(assertion, claims, expires), expires
 
     def _assertion_of(self, tokens: TokenResponse) -> Secret | None:

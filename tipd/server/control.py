@@ -12,7 +12,9 @@ from aiohttp import web
 from .. import __version__
 from ..changes import follow, worst_state
 from ..errors import TipdError, UnknownProfile
-from ..idp.oidc import parse_token_response
+from ..clock import numeric_date
+from ..idp.oidc import TokenResponse, parse_token_response
+from ..idp.verify import unverified_claims
 from ..session import ProfileSession
 from .guards import error, peer_uid
 
@@ -26,6 +28,23 @@ SUMMARY_KEYS = ("profile", "state", "user", "credentials_expire", "next_refresh"
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
+
+
+def hand_off(data: Any) -> TokenResponse:
+    """The login hand-off's tokens, checked before the session sees them: a JSON object of strings, and an
+    id_token (when present) that is a JWT whose `exp` is a time. A bad one never touches a working sign-in."""
+    what = "the login hand-off"
+    if not isinstance(data, dict):
+        raise TipdError(f"{what} must be the IdP's token response: a JSON object")
+    for key in ("access_token", "id_token", "refresh_token", "scope"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise TipdError(f"{what}: {key} must be a string")
+    tokens = parse_token_response(data, what)
+    if tokens.id_token is not None:
+        claims = unverified_claims(tokens.id_token.reveal())
+        if claims.get("exp") is not None and numeric_date(claims["exp"]) is None:
+            raise TipdError(f"{what}: the id_token's exp claim is not a time (seconds since 1970)")
+    return tokens
 
 
 def make_app(broker: "Broker") -> web.Application:
@@ -85,9 +104,12 @@ def make_app(broker: "Broker") -> web.Application:
         s = session(request)
         try:
             data = await request.json()
-            tokens = parse_token_response(data, "the login hand-off")
-        except (ValueError, TypeError):
+        except ValueError:
             return error(400, "BadRequest", "the login hand-off must be the IdP's token response as JSON")
+        try:
+            tokens = hand_off(data)
+        except TipdError as e:  # the caller's mistake, whatever the checks' own status: a 400
+            return error(400, "BadRequest", e.message)
         return _json(await s.login(tokens))
 
     async def logout(request: web.Request) -> web.Response:

@@ -53,7 +53,8 @@ class Imds:
         if "X-Forwarded-For" in request.headers:
             return _text("Forbidden", 403)
         raw = request.headers.get(TTL_HEADER, "")
-        if not raw.isdigit() or not 1 <= int(raw) <= 21600:
+        # ASCII digits only: str.isdigit() also takes "⁵" or "٣", which int() refuses (a 500 before)
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= 21600:
             return _text("Bad Request", 400)
         ttl = int(raw)
         token = secrets.token_urlsafe(32)
