@@ -357,3 +357,69 @@ def test_refuses_to_start_with_a_writable_state_directory(home):
     r = subprocess.run([str(ROOT / ".venv" / "bin" / "tipd"), "--config", str(home.config_file)], env=home.env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "writable by group or others" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- bad input gets a 4xx with a sentence, never a 5xx (issue 11, item 11) ----------------------------
+
+def control(home, method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+    """One request on the control socket, raw (so any body can be sent); the status and the JSON answer."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(str(home.socket))
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: tipd\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, payload = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(payload) if payload.startswith(b"{") else {}
+
+
+def unsigned_jwt(payload: str) -> str:
+    import base64
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    return b64(b'{"alg":"none","typ":"JWT"}') + "." + b64(payload.encode()) + "."
+
+
+def test_imds_ttl_in_non_ascii_digits_is_a_400(live):
+    for ttl in ("⁵", "٣٠", "６０", "1" * 40, "-5", "+5"):
+        answer = raw_request(live.port, f"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+                                        f"X-aws-ec2-metadata-token-ttl-seconds: {ttl}\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400"), (ttl, answer[:100])
+
+
+def test_malformed_login_hand_offs_are_400_with_a_sentence(live):
+    bad_exp = {"access_token": "a", "refresh_token": "r", "id_token": unsigned_jwt('{"sub":"x","exp":"soon"}')}
+    for body in (b"[]", b"null", b'"str"', b"5", b"{", b"\xff", b"{}", b'{"access_token": 5}',
+                 b'{"access_token": "a", "id_token": ["x"], "refresh_token": "r"}',
+                 b'{"access_token": "a", "id_token": "not-a-jwt", "refresh_token": "r"}',
+                 b'{"access_token": "a", "refresh_token": "r"}', json.dumps(bad_exp).encode()):
+        code, answer = control(live, "POST", "/v1/login/work", body)
+        assert code == 400 and answer["code"] == "BadRequest", body
+        assert len(answer["message"].splitlines()) == 1 and "Traceback" not in answer["message"]
+    assert request(live)[0] == 200  # the working sign-in was never touched
+    assert status(live)["profiles"][0]["state"] == "fresh"
+
+
+def test_an_id_token_exp_of_1e400_never_breaks_status(live):
+    """`1e400` parses as infinity: it was taken as the IdP token's expiry and made /v1/status a 500 for good."""
+    for exp in ("1e400", "-1e400", "1e300", "true", "-5"):
+        hand_off = ('{"access_token": "a", "refresh_token": "r", "id_token": "'
+                    + unsigned_jwt('{"sub":"x","exp":' + exp + '}') + '"}')
+        code, answer = control(live, "POST", "/v1/login/work", hand_off.encode())
+        assert code == 400 and "exp" in answer["message"], (exp, answer)
+        code, answer = control(live, "GET", "/v1/status")
+        assert code == 200 and answer["profiles"][0]["state"] == "fresh"
+
+
+def raw_request(port: int, text: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(text.encode("utf-8"))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        return data
