@@ -30,7 +30,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
 
 
-def hand_off(data: Any) -> TokenResponse:
+def hand_off(data: Any, needs_id_token: bool = True) -> TokenResponse:
     """The login hand-off's tokens, checked before the session sees them: a JSON object of strings, and an
     id_token (when present) that is a JWT whose `exp` is a time. A bad one never touches a working sign-in."""
     what = "the login hand-off"
@@ -40,6 +40,9 @@ def hand_off(data: Any) -> TokenResponse:
         if data.get(key) is not None and not isinstance(data[key], str):
             raise TipdError(f"{what}: {key} must be a string")
     tokens = parse_token_response(data, what)
+    if tokens.id_token is None and needs_id_token:
+        raise TipdError(f"{what} has no id_token, which this profile exchanges with AWS: its scopes must "
+                        "include openid")
     if tokens.id_token is not None:
         claims = unverified_claims(tokens.id_token.reveal())
         if claims.get("exp") is not None and numeric_date(claims["exp"]) is None:
@@ -107,7 +110,7 @@ def make_app(broker: "Broker") -> web.Application:
         except ValueError:
             return error(400, "BadRequest", "the login hand-off must be the IdP's token response as JSON")
         try:
-            tokens = hand_off(data)
+            tokens = hand_off(data, needs_id_token=s.profile.exchange_token == "id_token")
         except TipdError as e:  # the caller's mistake, whatever the checks' own status: a 400
             return error(400, "BadRequest", e.message)
         return _json(await s.login(tokens))
