@@ -167,6 +167,13 @@ def _report(args: argparse.Namespace, draft, path) -> None:
                     "settings": draft.settings, "tipd_running": running, "restart_needed": running and bool(hint)})
         return
     print(f"Saved profile {draft.name} to {path}" + (" (the default profile)." if default == draft.name else "."))
+    from ..configure.presets import EXACT_PORT
+
+    idp = EXACT_PORT.get(draft.settings["provider"])
+    if idp and draft.settings["redirect_port"] == 0:
+        print(f"Note: {idp} compares the redirect URI exactly, port included: register "
+              f"http://{draft.settings['redirect_host']}:PORT/callback with the app and set the same "
+              f"`tipctl configure --profile {draft.name} --redirect-port PORT`.")
     login = f"`tipctl login {draft.name}`"
     print(f"Next: {hint}, then {login}." if hint else f"Next: {login}.")
 

@@ -128,6 +128,10 @@ FIXED_ISSUER = {
     # one issuer shared by every JumpCloud org, with a trailing slash (https://jumpcloud.com/support/sso-with-oidc)
     "jumpcloud": "https://oauth.id.jumpcloud.com/",
 }
+#: IdPs whose redirect URI is registered with its exact port (Okta, Cognito: documented; the others as the
+#: test IdP's personas assume, strictest): `redirect_port = 0` cannot work there
+EXACT_PORT = {"okta": "Okta", "cognito": "Cognito", "auth0": "Auth0", "pingfederate": "PingFederate",
+              "onelogin": "OneLogin", "jumpcloud": "JumpCloud"}
 #: PingOne's regions by the top-level domain of their hosts
 # (https://developer.pingidentity.com/pingone-api/workflow-library/using-postman-workflow-collections/
 #  using-the-pingone-postman-environment.html)

@@ -10,15 +10,11 @@ from typing import Any, TextIO
 from ..config import PROVIDERS
 from ..errors import ConfigError
 from .configfile import ConfigFile
-from .presets import (BY_NAME, FIXED_ISSUER, PRESET_INPUTS, PROFILE_KEYS, REQUIRED_PRESET, FieldError,
+from .presets import (BY_NAME, EXACT_PORT, FIXED_ISSUER, PRESET_INPUTS, PROFILE_KEYS, REQUIRED_PRESET, FieldError,
                       auth0_issuer, base_url, cognito_domain, cognito_pool, derive_issuer, entra_issuer,
                       keycloak_issuer, okta_issuer, okta_org_url, onelogin_issuer, pingone_issuer, preset_inputs)
 from .profile import (PROVIDER_KEYS, Draft, build, check_field, check_issuer, check_name, cognito_domain_of,
                       parse_text, provider_default)
-
-#: IdPs whose redirect URI must be registered with its exact port
-EXACT_PORT = {"okta": "Okta", "cognito": "Cognito", "auth0": "Auth0", "pingfederate": "PingFederate",
-              "onelogin": "OneLogin", "jumpcloud": "JumpCloud"}
 
 
 class Prompter:
