@@ -244,3 +244,50 @@ async def test_no_refresh_token_says_what_makes_this_idp_issue_one():
     with pytest.raises(TipdError) as e:
         await rig.session.login(no_rt)
     assert "access_type=offline" in e.value.message
+
+
+class MemKeyring:
+    """An in-memory keyring backend (get/set/delete_password); `broken` makes every call fail."""
+
+    def __init__(self):
+        self.data: dict[tuple[str, str], str] = {}
+        self.broken = False
+
+    def _check(self):
+        if self.broken:
+            raise RuntimeError("locked")
+
+    def get_password(self, service, user):
+        self._check()
+        return self.data.get((service, user))
+
+    def set_password(self, service, user, value):
+        self._check()
+        self.data[(service, user)] = value
+
+    def delete_password(self, service, user):
+        self._check()
+        self.data.pop((service, user), None)
+
+
+async def test_the_keyring_holds_the_record_reads_the_bare_token_of_before_and_keeps_the_secret_apart(tmp_path):
+    from tipd.store import FallbackStore, KeyringStore
+
+    ring = MemKeyring()
+    ring.data[("tipd", "work")] = "rt-of-before"  # what tipd kept in the keyring before records
+    store = FallbackStore(KeyringStore(ring), FileStore(tmp_path))
+    old = await store.load("work")
+    assert old.refresh_token == Secret("rt-of-before") and old.legacy
+    g = Grant(Secret("rt"), "https://i", "c", "openid").with_idc(Secret("irt"), "arn:app")
+    await store.save("work", g)
+    await store.save_secret("work", ClientSecret(Secret("s"), "https://i", "c"))
+    assert await store.load("work") == g and set(ring.data) == {("tipd", "work"), ("tipd", "work#client-secret")}
+    assert "s" not in ring.data[("tipd", "work")].split('"')  # the secret is not in the sign-in record
+    ring.broken = True  # locked: both go to 0600 files, and are read back from there
+    g2 = Grant(Secret("rt2"), "https://i", "c", "openid")
+    await store.save("work", g2)
+    await store.save_secret("work", ClientSecret(Secret("s2"), "https://i", "c"))
+    assert await store.load("work") == g2 and (await store.load_secret("work")).secret == Secret("s2")
+    assert oct((tmp_path / "work.client-secret").stat().st_mode & 0o777) == "0o600"
+    await store.delete("work")  # a sign-out forgets the sign-in, not the app's secret
+    assert await store.load("work") is None and await store.load_secret("work") is not None
