@@ -192,8 +192,8 @@ async def test_a_damaged_record_reads_as_no_sign_in(tmp_path):
 
 
 async def test_a_slow_store_write_never_puts_back_a_rotated_token():
-    """The Identity Center refresh token is saved with the sign-in; a rotation of the IdP token meanwhile must
-    win, whichever write the keyring finishes last."""
+    """The Identity Center refresh token is saved with the sign-in; an IdP rotation meanwhile must not be undone
+    by the slower write, nor lose the newer Identity Center token: the store ends with the newest of both."""
     class GatedStore(MemStore):
         def __init__(self):
             super().__init__()
@@ -209,16 +209,17 @@ async def test_a_slow_store_write_never_puts_back_a_rotated_token():
     rig = Rig(store=store)
     await rig.session.login(rig.idp.tokens())
     gate = store.gate = asyncio.Event()
-    slow = asyncio.create_task(rig.session._persist(idc_refresh=Secret("idc-new")))
-    await asyncio.sleep(0)
-    fast = asyncio.create_task(rig.session._persist(refresh_token=Secret("rt-rotated")))
-    for _ in range(5):
+    idc = asyncio.create_task(rig.session.idc.refresh())  # a new Identity Center token, saved slowly
+    for _ in range(20):
+        await asyncio.sleep(0)
+    idp = asyncio.create_task(rig.session.idp.refresh())  # the IdP rotates its refresh token meanwhile
+    for _ in range(20):
         await asyncio.sleep(0)
     gate.set()
-    await asyncio.gather(slow, fast)
+    await asyncio.gather(idc, idp)
     final = store.tokens["work"]
-    assert final.refresh_token == Secret("rt-rotated") and final.idc_refresh_token == Secret("idc-new")
-    assert rig.session.refresh_token == Secret("rt-rotated")
+    assert final.refresh_token == Secret(rig.idp.live) == rig.session.refresh_token
+    assert final.idc_refresh_token == rig.session.idc.held.value.refresh_token
 
 
 async def test_a_sign_in_takes_the_client_secret_stored_since_tipd_started(tmp_path):
