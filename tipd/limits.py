@@ -66,7 +66,7 @@ class RateLimit(logging.Filter):
         self._last[key] = (now, 0)
         if self.redact:
             exc = record.exc_info[1] if record.exc_info else None
-            msg = str(record.msg).replace("%", "%%")
+            msg = str(record.msg)  # with no arguments it is not %-formatted
             if exc is not None:
                 msg += f" ({type(exc).__name__}; request content not logged)"
             record.msg, record.args = msg, ()
