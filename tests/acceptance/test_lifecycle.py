@@ -309,9 +309,9 @@ def test_the_daemon_is_not_dumpable_so_no_core_and_no_same_user_ptrace(home):
 
 # ---- 11: start-up faults are sentences -------------------------------------------------------------
 
-def start_fails(home: Home, code: int) -> str:
-    r = subprocess.run([*TIPD, "--config", str(home.config_file)], env=home.env, capture_output=True, text=True,
-                       timeout=60)
+def start_fails(home: Home, code: int, prefix: list[str] | None = None) -> str:
+    r = subprocess.run([*(prefix or []), *TIPD, "--config", str(home.config_file)], env=home.env,
+                       capture_output=True, text=True, timeout=60)
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == code, r.stderr
     last = r.stderr.strip().splitlines()[-1]
@@ -368,9 +368,15 @@ def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount
 
 @needs_root
 def test_a_runtime_directory_owned_by_another_user_is_a_sentence(home):
+    """tipd runs as nobody; its runtime directory belongs to root and holds a socket. The failed start used
+    to clean up by unlinking that socket (PermissionError: a traceback); now it refuses in one sentence and
+    removes nothing it did not create."""
+    subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(home.dir)], check=True)
     home.socket.parent.mkdir(mode=0o700)
-    os.chown(home.socket.parent, NOBODY, NOBODY)
-    assert "belongs to another user" in start_fails(home, 2)
+    os.chown(home.socket.parent, 0, 0)
+    home.socket.write_text("")  # another user's socket (a file stands in for it)
+    assert "belongs to another user" in start_fails(home, 2, prefix=as_nobody())
+    assert home.socket.exists()
 
 
 def test_a_config_nested_thousands_deep_is_a_sentence(home):
