@@ -994,3 +994,19 @@ def test_advance_clock_moves_the_idps_time():
         assert claims["iat"] >= time.time() + 110  # the IdP's time, two minutes ahead
         with pytest.raises(IdPError, match="advance"):
             idp.advance_clock(-1)
+
+
+def test_idle_keep_alive_connection_is_kept_like_a_real_idp(idp):
+    """Node's default closes idle keep-alive connections after 5 s, and a client reusing one just
+    then gets a reset on its token POST; IdPs behind load balancers keep them a minute or more."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", idp.port, timeout=15)
+    try:
+        conn.request("GET", "/.well-known/openid-configuration")
+        assert conn.getresponse().read()
+        time.sleep(6)  # the idle time itself is what is tested: longer than Node's 5 s default
+        conn.request("GET", "/.well-known/openid-configuration")  # the same socket, reused
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read()
+    finally:
+        conn.close()

@@ -959,6 +959,11 @@ const server = http.createServer((req, res) => {
   }
   handle(req, res);
 });
+// Node closes an idle keep-alive connection after 5 s; a client that reuses it at that moment
+// (aiohttp keeps them 15 s) gets ECONNRESET on a POST it cannot retry. Real IdPs sit behind load
+// balancers with a minute or more (an AWS ALB: 60 s), so keep connections as long as that.
+server.keepAliveTimeout = 65_000;
+server.headersTimeout = 66_000;
 server.on('error', (err) => {
   console.error(`listen failed: ${err.code || ''} ${err.message}`);
   process.exit(1);
