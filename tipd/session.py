@@ -13,7 +13,7 @@ from .clock import Clock, iso_utc, numeric_date
 from .config import Profile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
-from .idp.oidc import NOT_SIGNED_IN, IdpClient, Revocation, TokenResponse
+from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
 from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
@@ -126,6 +126,8 @@ class ProfileSession:
         #: the Identity Center refresh token found in the store at start (the idc stage holds the live one)
         self._stored_idc_refresh: Secret | None = None
         self._store_lock = asyncio.Lock()
+        #: how this IdP takes a refresh's scope when it refused the profile's way once ("omit" / "granted")
+        self._scope_mode: str | None = None
         self.served: Served | None = None
         self.signing_in = False
         self.login_required: TipdError | None = None
@@ -147,8 +149,19 @@ class ProfileSession:
         if self.refresh_token is None:
             raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
         # never more than the grant: no `scope` (the grant stays as it is), or exactly what was granted
-        scope = self.profile.refresh_scope_for(self.granted_scope)
-        tokens = await self.idp_client.refresh(self.refresh_token, scope=scope)
+        scope = self._refresh_scope()
+        try:
+            tokens = await self.idp_client.refresh(self.refresh_token, scope=scope)
+        except OAuthError as e:
+            other = self._other_refresh_scope(scope, e)
+            if other is False:
+                raise
+            tokens = await self.idp_client.refresh(self.refresh_token, scope=other or None)
+            self._scope_mode = "omit" if other is None else "granted"
+            log.warning("profile %s: the IdP refused a refresh %s (%s); it takes one %s: set refresh_scope = \"%s\" "
+                        "in the profile", self.name, "without a scope" if scope is None else "with the granted scope",
+                        e.error, "with the granted scope" if other else "without a scope", self._scope_mode)
+            scope = other
         granted = self._granted(tokens, asked=scope)
         rotated = tokens.refresh_token is not None and tokens.refresh_token != self.refresh_token
         if rotated or granted != self.granted_scope or self._grant_unbound:
@@ -156,6 +169,22 @@ class ProfileSession:
             # crash at any later point still leaves a token that works.
             await self._persist(refresh_token=tokens.refresh_token if rotated else None, scope=granted)
         return self._idp_tokens(tokens)
+
+    def _refresh_scope(self) -> str | None:
+        if self._scope_mode is None:
+            return self.profile.refresh_scope_for(self.granted_scope)
+        return None if self._scope_mode == "omit" else (self.granted_scope or " ".join(self.profile.scopes))
+
+    def _other_refresh_scope(self, sent: str | None, e: OAuthError) -> str | None | bool:
+        """The other way to ask, when the IdP's refusal says it wants it (once per session: the answer is kept):
+        the granted scope after a refusal of a refresh without one (Entra's AADSTS90023), no scope after a
+        refusal of the granted one (a grant narrower than it said, an IdP that takes none). False: the refusal
+        is about something else."""
+        about_scope = e.error == "invalid_scope" or (e.error == "invalid_request"
+                                                     and "scope" in (e.description or "").lower())
+        if self._scope_mode is not None or not about_scope:
+            return False
+        return (self.granted_scope or " ".join(self.profile.scopes)) if sent is None else None
 
     def _granted(self, tokens: TokenResponse, asked: str | None) -> str:
         """The scope the IdP granted: its answer's `scope`, else what was asked (RFC 6749 section 5.1: the

@@ -72,7 +72,7 @@ class FakeIdp:
 
     The knobs the session's IdP logic meets at real IdPs: `granted` is the scope of the grant (what a token
     response's `scope` says); `scope_rule` what a refresh's `scope` may be ("subset": within the grant, else
-    invalid_scope; "required": must be sent, as Entra); `id_token_on_refresh` False leaves id_tokens out of
+    invalid_scope; "required": must be sent, as Entra; "rejected": must not be sent); `id_token_on_refresh` False leaves id_tokens out of
     refresh answers (PingFederate's default); `jwt_access_tokens` makes access tokens JWTs."""
 
     def __init__(self, clock, ttl=3600):
@@ -108,6 +108,9 @@ class FakeIdp:
             raise OAuthError("invalid_grant", "grant revoked", 400, "refreshing the IdP tokens")
         if scope is None and self.scope_rule == "required":
             raise OAuthError("invalid_request", "AADSTS90023: the scope parameter is not specified", 400,
+                             "refreshing the IdP tokens")
+        if scope is not None and self.scope_rule == "rejected":
+            raise OAuthError("invalid_request", "scope is not allowed on a refresh request", 400,
                              "refreshing the IdP tokens")
         if scope is not None and not set(scope.split()) <= set(self.granted.split()):
             raise OAuthError("invalid_scope", "refresh token missing requested scope", 400, "refreshing the IdP tokens")

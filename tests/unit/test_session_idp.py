@@ -88,6 +88,20 @@ async def test_an_idp_that_requires_a_scope_gets_exactly_the_granted_one():
     assert rig.store.tokens["work"].scope == "openid email"  # remembered across restarts
 
 
+@pytest.mark.parametrize("configured,rule,then", [("omit", "required", "openid email"), ("granted", "rejected", None)])
+async def test_an_idp_that_wants_the_other_way_gets_it_after_one_refusal(configured, rule, then):
+    rig = Rig(refresh_scope=configured)
+    rig.idp.granted = "openid email"
+    rig.idp.scope_rule = rule
+    await rig.session.login(rig.idp.tokens())
+    await rig.run(6 * HOUR)
+    await rig.stop()
+    assert rig.session.state == State.FRESH and rig.session.login_required is None
+    first = rig.idp.scopes_sent[0]
+    assert (first is None) == (configured == "omit")  # the profile's way first, refused once
+    assert set(rig.idp.scopes_sent[1:]) == {then} and rig.idp.calls >= 5  # then the other way, kept
+
+
 async def test_entra_keeps_offline_access_it_never_lists():
     rig = Rig(provider="entra")
     rig.idp.granted = "openid profile email User.Read"  # Entra's answer leaves offline_access out
