@@ -169,13 +169,12 @@ class Daemon:
         return token
 
     async def _open_sessions(self) -> None:
-        import aiohttp
-
         from .exchange import AwsChain
+        from .idp.oidc import new_session
         from .store import open_store
 
         self._store = open_store(self.config.store.backend, self.paths.tokens_dir)
-        self._http = aiohttp.ClientSession(headers={"User-Agent": f"tipd/{__version__}"})
+        self._http = new_session(headers={"User-Agent": f"tipd/{__version__}"})  # the IdPs' only client
         self._aws = AwsChain(self.clock)
         for name, profile in self.config.profiles.items():
             await self._add_session(name, profile, self.config.refresh)

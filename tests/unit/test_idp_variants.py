@@ -315,3 +315,23 @@ async def test_the_issuer_is_compared_byte_for_byte(aiohttp_server):
             await oidc.discover(http, issuer)
         assert (await oidc.discover(http, issuer + "/")).issuer == issuer + "/"  # the slash, as published
     assert "set `issuer` to exactly the value the IdP publishes" in e.value.message
+
+
+async def test_each_idp_request_gets_a_connection_of_its_own(aiohttp_server):
+    """A pooled idle connection races the IdP's keep-alive timeout (Node's 5 s = a device poll's interval):
+    the session for IdPs never reuses one."""
+    peers = []
+
+    async def token(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.json_response(TOKEN_OK)
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    server = await aiohttp_server(app)
+    meta = ProviderMetadata("https://i", "https://i/a", str(server.make_url("/token")), "https://i/j")
+    async with oidc.new_session() as http:
+        idp = IdpClient(http, profile(issuer="https://i"), metadata=meta)
+        for _ in range(3):
+            await idp.refresh(Secret("rt"))
+    assert len(set(peers)) == 3, peers

@@ -35,15 +35,13 @@ class Phase:
 
 async def _sign_in(profile, args: argparse.Namespace, phase: Phase, client_secret=None):
     """Sign in at the profile's IdP and verify the id_token; returns the token response."""
-    import aiohttp
-
     from ..errors import LoginError
-    from ..idp.oidc import IdpClient
+    from ..idp.oidc import IdpClient, new_session
 
     def show(text: str) -> None:  # stderr: stdout carries only the result (--json)
         print(text, file=sys.stderr, flush=True)
 
-    async with aiohttp.ClientSession() as http:
+    async with new_session() as http:
         idp = IdpClient(http, profile, client_secret)
         phase.now = f"reading the IdP's discovery document at {profile.issuer}"
         await idp.metadata()

@@ -110,6 +110,15 @@ class OAuthError(UpstreamError):
         super().__init__(msg, code="IdPError", permanent=permanent, status=401 if permanent else 502)
 
 
+def new_session(**kw: Any) -> aiohttp.ClientSession:
+    """The HTTP session for talking to an IdP: a new connection per request. A pooled idle connection
+    races the IdP's keep-alive timeout (Node's is 5 s, aiohttp keeps idle ones 15 s): the IdP closes it as
+    the next request goes out and that request dies with "connection reset" (a device-flow poll every 5 s
+    hits the window; the matrix saw it on a code exchange). A token request may not simply be retried (the
+    code or a rotating refresh token would be spent twice), and IdP calls are minutes apart anyway."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True), **kw)
+
+
 def connection_error(what: str, e: BaseException) -> UpstreamError:
     if isinstance(e, asyncio.TimeoutError):
         reason = "it did not answer in time"
