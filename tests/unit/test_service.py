@@ -237,7 +237,8 @@ def test_install_writes_the_unit_and_environment_file_then_enables_tipd(user):
     assert f"\nReadWritePaths={state}\n" in unit and state.is_dir() and mode(state) == 0o700
     for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "PrivateTmp=yes", "PrivateUsers=yes", "RuntimeDirectory=tipd", "WantedBy=default.target",
-                 "Requires=tipd.socket", "After=tipd.socket", "Also=tipd.socket"):
+                 "Requires=tipd.socket", "After=tipd.socket", "Also=tipd.socket",
+                 "ExecReload=/bin/kill -HUP $MAINPID"):
         assert f"\n{line}\n" in unit
     assert "NotifyAccess" not in unit  # the main process itself sends READY=1
 
