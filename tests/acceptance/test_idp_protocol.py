@@ -217,3 +217,36 @@ def test_logout_where_the_idp_cannot_revoke_still_forgets_and_says_so(fake, revo
             d.stop()
             home.cleanup()
 
+
+
+def test_device_flow_numbers_sent_as_strings():
+    from tests.support.device import approve_device_code
+
+    with IdP(switches={"numbers_as_strings": True, "device_interval": 1}) as idp:
+        async def go():
+            shown: list[str] = []
+
+            def show(text: str) -> None:
+                shown.append(text)
+                code = re.search(r"enter the code:\s+(\S+)", text).group(1)
+                threading.Thread(target=approve_device_code, args=(idp.issuer, code), daemon=True).start()
+
+            async with aiohttp.ClientSession() as http:
+                client = IdpClient(http, profile(**settings_for(idp)))
+                return shown, await device_login(client, timeout=60, clock=Clock(), show=show)
+
+        shown, tokens = run(go())
+    assert "valid for 10 min" in shown[0]  # expires_in "600"
+    assert tokens.expires_in == 3600 and tokens.refresh_token is not None  # expires_in "3600"
+
+
+def test_login_without_the_client_secret_the_idp_needs_is_a_sentence_before_any_browser(home, idp):
+    home.write_config(idp.issuer, idp.client_id, profile_extra='client_auth = "client_secret_post"')
+    d = Tipd(home).start()
+    try:
+        r = tipctl(home, "login", check=False)
+    finally:
+        d.stop()
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "needs the client secret" in r.stderr and "--client-secret-stdin" in r.stderr, r.stderr
+    assert not home.browser_log.exists()  # no browser was opened
