@@ -438,7 +438,10 @@ class ProfileSession:
         self._changed()
         await self.store.delete(self.name)
         if token is not None:
-            revoked = await self.idp_client.revoke(token)
+            try:
+                revoked = await self.idp_client.revoke(token)
+            except TipdError as e:  # the IdP client says what happened rather than raise; this is a backstop
+                revoked = Revocation("failed", e.message)
             if revoked.outcome in ("refused", "failed"):
                 log.warning("profile %s: signed out locally; revoking at the IdP: %s %s", self.name,
                             revoked.outcome, revoked.detail)

@@ -335,3 +335,27 @@ async def test_each_idp_request_gets_a_connection_of_its_own(aiohttp_server):
         for _ in range(3):
             await idp.refresh(Secret("rt"))
     assert len(set(peers)) == 3, peers
+
+
+async def test_a_localhost_redirect_port_held_on_ipv6_by_another_program_is_a_sentence():
+    """A browser may resolve `localhost` to ::1: a program there would receive the code instead."""
+    import socket
+
+    from tipd.errors import LoginError
+
+    squatter = socket.socket(socket.AF_INET6)
+    try:
+        squatter.bind(("::1", 0))
+    except OSError:
+        squatter.close()
+        pytest.skip("no IPv6 loopback here")
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        with pytest.raises(LoginError) as e:
+            async with LoopbackReceiver(AuthRequest(), port, host="localhost"):
+                pass
+    finally:
+        squatter.close()
+    assert f"cannot listen on localhost:{port} (the profile's redirect_port)" in e.value.message
+    assert "the port is in use" in e.value.message

@@ -59,25 +59,36 @@ class LoopbackReceiver:
         return f"http://{self.host}:{self.port}{CALLBACK_PATH}"
 
     async def __aenter__(self) -> "LoopbackReceiver":
+        fixed = self.port != 0
+        for attempt in range(1 if fixed else 5):
+            try:
+                await self._listen()
+                return self
+            except OSError as e:
+                if self._runner:
+                    await self._runner.cleanup()
+                if not fixed:
+                    if e.errno == errno.EADDRINUSE and attempt < 4:
+                        self.port = 0  # the free port on 127.0.0.1 was taken on ::1: another one
+                        continue
+                    raise LoginError(f"cannot listen on {self.host} for the sign-in redirect "
+                                     f"({e.strerror or e})") from None
+                reason = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+                raise LoginError(f"cannot listen on {self.host}:{self.port} (the profile's redirect_port) for the "
+                                 f"sign-in redirect: {reason}; close what uses it, or set redirect_port = 0 if your "
+                                 "IdP accepts any loopback port") from None
+        raise AssertionError("unreachable")
+
+    async def _listen(self) -> None:
         app = web.Application()
         app.router.add_get(CALLBACK_PATH, self._callback)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        try:
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            if self.host == "localhost":
-                await self._also_ipv6()
-        except OSError as e:
-            await self._runner.cleanup()
-            if not self.port:
-                raise LoginError(f"cannot listen on 127.0.0.1 for the sign-in redirect ({e.strerror or e})") from None
-            reason = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
-            raise LoginError(f"cannot listen on {self.host}:{self.port} (the profile's redirect_port) for the "
-                             f"sign-in redirect: {reason}; close what uses it, or set redirect_port = 0 if your IdP "
-                             "accepts any loopback port") from None
-        return self
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.host == "localhost":
+            await self._also_ipv6()
 
     async def _also_ipv6(self) -> None:
         """The same port on ::1. Where IPv6 is absent there is nothing to take; where another program holds
