@@ -25,6 +25,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import traceback
 import urllib.error
@@ -50,6 +51,8 @@ min_remaining = 8
 rotate_remaining = 14
 session_duration = {LIFETIME}
 """
+#: how many IdP processes start at once (the scenarios themselves all run at the same time)
+STARTING = threading.BoundedSemaphore(4)
 USER = "alice"
 USER_EMAIL = "alice@example.com"
 USER_ID = "9067e4a2-alice"
@@ -100,6 +103,10 @@ EXPECT: dict[str, Expect] = {
                            "rotating refresh tokens whose reuse revokes the grant"),
     "okta": Expect(preset="okta", note="custom authorization server: persistent refresh tokens (returned only "
                                        "with offline_access), JWT access tokens, exact redirect port"),
+    "okta+no-refresh-token-grant": Expect(
+        persona="okta", switches={"drop_scopes": ["offline_access"]}, preset="okta",
+        sentence="the app must allow the refresh_token grant",
+        note="an app without the Refresh Token grant type: offline_access left out of the grant, no refresh token"),
     "okta-org": Expect(preset="okta", note="org authorization server: 90-day refresh tokens, exact redirect port"),
     "entra": Expect(preset="entra", claim="sub", claim_value=USER,
                     note="refresh scope required; no email claim (the trusted token issuer maps `sub`); "
@@ -115,6 +122,11 @@ EXPECT: dict[str, Expect] = {
     "pingfederate+id-token-on-refresh": Expect(
         persona="pingfederate", switches={"refresh_id_token": True}, preset="pingfederate",
         note="with 'Return ID Token On Refresh Grant' set on the OpenID Connect policy"),
+    "pingfederate+jwt-access-token": Expect(
+        persona="pingfederate", switches={"access_token_format": "jwt"}, preset="pingfederate",
+        configure=("--exchange-token", "access_token"), claim="sub", claim_value=USER,
+        note="JWT access tokens (a JWT access token manager) exchanged instead (exchange_token = \"access_token\"; "
+             "the trusted token issuer maps `sub`): no id_token needed on a refresh"),
     "pingone": Expect(preset="pingone", note="refresh tokens bound to the IdP session; JWT access tokens"),
     "google": Expect(preset="google", note="client secret (stored like the refresh token); refresh token only "
                                            "with access_type=offline; device flow says verification_url"),
@@ -214,7 +226,8 @@ def start_idp(row: str, expect: Expect):
     """The row's IdP, started with short lifetimes. LookupError: this tree has no such persona yet."""
     from .idp import IdP
 
-    ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME)
+    # a generous start-up deadline: a dozen node processes load oidc-provider at once on a loaded machine
+    ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME, startup_timeout=120.0)
     persona = expect.persona or row
     if persona == "default" and not expect.switches:
         return IdP(**ttl)
@@ -240,6 +253,9 @@ class MatrixTipd(Tipd):
                                       "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         wait(lambda: _try_status(self.home) is not None, timeout, "tipd to answer on its control socket", self.proc)
         return self
+
+    def stop(self, timeout: float = 60) -> int:  # a loaded machine: a clean shutdown may take a while
+        return super().stop(timeout)
 
 
 def _try_status(home: Home) -> dict[str, Any] | None:
@@ -325,7 +341,8 @@ class Scenario:
     def setup(self) -> None:
         from .aws import AppConfig
 
-        self.idp = start_idp(self.name, self.expect)
+        with STARTING:  # a few at a time: each start-up is a burst of CPU
+            self.idp = start_idp(self.name, self.expect)
         self.info = PersonaInfo.of(self.idp)
         self.fake.config.applications[self.app] = AppConfig(
             issuer_url=self.info.issuer, audiences=[self.info.client_id], claim=self.expect.claim,
@@ -362,7 +379,8 @@ class Scenario:
         self.tipd = MatrixTipd(self.home).start()
         r = tipctl(self.home, "login", "--json", "--timeout", "90", check=False, timeout=180)
         if r.returncode != 0:
-            raise StepFailed(f"tipctl login failed: {r.stderr.strip()[-600:]}")
+            said = [line.removeprefix("tipctl: ") for line in r.stderr.splitlines() if line.startswith("tipctl: ")]
+            raise StepFailed(f"tipctl login failed: {r.stderr.strip()[-600:]}", sentence=said[-1] if said else None)
         p = self.state_is("fresh")
         if p is None:
             raise StepFailed(f"after the sign-in the profile is {self.profile()['state']}, not fresh")
