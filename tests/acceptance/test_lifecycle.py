@@ -47,6 +47,29 @@ def start_raw(home: Home, *args: str, env: dict[str, str] | None = None, **kw) -
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
+def finish(p: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """Its output once it exits; killed if it has not by then (a tipd that wrongly keeps running)."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError("it did not exit") from None
+    return (out.decode() if isinstance(out, bytes) else out or ""), (err.decode() if isinstance(err, bytes)
+                                                                       else err or "")
+
+
+def terminate(p: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`: no test leaves a tipd behind."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def ready(home: Home) -> bool:
     return tipctl(home, "status", "--json", check=False).returncode != 3
 
@@ -89,9 +112,7 @@ def test_simultaneous_starts_leave_exactly_one_serving_with_its_token_and_socket
                 failures.append(f"trial {trial}: the endpoint answered {code} {body}")
         finally:
             for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    p.wait(30)
+                terminate(p)
                 if p.stdout:
                     p.stdout.close()
         assert not home.socket.exists(), "a stopped tipd leaves no socket behind"
@@ -109,11 +130,11 @@ def test_simultaneous_starts_leave_exactly_one_serving_with_its_token_and_socket
 def test_a_second_start_while_one_serves_changes_nothing_shared(home, tipd):
     token, sock = home.token_file.read_bytes(), home.socket.stat()
     second = start_raw(home)
-    out, _ = second.communicate(timeout=60)
+    out, _ = finish(second)
     assert second.returncode == 2, out
-    last = out.decode().strip().splitlines()[-1]
+    last = out.strip().splitlines()[-1]
     assert last.startswith("tipd: another tipd") and "already running" in last and f"pid {tipd.proc.pid}" in last
-    assert b"Traceback" not in out
+    assert "Traceback" not in out
     assert home.token_file.read_bytes() == token
     assert (home.socket.stat().st_ino, home.socket.stat().st_dev) == (sock.st_ino, sock.st_dev)
     assert status(home)["pid"] == tipd.proc.pid
@@ -214,7 +235,7 @@ def test_an_activated_socket_on_another_port_is_refused_with_a_sentence(home):
     try:
         p = activated(sock, [*TIPD, "--config", str(home.config_file)], env=home.env, stdout=subprocess.PIPE,
                       stderr=subprocess.PIPE, text=True)
-        _, err = p.communicate(timeout=60)
+        _, err = finish(p)
     finally:
         sock.close()
     assert p.returncode == 2 and "Traceback" not in err
@@ -280,8 +301,7 @@ def test_started_with_ulimit_c_unlimited_the_daemon_cannot_dump_core(home):
         wait_for(lambda: ready(home), timeout=60, what="tipd to answer", proc=proc)
         assert proc_limit(proc.pid, "Max core file size") == ["0", "0"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
         log.close()
 
 
@@ -302,8 +322,7 @@ def test_the_daemon_is_not_dumpable_so_no_core_and_no_same_user_ptrace(home):
         assert os.stat(f"/proc/{proc.pid}/status").st_uid == 0  # ... yet its /proc files are root's: not dumpable
         assert proc_limit(proc.pid, "Max core file size") == ["0", "0"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        terminate(proc)
         log.close()
 
 
