@@ -45,7 +45,7 @@
 //                              a restart starts from the real time again)
 //   GET    /__test/config      {"issuer", "client_id", "client_auth", "redirect_uris", "switches"}
 import {
-  createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign as cryptoSign,
+  createHash, createPrivateKey, generateKeyPair, generateKeyPairSync, randomBytes, sign as cryptoSign,
 } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -70,7 +70,8 @@ let clockOffsetMs = 0;
 const realNow = Date.now.bind(Date);
 Date.now = () => realNow() + clockOffsetMs;
 
-const { default: Provider } = await import('oidc-provider');
+// loads while the signing key is generated (in the thread pool): the IdP starts many times
+const providerModule = import('oidc-provider');
 
 function fail(message) {
   console.error(message);
@@ -143,10 +144,9 @@ if (stateDir) {
 // ----- signing keys ---------------------------------------------------------------------------
 // A fresh signing key per IdP (per process, or per state dir when persistent): a token from
 // another IdP instance must never verify here. keys[0] signs; the rest are only published.
-function makeKey(alg) {
-  const { privateKey } = alg === 'ES256'
-    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : generateKeyPairSync('rsa', { modulusLength: 2048 });
+const KEY_TYPES = { ES256: ['ec', { namedCurve: 'P-256' }], RS256: ['rsa', { modulusLength: 2048 }] };
+
+function asJwk(privateKey, alg) {
   return {
     ...privateKey.export({ format: 'jwk' }),
     kid: `test-${randomBytes(6).toString('hex')}`,
@@ -154,7 +154,27 @@ function makeKey(alg) {
     use: 'sig',
   };
 }
-const jwks = loadOrCreate('jwks.json', () => ({ keys: [makeKey(switches.signing_alg)] }));
+
+function makeKey(alg) {
+  return asJwk(generateKeyPairSync(...KEY_TYPES[alg]).privateKey, alg);
+}
+
+function makeKeyAsync(alg) {
+  return new Promise((resolve, reject) => {
+    generateKeyPair(...KEY_TYPES[alg], (err, publicKey, privateKey) => (
+      err ? reject(err) : resolve(asJwk(privateKey, alg))));
+  });
+}
+
+async function loadOrCreateJwks() {
+  const file = stateDir && nodePath.join(stateDir, 'jwks.json');
+  if (file && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
+  const value = { keys: [await makeKeyAsync(switches.signing_alg)] };
+  if (file) writeFileAtomic(file, JSON.stringify(value));
+  return value;
+}
+const jwks = await loadOrCreateJwks();
+const { default: Provider } = await providerModule;
 const cookieKeys = loadOrCreate('cookie-keys.json', () => [randomBytes(32).toString('hex')]);
 let signingKeys = jwks.keys; // rotate-keys replaces it; oidc-provider keeps signing with its own
 

@@ -66,7 +66,7 @@ class IdP:
                  client_id: str = "tipd-test", access_ttl: int | None = None,
                  id_ttl: int | None = None, refresh_ttl: int | None = None,
                  device_ttl: int | None = None, port: int | None = None,
-                 startup_timeout: float = 20.0, env: dict[str, str] | None = None,
+                 startup_timeout: float = 60.0, env: dict[str, str] | None = None,
                  persistent: bool = False, start: bool = True):
         if isinstance(persona, str):
             if persona not in PERSONAS:

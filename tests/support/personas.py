@@ -23,6 +23,10 @@ Use (the API the IdP matrix relies on; keep it stable)::
             idp.revocation                     # "enabled" | "absent" | "error"
             idp.switches                       # every switch, as the IdP runs them
             idp.discovery()                    # the discovery document (cached)
+            idp.client_form(), idp.client_headers()  # the client's credentials, as the IdP wants them
+            idp.end_sessions()                 # every IdP session ends (session-bound tokens die)
+            idp.rotate_keys(keep_old=True)     # a new signing key; the old one kept in the JWKS or not
+            idp.advance_clock(60)              # the IdP's clock jumps ahead (lifetimes pass at once)
 
     IdP(persona="okta", switches={"refresh_rotation": "rotate"})   # explicit switches win
     IdP(persona="pingfederate", id_ttl=20)     # explicit lifetimes win over Persona.lifetimes
