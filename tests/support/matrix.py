@@ -101,6 +101,10 @@ RETURN_ID_TOKEN = "'Return ID Token On Refresh Grant'"
 EXPECT: dict[str, Expect] = {
     "default": Expect(note="npm oidc-provider as tests/idp always ran it: public client, any 127.0.0.1 port, "
                            "rotating refresh tokens whose reuse revokes the grant"),
+    "default+aud-array": Expect(
+        persona="default", switches={"id_token_aud": "array"},
+        note="id_tokens with aud as an array and azp (OIDC Core 2 allows it): tipd checks azp, the trusted token "
+             "issuer finds its audience in the array"),
     "okta": Expect(preset="okta", note="custom authorization server: persistent refresh tokens (returned only "
                                        "with offline_access), JWT access tokens, exact redirect port"),
     "okta+no-refresh-token-grant": Expect(
@@ -115,6 +119,9 @@ EXPECT: dict[str, Expect] = {
                                              "returns no new refresh token; http://localhost, exact port"),
     "keycloak": Expect(preset="keycloak", note="a refresh token with every grant, a new one on every refresh "
                                                "(old ones stay valid)"),
+    "keycloak+es256": Expect(
+        persona="keycloak", switches={"signing_alg": "ES256"}, preset="keycloak",
+        note="a realm whose active signing key is ES256: tipd and the trusted token issuer verify it"),
     "auth0": Expect(preset="auth0", note="issuer with a trailing slash, compared byte for byte; non-rotating "
                                          "refresh tokens; exact redirect port"),
     "pingfederate": Expect(preset="pingfederate", sentence=RETURN_ID_TOKEN,
