@@ -198,3 +198,46 @@ def test_profiles_and_show_work_without_the_daemon(home, idp):
     assert cfg["profiles"]["work"]["provider"] == "oidc"
     data = json.loads(tipctl(home, "configure", "--show", "--json").stdout)
     assert data["config"]["profiles"]["work"]["issuer"] == idp.issuer and data["exists"] is True
+
+
+def test_a_client_secret_is_asked_without_showing_it_stored_apart_and_read_by_tipd(home):
+    """Google's desktop apps have a secret its token endpoint requires: asked for (a pipe here; no echo in a
+    terminal) or read from stdin, kept in the store (a 0600 file: the test home has no keyring), never in the
+    config file or any output; tipd reads it, and a profile without one says how to set it."""
+    secret = "GOCSPX-not-a-real-secret-1234"
+    r = piped(home, ["g", "google", "1234-abc.apps.googleusercontent.com", "", "",  # client id, scopes, port
+                     APP_ARN, OIDC_ROLE, ENHANCED_ROLE, REGION,
+                     secret, "", ""], "--no-check")  # the secret; not the default; save
+    assert r.returncode == 0, r.stderr
+    assert "Client secret of 1234-abc.apps.googleusercontent.com" in r.stderr
+    stored = home.state_dir / "tokens" / "g.client-secret"
+    assert json.loads(stored.read_text())["client_secret"] == secret and stored.stat().st_mode & 0o777 == 0o600
+    assert secret not in home.config_file.read_text() + r.stdout + r.stderr.replace(f"{secret}\n", "")
+    prof = tomllib.loads(home.config_file.read_text())["profiles"]["g"]
+    assert prof["issuer"] == "https://accounts.google.com" and "client_auth" not in prof  # the preset's default
+
+    # flags: a new client id needs its own secret; it comes on stdin
+    r = tipctl(home, "configure", "--profile", "g", "--client-id", "5678-def.apps.googleusercontent.com",
+               "--no-check", check=False)
+    assert r.returncode != 0 and "--client-secret-stdin" in r.stderr
+    r = subprocess.run([str(BIN / "tipctl"), "configure", "--profile", "g", "--client-id",
+                        "5678-def.apps.googleusercontent.com", "--no-check", "--client-secret-stdin"],
+                       input=secret + "-2\n", env=home.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(stored.read_text())["client_id"] == "5678-def.apps.googleusercontent.com"
+
+    tipd = Tipd(home).start()
+    try:
+        rows = {p["profile"]: p for p in json.loads(tipctl(home, "status", "--json", check=False).stdout)["profiles"]}
+        assert rows["g"]["state"] == "signed-out", rows["g"]  # the secret was found: nothing to fix
+        stored.unlink()
+    finally:
+        tipd.stop()
+    tipd = Tipd(home).start()
+    try:
+        rows = {p["profile"]: p for p in json.loads(tipctl(home, "status", "--json", check=False).stdout)["profiles"]}
+        assert rows["g"]["state"] == "login-required" and "--client-secret-stdin" in rows["g"]["last_error"]
+        assert rows["work"]["state"] == "signed-out"  # the other profile is not held up
+        assert secret not in tipd.output()
+    finally:
+        tipd.stop()

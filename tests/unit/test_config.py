@@ -194,11 +194,15 @@ def test_the_new_profile_settings_are_checked(tmp_path, line, words):
 
 def test_a_config_others_can_write_is_refused(tmp_path):
     """Issue 11 #7: with the config at 0666 another user pointed the issuer at its own listener."""
+    from tipd.config_file import endpoint_facts
+
     p = write(tmp_path, GOOD)
     p.chmod(0o666)
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert "writable by other users" in e.value.message and "chmod go-w" in e.value.message
+    with pytest.raises(ConfigError):  # the quick commands' reading (tipctl env) too
+        endpoint_facts(p)
     p.chmod(0o644)
     tmp_path.chmod(0o777)
     try:
