@@ -261,7 +261,8 @@ def host_name(field: str, value: str, example: str) -> str:
 
 
 def keycloak_issuer(base: str, realm: str) -> str:
-    """Keycloak 17+ serves realms at BASE/realms/REALM (16 and older at BASE/auth/realms/REALM: give the /auth)."""
+    """Keycloak 17+ serves realms at BASE/realms/REALM (16 and older at BASE/auth/realms/REALM: give the /auth)
+    (https://keycloak.org/securing-apps/oidc-layers: "/realms/{realm-name}/.well-known/openid-configuration")."""
     url = base_url("keycloak_url", base, "https://sso.example.com")
     if url.rstrip("/").endswith("/realms") or "/realms/" in url:
         raise FieldError("keycloak_url", "give the server's base URL, without /realms/...; the realm is a "
@@ -311,6 +312,8 @@ def derive_issuer(provider: str, inputs: dict[str, str | None]) -> str:
     if provider == "auth0":
         return auth0_issuer(inputs.get("auth0_domain") or "")
     if provider == "pingfederate":
+        # its base URL, unless an issuer of its own is configured there (then --issuer); the discovery check
+        # before saving compares it with what the server publishes
         return base_url("pingfederate_url", inputs.get("pingfederate_url") or "", "https://sso.example.com")
     if provider == "pingone":
         return pingone_issuer(inputs.get("pingone_region"), inputs.get("environment_id") or "")
