@@ -593,14 +593,15 @@ def test_refresh_reuse_allowed():
 
 
 def test_refresh_reuse_grace_period_then_reuse_revokes_the_grant():
-    with IdP(switches={"refresh_reuse_grace": 30}) as idp:
+    # (clock jumps leave ample room for a slow machine's own seconds)
+    with IdP(switches={"refresh_reuse_grace": 300}) as idp:
         first = sign_in(idp)["refresh_token"]
         status, second = refresh(idp, first)
         assert status == 200
-        idp.advance_clock(20)
+        idp.advance_clock(200)
         status, again = refresh(idp, first)  # within the grace period: as if unused
         assert status == 200, again
-        idp.advance_clock(15)  # 35 s after the first use: reuse is reuse, the grant is revoked
+        idp.advance_clock(150)  # 350 s after the first use: reuse is reuse, the grant is revoked
         status, body = refresh(idp, first)
         assert status == 400 and body["error"] == "invalid_grant"
         for token in (second["refresh_token"], again["refresh_token"]):
@@ -609,14 +610,14 @@ def test_refresh_reuse_grace_period_then_reuse_revokes_the_grant():
 
 @pytest.mark.parametrize("rotation", ["rotate", "same"])
 def test_refresh_absolute_lifetime_holds_across_use(rotation):
-    with IdP(switches={"refresh_absolute_ttl": 100, "refresh_rotation": rotation}) as idp:
+    with IdP(switches={"refresh_absolute_ttl": 1000, "refresh_rotation": rotation}) as idp:
         token = sign_in(idp)["refresh_token"]
-        for _ in range(3):  # used every 30 s: fine for 90 s
-            idp.advance_clock(30)
+        for _ in range(3):  # used every 300 s: fine for 900 s
+            idp.advance_clock(300)
             status, body = refresh(idp, token)
             assert status == 200, body
             token = body["refresh_token"]
-        idp.advance_clock(15)  # 105 s after the sign-in, though used 15 s ago
+        idp.advance_clock(150)  # 1050 s after the sign-in, though used 150 s ago
         status, body = refresh(idp, token)
         assert status == 400 and body["error"] == "invalid_grant"
 
@@ -624,17 +625,17 @@ def test_refresh_absolute_lifetime_holds_across_use(rotation):
 @pytest.mark.parametrize("rotation", ["rotate", "same"])
 def test_refresh_idle_lifetime(rotation):
     """A token used within the idle lifetime lives on past it; one left alone for longer dies."""
-    with IdP(switches={"refresh_idle_ttl": 60, "refresh_rotation": rotation}) as idp:
+    with IdP(switches={"refresh_idle_ttl": 600, "refresh_rotation": rotation}) as idp:
         active = sign_in(idp, "ivy")["refresh_token"]
         idle = sign_in(idp, "jack")["refresh_token"]
-        for _ in range(3):  # 150 s in all, never 60 s unused
-            idp.advance_clock(50)
+        for _ in range(3):  # 1500 s in all, never 600 s unused
+            idp.advance_clock(500)
             status, body = refresh(idp, active)
             assert status == 200, body
             active = body["refresh_token"]
         status, body = refresh(idp, idle)
         assert status == 400 and body["error"] == "invalid_grant"
-        idp.advance_clock(61)
+        idp.advance_clock(601)
         assert refresh(idp, active)[1]["error"] == "invalid_grant"
 
 
@@ -859,12 +860,14 @@ def test_device_errors_entra_style():
 
 
 def test_device_slow_down():
-    with IdP(switches={"device_slow_down": True, "device_interval": 1}) as idp:
+    with IdP(switches={"device_slow_down": True, "device_interval": 30}) as idp:
         start = device_start(idp, scope="openid")[1]
         code = start["device_code"]
         assert device_poll(idp, code)[1]["error"] == "authorization_pending"
-        assert device_poll(idp, code)[1]["error"] == "slow_down"  # at once: too soon
-        assert device_poll(idp, code)[1]["error"] == "slow_down"  # the interval is now 6 s
+        assert device_poll(idp, code)[1]["error"] == "slow_down"  # at once: too soon (now 35 s)
+        assert device_poll(idp, code)[1]["error"] == "slow_down"  # still too soon (now 40 s)
+        idp.advance_clock(41)  # waited long enough: pending again
+        assert device_poll(idp, code)[1]["error"] == "authorization_pending"
         other = device_start(idp, scope="openid")[1]["device_code"]  # per device code
         assert device_poll(idp, other)[1]["error"] == "authorization_pending"
 
