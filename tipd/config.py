@@ -35,6 +35,11 @@ NO_OFFLINE_ACCESS = {
     # https://developers.google.com/identity/openid-connect/openid-connect#access-type-param)
     "google",
 }
+#: IdPs that issue refresh tokens by the client's grant types, where `offline_access` is a scope only if the
+#: administrator defined one: asked for by default, and may be left out when the IdP refuses it (invalid_scope)
+#: (PingFederate: https://docs.pingidentity.com/pingfederate/latest/introduction_to_pingfederate/pf_grant_types.html;
+#: JumpCloud: the app's Refresh Token grant type, https://jumpcloud.com/support/sso-with-oidc)
+OPTIONAL_OFFLINE_ACCESS = {"pingfederate", "jumpcloud"}
 _OIDC_SCOPES = ["openid", "email", "offline_access"]
 #: the scopes a profile asks for when it names none, by provider (`tipctl configure` has a preset for each)
 DEFAULT_SCOPES: dict[str, list[str]] = {
@@ -219,7 +224,7 @@ class Profile(_Model):
                        'issues a refresh token with auth_params access_type = "offline"')
                 raise ValueError(f'must not include "offline_access" with {_NAMES.get(provider, provider)}: it '
                                  f"refuses that scope (invalid_scope) and {how}")
-        elif "offline_access" not in v:
+        elif "offline_access" not in v and provider not in OPTIONAL_OFFLINE_ACCESS:
             raise ValueError('must include "offline_access", or the IdP issues no refresh token '
                              "and tipd cannot keep you signed in")
         return v

@@ -269,3 +269,12 @@ def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
         load_config(write(tmp_path, text))
     with pytest.raises(ConfigError, match="profile name"):  # the quick path hands it to the full check
         endpoint_facts(write(tmp_path, text))
+
+
+def test_offline_access_may_be_left_out_where_the_grant_type_gives_the_refresh_token(tmp_path):
+    for provider in ("pingfederate", "jumpcloud"):
+        text = GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"\nscopes = ["openid", "email"]')
+        assert load_config(write(tmp_path, text))[0].profiles["work"].scopes == ["openid", "email"]
+    with pytest.raises(ConfigError):  # where offline_access is what brings the refresh token, it stays required
+        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "okta"\n'
+                                                 'scopes = ["openid", "email"]')))
