@@ -3,7 +3,6 @@ only). The config and token files bound their own reads (tipd/config_file.py, ti
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 #: the soft RLIMIT_NOFILE tipd raises itself to (when the hard limit allows): far above what the

@@ -3,6 +3,7 @@ descriptor exhaustion with idle connections, and oversized bodies from every sou
 and 10). Each test is named for its attack and fails without the defence it proves."""
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import resource
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.stack import Tipd, status, tipctl, wait_for
+from tests.support.stack import Tipd, status, tipctl
 
 pytestmark = pytest.mark.acceptance
 NOBODY = pwd.getpwnam("nobody")
@@ -162,12 +163,12 @@ def test_another_user_holding_1100_idle_connections_starves_no_one(home):
         size = d.log_path.stat().st_size
         holder = Holder(home.port, 1100, NOBODY)
         assert holder.opened >= 1000  # the kernel accepted them (tipd closed the ones over its cap)
-        for _ in range(5):  # the owner's requests and the control socket answer promptly meanwhile
-            t0 = time.monotonic()
-            assert served(home, timeout=5)
-            assert time.monotonic() - t0 < 2
-        t0 = time.monotonic()
-        assert status(home)["state"] == "fresh" and time.monotonic() - t0 < 5
+        # the owner's requests and the control socket are answered meanwhile (unfixed, they waited in the
+        # backlog until the idle connections timed out, 15 s after they were made)
+        for _ in range(5):
+            assert served(home, timeout=8)
+        r = tipctl(home, "status", "--json", timeout=8)
+        assert json.loads(r.stdout)["state"] == "fresh"
         assert fds(d.proc.pid) < 200  # the other user holds at most its cap (64)
         assert holder.still_open() <= 64
         assert d.log_path.stat().st_size - size < 8192, "accept or refusal errors flooded the log"
@@ -189,8 +190,8 @@ def test_the_owner_holding_more_idle_connections_than_the_cap_is_still_served(ho
         tipctl(home, "login")
         holder = Holder(home.port, 1100)
         for _ in range(5):
-            assert served(home, timeout=5)
-        assert status(home)["state"] == "fresh"
+            assert served(home, timeout=8)
+        assert json.loads(tipctl(home, "status", "--json", timeout=8).stdout)["state"] == "fresh"
         assert fds(d.proc.pid) < 1024 + 64
         assert holder.still_open() <= 1024
     finally:
