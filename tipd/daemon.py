@@ -328,7 +328,13 @@ class Daemon:
         from .fsutil import write_private
 
         token = new_endpoint_token()
-        write_private(self.paths.token_file, token)
+        try:
+            write_private(self.paths.token_file, token)
+        except OSError as e:  # a full or read-only disk: the old token stays in force, and says so
+            err = _os_error("the endpoint token was not rotated (the old one stays in force): cannot write "
+                            f"{self.paths.token_file}", e, self.paths.token_file)
+            err.status = 503
+            raise err from None
         assert self.broker.guard is not None
         self.broker.guard.rotate(token)
         log.info("the endpoint token was rotated")

@@ -373,7 +373,11 @@ async def client_secret(store: TokenStore, profile: str, settings: Any) -> Secre
 
     if settings.client_auth == "none":
         return None
-    record = await store.load_secret(profile)
+    try:
+        record = await store.load_secret(profile)
+    except OSError as e:  # e.g. a directory or an unreadable file where the record belongs
+        raise ConfigError(f"cannot read the stored client secret of profile {profile} ({e.strerror}): fix or "
+                          f"remove {e.filename or 'it'}, then run `tipctl configure {profile} --client-secret-stdin`") from None
     if record is None:
         raise ConfigError(f"profile {profile} needs the client secret of its IdP app (client_auth = "
                           f'"{settings.client_auth}"), and none is stored: run '

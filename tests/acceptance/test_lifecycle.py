@@ -385,6 +385,41 @@ def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount
     assert stored.read_text() == '{"refresh_token": "kept"}'
 
 
+def test_rotate_token_on_a_full_state_directory_is_a_sentence_and_the_old_token_stays(home, mount_point):
+    """`tipctl rotate-token` on a full disk was a 500 ('tipd sent an unreadable answer')."""
+    d = Tipd(home).start()
+    try:
+        old = home.token()
+        with open(mount_point / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        r = tipctl(home, "rotate-token", check=False)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert "not rotated" in r.stderr and "No space left on device" in r.stderr, r.stderr
+        assert "unreadable" not in r.stderr and home.token() == old
+        assert tipctl(home, "status", "--json", check=False).returncode == 0  # still serving
+    finally:
+        d.stop()
+
+
+def test_a_stored_client_secret_that_cannot_be_read_is_a_sentence_not_a_traceback(home, idp):
+    """A directory (or an unreadable file) where the client secret belongs: tipd's start was an
+    IsADirectoryError traceback. Now the profile waits for its secret with a sentence and tipd serves."""
+    home.write_config(idp.issuer, idp.client_id, profile_extra='client_auth = "client_secret_post"')
+    (home.state_dir / "tokens" / "work.client-secret").mkdir(parents=True)
+    d = Tipd(home).start()
+    try:
+        profile = status(home)["profiles"][0]
+        assert profile["state"] == "login-required", profile
+        assert "cannot read the stored client secret" in json.dumps(profile), profile
+    finally:
+        d.stop()
+    assert "Traceback" not in d.output()
+
+
 @needs_root
 def test_a_runtime_directory_owned_by_another_user_is_a_sentence(home):
     """tipd runs as nobody; its runtime directory belongs to root and holds a socket. The failed start used

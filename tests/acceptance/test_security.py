@@ -405,6 +405,14 @@ def test_malformed_login_hand_offs_are_400_with_a_sentence(live):
     assert status(live)["profiles"][0]["state"] == "fresh"
 
 
+def test_a_login_hand_off_nested_thousands_deep_is_a_400(live):
+    """JSON nested 100,000 deep (200 KB, under the body cap) made json raise RecursionError: a 500."""
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"access_token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
+        code, answer = control(live, "POST", "/v1/login/work", body)
+        assert code == 400 and answer["code"] == "BadRequest", (code, answer)
+    assert request(live)[0] == 200  # the working sign-in was never touched
+
+
 def test_an_id_token_exp_of_1e400_never_breaks_status(live):
     """`1e400` parses as infinity: it was taken as the IdP token's expiry and made /v1/status a 500 for good."""
     for exp in ("1e400", "-1e400", "1e300", "true", "-5"):

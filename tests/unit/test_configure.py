@@ -291,6 +291,8 @@ def test_from_file_json_and_toml(tmp_path):
     ('{"client_idd": "x"}', "unknown keys client_idd"),
     ('{"client_id": 5}', "client_id must be a string"),
     ("[profiles\n", "neither valid JSON nor valid TOML"),
+    ('{"client_id": ' + "[" * 100_000 + "]" * 100_000 + "}", "nest too deeply"),  # was a RecursionError traceback
+    ("client_id = " + "[" * 100_000 + "]" * 100_000, "nest too deeply"),
 ])
 def test_from_file_mistakes(tmp_path, body, words):
     f = tmp_path / "p.conf"

@@ -121,6 +121,8 @@ def read_from_file(path: str) -> dict[str, Any]:
             data = tomllib.loads(raw)
     except (ValueError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{p}: neither valid JSON nor valid TOML ({e})") from None
+    except RecursionError:  # both parsers recurse into nested arrays and objects
+        raise ConfigError(f"{p}: its arrays or objects nest too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected an object of a profile's values")
     known = {"profile", "provider", "default"} | set(BY_NAME)

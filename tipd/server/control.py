@@ -107,7 +107,7 @@ def make_app(broker: "Broker") -> web.Application:
         s = session(request)
         try:
             data = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # a body nested thousands deep exhausts json's recursion
             return error(400, "BadRequest", "the login hand-off must be the IdP's token response as JSON")
         try:
             tokens = hand_off(data, needs_id_token=s.profile.exchange_token == "id_token")
