@@ -258,7 +258,11 @@ class MatrixTipd(Tipd):
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level",
                                       "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait(lambda: _try_status(self.home) is not None, timeout, "tipd to answer on its control socket", self.proc)
+        try:
+            wait(lambda: _try_status(self.home) is not None, timeout, "tipd to answer on its control socket",
+                 self.proc)
+        except StepFailed as e:
+            raise StepFailed(f"{e}; tipd said: {self.output()[-1500:]}") from None
         return self
 
     def stop(self, timeout: float = 60) -> int:  # a loaded machine: a clean shutdown may take a while
@@ -333,6 +337,24 @@ class Scenario:
         if not arn.endswith(want):
             raise StepFailed(f"boto3 got credentials of {arn}, not of the identity-enhanced role of {USER}")
 
+    def start_tipd(self) -> MatrixTipd:
+        """tipd on the home's port; on another one when something took that port meanwhile (a free port is
+        only free until someone binds it: here, a dozen scenarios open connections from the same range)."""
+        from .net import free_port
+
+        for _ in range(3):
+            tipd = MatrixTipd(self.home)
+            try:
+                return tipd.start()
+            except StepFailed:
+                if "Address already in use" not in tipd.output() and "address already in use" not in tipd.output():
+                    raise
+                self.note(f"port {self.home.port} was taken meanwhile: another one")
+                self.home.port = free_port()
+                text = self.home.config_file.read_text()
+                self.home.config_file.write_text(re.sub(r"(?m)^port = \d+$", f"port = {self.home.port}", text, 1))
+        raise StepFailed("tipd found its port taken three times")
+
     def browser_visits(self) -> int:
         log = self.home.browser_log
         return len(log.read_text().splitlines()) if log.exists() else 0
@@ -354,7 +376,6 @@ class Scenario:
         self.fake.config.applications[self.app] = AppConfig(
             issuer_url=self.info.issuer, audiences=[self.info.client_id], claim=self.expect.claim,
             access_token_ttl=LIFETIME)
-        self.fake.config.users.setdefault(self.expect.claim_value, USER_ID)
         self.home = Home(self.info.issuer, self.info.client_id, self.fake.url, app_arn=self.app)
         self.home.config_file.write_text(f"[server]\nport = {self.home.port}\n{REFRESH}")
 
@@ -383,7 +404,7 @@ class Scenario:
         self.note(f"configured: {self.home.config_file.read_text()}")
 
     def browser_login(self) -> None:
-        self.tipd = MatrixTipd(self.home).start()
+        self.tipd = self.start_tipd()
         r = tipctl(self.home, "login", "--json", "--timeout", "90", check=False, timeout=180)
         if r.returncode != 0:
             said = [line.removeprefix("tipctl: ") for line in r.stderr.splitlines() if line.startswith("tipctl: ")]
@@ -413,7 +434,7 @@ class Scenario:
         rc = self.tipd.stop()
         if rc != 0:
             raise StepFailed(f"tipd exited with {rc} on SIGTERM")
-        self.tipd = MatrixTipd(self.home).start()
+        self.tipd = self.start_tipd()
         wait(lambda: self.state_is("fresh"), LIFETIME * 2, "fresh credentials after the restart", self.tipd.proc)
         self.whoami()
         if self.browser_visits() != visits:
@@ -560,9 +581,15 @@ class Scenario:
 
 def run_matrix(fake, names: tuple[str, ...] = PERSONAS) -> dict[str, Result]:
     """Every persona's scenario at once, one thread each; the results by persona."""
-    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="matrix") as pool:
-        futures = {n: pool.submit(Scenario(n, i, fake, EXPECT.get(n, Expect())).run) for i, n in enumerate(names)}
-        return {n: f.result() for n, f in futures.items()}
+    users = {EXPECT[n].claim_value for n in names} - set(fake.config.users)
+    fake.config.users.update({u: USER_ID for u in users})  # the claim values the rows' issuers map
+    try:
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="matrix") as pool:
+            futures = {n: pool.submit(Scenario(n, i, fake, EXPECT[n]).run) for i, n in enumerate(names)}
+            return {n: f.result() for n, f in futures.items()}
+    finally:
+        for u in users:
+            fake.config.users.pop(u, None)
 
 
 def selected() -> tuple[str, ...]:
