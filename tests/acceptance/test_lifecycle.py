@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -383,6 +384,38 @@ def test_a_full_state_directory_is_a_sentence_and_touches_no_sign_in(home, mount
     line = start_fails(home, 1)  # exit 1: the condition may pass (a service manager restarts it)
     assert "No space left on device" in line and "endpoint token" in line
     assert stored.read_text() == '{"refresh_token": "kept"}'
+
+
+def test_a_kept_endpoint_token_others_could_read_or_plant_is_replaced_at_start(home, tmp_path):
+    """The endpoint token is kept across restarts, but only one tipd wrote for this user alone: a file others
+    could read or write (a leaked or planted token), another user's file, or a symbolic link to a token of
+    the attacker's choosing is replaced by a new 0600 file, and the link's target is left alone."""
+    Tipd(home).start().stop()
+    kept = home.token()
+    d = Tipd(home).start()
+    d.stop()
+    assert home.token() == kept  # the ordinary case: kept
+    planted = tmp_path / "planted"
+    for spoil in ("chmod 644", "chmod 660", "chown nobody", "symlink"):
+        before = home.token()
+        if spoil == "symlink":
+            planted.write_text("A" * 43)
+            planted.chmod(0o600)
+            home.token_file.unlink()
+            home.token_file.symlink_to(planted)
+            before = planted.read_text()
+        elif spoil == "chown nobody":
+            if os.geteuid() != 0:
+                continue
+            shutil.chown(home.token_file, "nobody")
+        else:
+            home.token_file.chmod(int(spoil.split()[1], 8))
+        d = Tipd(home).start()
+        d.stop()
+        st = home.token_file.lstat()
+        assert home.token() != before, spoil
+        assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid(), spoil
+    assert planted.read_text() == "A" * 43
 
 
 def test_rotate_token_on_a_full_state_directory_is_a_sentence_and_the_old_token_stays(home, mount_point):
