@@ -92,7 +92,7 @@ class Grant:
             return cls(Secret(text.strip()), None, None)  # the keyring's value before version 2
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep (fits in MAX_RECORD)
             raise StoredRecordError("not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("refresh_token"), str) or not data["refresh_token"]:
             raise StoredRecordError("no refresh_token")
@@ -125,7 +125,7 @@ class ClientSecret:
             raise StoredRecordError("too large")
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise StoredRecordError("not JSON") from None
         if not isinstance(data, dict):
             raise StoredRecordError("not an object")

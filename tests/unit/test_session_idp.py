@@ -205,6 +205,19 @@ async def test_a_damaged_record_reads_as_no_sign_in(tmp_path):
         assert await FileStore(tmp_path).load("work") is None
 
 
+async def test_a_record_nested_thousands_deep_reads_as_damaged_not_a_recursion_error(tmp_path):
+    """30,000 nested arrays fit in the 64 KiB record limit and made json raise RecursionError: for the client
+    secret, a traceback at tipd's start."""
+    deep = "[" * 30_000 + "]" * 30_000
+    (tmp_path / "work.json").write_text('{"refresh_token": "r", "a": ' + deep + "}")
+    (tmp_path / "work.client-secret").write_text('{"client_secret": "s", "issuer": "i", "client_id": "c", "a": '
+                                                 + deep + "}")
+    store = FileStore(tmp_path)
+    assert await store.load("work") is None and await store.load_secret("work") is None
+    with pytest.raises(ValueError):
+        Grant.loads('{"refresh_token": "r", "a": ' + deep + "}")  # the keyring's records go through here too
+
+
 async def test_a_slow_store_write_never_puts_back_a_rotated_token():
     """The Identity Center refresh token is saved with the sign-in; an IdP rotation meanwhile must not be undone
     by the slower write, nor lose the newer Identity Center token: the store ends with the newest of both."""
