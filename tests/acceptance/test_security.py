@@ -431,3 +431,60 @@ def raw_request(port: int, text: str) -> bytes:
         while chunk := s.recv(65536):
             data += chunk
         return data
+
+
+def test_no_client_secret_or_identity_center_refresh_token_in_logs_outputs_or_files(fake):
+    """The records of issue 10 (the client secret of a confidential IdP app, the Identity Center refresh token kept
+    for restarts) at DEBUG through configure, sign-in, a restart that resumes from them, a reload, a sign-in
+    refused by AWS, a second sign-in and logout: no value in the daemon's log, a tipctl output, or any file but
+    the store's own."""
+    from tests.acceptance.test_idp_semantics import Rig
+
+    rig = Rig(fake, {"client_auth": "client_secret_post"}, profile_extra='client_auth = "client_secret_post"')
+    home, outputs, secrets, logs = rig.home, [], {rig.idp.client_secret}, []
+    stored = home.state_dir / "tokens" / "work.json"
+
+    def remember() -> None:
+        record = json.loads(stored.read_text())
+        secrets.update(v for k, v in record.items() if k in ("refresh_token", "idc_refresh_token") and v)
+
+    try:
+        r = subprocess.run([str(ROOT / ".venv" / "bin" / "tipctl"), "configure", "--profile", "work",
+                            "--no-check", "--client-secret-stdin"], input=rig.idp.client_secret + "\n",
+                           env=home.env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        outputs.append(r)
+        rig.start()
+        outputs.append(tipctl(home, "login"))
+        remember()
+        assert "idc_refresh_token" in json.loads(stored.read_text())  # the test sees the record it is about
+        rig.whoami()
+        logs.append(rig.tipd.output())
+        rig.restart()  # resumes from the stored grant: the IdP refresh with the secret, the Identity Center token
+        rig.whoami()
+        remember()
+        outputs.append(tipctl(home, "reload"))
+        outputs.append(tipctl(home, "status", "--json"))
+        outputs.append(tipctl(home, "profiles", "--json"))
+        outputs.append(tipctl(home, "diag", "work", check=False))
+        fake.inject("AssumeRole", "AccessDenied", count=1)
+        outputs.append(tipctl(home, "login", check=False))
+        fake.clear_faults()
+        outputs.append(tipctl(home, "login"))
+        remember()
+        outputs.append(tipctl(home, "logout"))
+    finally:
+        fake.clear_faults()
+        if rig.tipd is not None:
+            rig.tipd.stop()
+            logs.append(rig.tipd.output())
+    assert "DEBUG" in logs[-1] and len(secrets) >= 4
+    texts = {f"daemon log {i}": text.encode() for i, text in enumerate(logs)}
+    for i, r in enumerate(outputs):
+        texts[f"tipctl output {i} ({' '.join(r.args[1:3])})"] = (r.stdout + r.stderr).encode()
+    for path in home.dir.rglob("*"):
+        if path.is_file() and not path.is_symlink() and "tokens" not in path.parts:
+            texts[str(path)] = path.read_bytes()
+    for name, text in texts.items():
+        for s in secrets:
+            assert s.encode() not in text, f"a secret appears in {name}"
