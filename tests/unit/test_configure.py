@@ -555,3 +555,13 @@ def test_profiles_does_not_import_aiohttp(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "work" in r.stdout and "https://idp.example.com" in r.stdout
+
+
+def test_a_from_file_of_megabytes_is_refused_without_reading_it_all(tmp_path):
+    """`tipctl configure --from /dev/zero` read until memory ran out (a MemoryError traceback)."""
+    from tipd.configure.profile import MAX_FROM_FILE
+
+    big = tmp_path / "big.json"
+    big.write_text("{" + " " * (2 * MAX_FROM_FILE) + "}")
+    with pytest.raises(ConfigError, match="larger than"):
+        read_from_file(str(big))

@@ -152,3 +152,14 @@ async def test_keys_are_fetched_only_from_https_or_loopback():
     async with aiohttp.ClientSession() as http:
         f = await fetch_jwks(http, "http://idp.example.com")
     assert isinstance(f, Failure) and f.code == "NotHttps"
+
+
+def test_a_jwt_file_of_megabytes_is_refused_without_reading_it_all(tmp_path):
+    """`tipctl diag --jwt @/dev/zero` read until memory ran out (a MemoryError traceback)."""
+    from tipd.cli.diag import MAX_JWT, _read_jwt
+    from tipd.errors import ConfigError
+
+    big = tmp_path / "big"
+    big.write_text("a" * (2 * MAX_JWT))
+    with pytest.raises(ConfigError, match="longer than"):
+        _read_jwt(f"@{big}")

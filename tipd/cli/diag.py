@@ -55,22 +55,28 @@ def _target(args: argparse.Namespace):
                   session_duration=config.refresh.session_duration)
 
 
+#: --jwt's size limit: an id_token is a few KiB
+MAX_JWT = 1024 * 1024
+
+
 def _read_jwt(value: str):
     from ..errors import ConfigError
     from ..secret import Secret
 
     if value == "-":
-        text = sys.stdin.read()
+        text = sys.stdin.read(MAX_JWT + 1)
     elif value.startswith("@"):
         try:
             with open(value[1:], encoding="utf-8") as fh:
-                text = fh.read()
+                text = fh.read(MAX_JWT + 1)  # bounded: @/dev/zero was a MemoryError
         except OSError as e:
             raise ConfigError(f"--jwt: cannot read {value[1:]}: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"--jwt: {value[1:]} is not a text file (a JWT is base64url text)") from None
     else:
         text = value
+    if len(text) > MAX_JWT:
+        raise ConfigError(f"--jwt: longer than {MAX_JWT // 1024} KiB, which no JWT is")
     text = text.strip()
     if not text:
         raise ConfigError("--jwt: the token is empty")

@@ -104,12 +104,20 @@ def check_field(field: str, value: Any, provider: str = "oidc") -> Any:
         raise
 
 
+#: a --from file's size limit (one profile's values fit in a few KiB)
+MAX_FROM_FILE = 1024 * 1024
+
+
 def read_from_file(path: str) -> dict[str, Any]:
     """A --from FILE: JSON or TOML, one profile's inputs (`profile`, `provider`, the preset inputs, the
     profile settings, `default`)."""
     p = Path(path).expanduser()
     try:
-        raw = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_FROM_FILE + 1)  # bounded: /dev/zero or a huge file by mistake was a MemoryError
+        if len(data) > MAX_FROM_FILE:
+            raise ConfigError(f"{p}: larger than {MAX_FROM_FILE // 1024} KiB; is it the right file?")
+        raw = data.decode("utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read it ({e.strerror})") from None
     except UnicodeDecodeError:
