@@ -377,13 +377,14 @@ async def client_secret(store: TokenStore, profile: str, settings: Any) -> Secre
         record = await store.load_secret(profile)
     except OSError as e:  # e.g. a directory or an unreadable file where the record belongs
         raise ConfigError(f"cannot read the stored client secret of profile {profile} ({e.strerror}): fix or "
-                          f"remove {e.filename or 'it'}, then run `tipctl configure {profile} --client-secret-stdin`") from None
+                          f"remove {e.filename or 'it'}, then run "
+                          f"`tipctl configure --profile {profile} --client-secret-stdin`") from None
     if record is None:
         raise ConfigError(f"profile {profile} needs the client secret of its IdP app (client_auth = "
                           f'"{settings.client_auth}"), and none is stored: run '
-                          f"`tipctl configure {profile} --client-secret-stdin` (or answer its prompt)")
+                          f"`tipctl configure --profile {profile} --client-secret-stdin` (or answer its prompt)")
     if not record.bound_to(settings.issuer, settings.client_id):
         raise ConfigError(f"the stored client secret of profile {profile} is for issuer {record.issuer} (client "
                           f"{record.client_id}), not {settings.issuer} ({settings.client_id}); tipd does not send "
-                          f"it there: set it again with `tipctl configure {profile} --client-secret-stdin`")
+                          f"it there: set it again with `tipctl configure --profile {profile} --client-secret-stdin`")
     return record.secret

@@ -319,3 +319,30 @@ async def test_the_keyring_holds_the_record_reads_the_bare_token_of_before_and_k
     assert oct((tmp_path / "work.client-secret").stat().st_mode & 0o777) == "0o600"
     await store.delete("work")  # a sign-out forgets the sign-in, not the app's secret
     assert await store.load("work") is None and await store.load_secret("work") is not None
+
+
+async def test_the_client_secret_sentences_name_a_command_tipctl_accepts(tmp_path):
+    """They said `tipctl configure work --client-secret-stdin`, which tipctl refuses (unrecognized arguments)."""
+    import re
+    import shlex
+
+    from tipd.cli.main import parser
+    from tipd.store import client_secret
+
+    settings = parse_config({"profiles": {"work": {**PROFILE, "client_auth": "client_secret_post"}}}, "test")
+    settings = settings.profiles["work"]
+    store = FileStore(tmp_path)
+    messages = []
+    for prepare in ("none stored", "another issuer", "a directory"):
+        if prepare == "another issuer":
+            await store.save_secret("work", ClientSecret(Secret("s"), "https://other.example.com", "cid"))
+        elif prepare == "a directory":
+            await store.delete_secret("work")
+            (tmp_path / "work.client-secret").mkdir()
+        with pytest.raises(ConfigError) as e:
+            await client_secret(store, "work", settings)
+        messages.append(e.value.message)
+    for message in messages:
+        command = re.search(r"`(tipctl configure [^`]*)`", message).group(1)
+        args = shlex.split(command)[1:]
+        parser(args).parse_args(args)  # SystemExit (2) if tipctl would refuse it
