@@ -1,7 +1,7 @@
 """A seeded fuzz run of more than 10,000 requests against the real tipd: its credential endpoint, IMDSv2 on the
 same port, and the control socket. Requests are well-formed, half-formed and malformed (the header syntax
 itself mutated: `Authorization : <token>`, control characters, bare LF, no colon), with the right token, a
-wrong one or none. Checked: no 5xx and no hang; no credential without the token; no secret (endpoint token,
+wrong one or none; a share are a client's requests with one part fuzzed. Checked: no 5xx and no hang; no credential without the token; no secret (endpoint token,
 AWS secret key or session token, refresh token) in the daemon's log, which stays small; the daemon healthy
 afterwards. Bounded time: the requests go out from 8 threads, about 10-40 s on a loaded 2-core machine."""
 from __future__ import annotations
@@ -67,13 +67,18 @@ def one_request(draw) -> tuple[str, bytes, bool, str]:
     """(where: "tcp" or "control", the raw request with RIGHT in place of the token, whether it presents
     the exact token in a well-formed Authorization header, the path)."""
     where = draw(st.sampled_from(["tcp", "tcp", "tcp", "control"]))
-    # a third of the credential requests are an SDK's, give or take a header: the served path is fuzzed too
-    sdk_like = where == "tcp" and draw(st.integers(0, 2)) == 0
-    method = "GET" if sdk_like else draw(st.sampled_from(METHODS))
+    # Some requests are what a client sends, give or take a header, so the paths behind the first checks are
+    # fuzzed too: an SDK's credential fetch, an IMDSv2 token PUT (the TTL fuzzed), a tipctl login hand-off
+    # (the body fuzzed); the rest are anything.
+    kind = draw(st.sampled_from(["sdk", "sdk", "imds", "any", "any", "any"] if where == "tcp" else ["login", "any"]))
+    sdk_like = kind in ("sdk", "imds", "login")
+    method = {"sdk": "GET", "imds": "PUT", "login": "POST"}.get(kind) or draw(st.sampled_from(METHODS))
     paths = CREDENTIAL_PATHS if where == "tcp" else CONTROL_PATHS
-    path = draw(st.sampled_from(["/v1/credentials/work", "/v1/credentials"]) if sdk_like else st.one_of(
+    anything = st.one_of(
         st.sampled_from(paths), st.sampled_from(paths).map(lambda p: p + "%00"),
-        st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40).map(lambda s: "/" + s)))
+        st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40).map(lambda s: "/" + s))
+    path = draw({"sdk": st.sampled_from(["/v1/credentials/work", "/v1/credentials"]),
+                 "imds": st.just("/latest/api/token"), "login": st.just("/v1/login/work"), "any": anything}[kind])
     version = "HTTP/1.1" if sdk_like else draw(st.sampled_from(["HTTP/1.1"] * 8 + ["HTTP/1.0", "HTTP/2.0",
                                                                                  "HTTP/1.1 x", ""]))
     eol = "\r\n" if sdk_like else draw(st.sampled_from(EOLS))
@@ -81,11 +86,14 @@ def one_request(draw) -> tuple[str, bytes, bool, str]:
     lines = [f"{method} {path} {version}".rstrip()]
     if host is not None:
         lines.append("Host: " + (f"127.0.0.1:{{port}}" if host == "OK" else host))
-    presents = sdk_like
-    if sdk_like:
+    presents = kind == "sdk"
+    if kind == "sdk":
         lines.append(f"Authorization: {RIGHT}")
+    elif kind == "imds":
+        lines.append(f"X-aws-ec2-metadata-token-ttl-seconds: {draw(st.sampled_from(TTLS))}")
     for name in draw(st.lists(st.sampled_from(NAMES), max_size=2 if sdk_like else 4, unique=True)):
-        if name == "Host" or (sdk_like and name == "Authorization"):
+        if name == "Host" or (kind == "sdk" and name == "Authorization") or (
+                kind == "imds" and name == "X-aws-ec2-metadata-token-ttl-seconds"):
             continue
         sep = draw(st.sampled_from(SEPARATORS))
         if name == "Authorization":
@@ -98,7 +106,7 @@ def one_request(draw) -> tuple[str, bytes, bool, str]:
         else:
             value = draw(st.sampled_from(["", "x", RIGHT, "https://evil.example", "a" * 200]))
         lines.append(f"{name}{sep}{value}")
-    if where == "control" and method == "POST":
+    if kind == "login" or (where == "control" and method == "POST"):
         body = draw(login_bodies)
     else:
         body = draw(st.sampled_from([b"", b"", b"x", RIGHT.encode()]))
