@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {label}: {', '.join(result[key])}")
     if result["needs_restart"]:
         sections = ", ".join(f"[{s}]" for s in result["needs_restart"])
-        print(f"  {sections} changed: restart tipd to apply (`systemctl --user restart tipd` as a service)")
+        # under socket activation a plain restart keeps the old port's socket, which tipd then refuses (exit 2)
+        print(f"  {sections} changed: restart tipd to apply (as a service: `systemctl --user restart tipd`; "
+              "for a new port `tipctl service install`, which moves the service's socket to it)")
     return 0
