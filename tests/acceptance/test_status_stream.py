@@ -225,11 +225,11 @@ def test_stopping_tipd_with_open_streams_is_quick_and_ends_them(home, tipd):
         for s in streams:
             assert s.event()[0] == "status"
         watcher.next()
-        t0 = time.monotonic()
         assert tipd.stop() == 0
-        took = time.monotonic() - t0
-        assert took < 1.5, f"stopping took {took:.2f} s with open streams (the shutdown grace is 3 s)"
-        for s in streams:  # each stream ended cleanly (curl exits 0 at the chunked end), none was cut
+        # Each stream ended cleanly (curl exits 0 at the chunked end): a stream left open would have been
+        # cut at the end of the 3 s shutdown grace instead (curl: 18, partial transfer). That proves the
+        # quick end without timing it, which a loaded machine could not be trusted with.
+        for s in streams:
             assert s.event(timeout=5) is None
             assert s.proc.wait(5) == 0
     finally:
