@@ -37,6 +37,16 @@ if ! command -v Xvfb >/dev/null || ! command -v trayer >/dev/null; then
   fi
 fi
 
+if ! command -v gnome-keyring-daemon >/dev/null || ! command -v dbus-daemon >/dev/null; then
+  # the keyring tests run tipd against a real Secret Service on a private D-Bus session (CI fails without)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing gnome-keyring and dbus-daemon (for the keyring tests)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends gnome-keyring dbus-daemon >/dev/null
+  else
+    echo "tests/run.sh: gnome-keyring or dbus-daemon is missing (apt-get install gnome-keyring dbus-daemon); the keyring tests will be skipped" >&2
+  fi
+fi
+
 echo "== python environment (.venv) with tipd, its tray extra and its test dependencies"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test,tray]'

@@ -42,3 +42,17 @@ def parse_time(value: datetime | str) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.timestamp()
+
+
+#: clocks closer than this are taken to agree (an HTTP Date has 1 s resolution, a JWT `iat` too)
+SKEW_TOLERANCE = 60.0
+
+
+def local_expiry(expires: float, issued: float | None, received: float) -> float:
+    """An expiry on our clock. `expires` and `issued` are on the server's clock; when `issued` is far from the
+    moment we received the answer (`received`, our clock), the two clocks disagree, and what holds is the
+    server's own lifetime (`expires - issued`) counted from receipt. A local clock an hour ahead must not see
+    every token expired on arrival, nor one an hour behind serve credentials an hour past their end."""
+    if issued is None or abs(received - issued) <= SKEW_TOLERANCE:
+        return expires
+    return received + (expires - issued)

@@ -111,6 +111,10 @@ class Daemon:
         token = self._endpoint_token()
         await self._open_sessions()
         await self._serve_credentials(token)
+        # the stored sign-ins are read behind the listeners (the keyring probe is slow); the control socket,
+        # whose status people and tests read, comes up once they are
+        await asyncio.wait([t for s in self.broker.sessions.values() if (t := s.loading) is not None] or
+                           [asyncio.sleep(0)])
         await self._serve_control()
         self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
         self._started = True
@@ -173,11 +177,11 @@ class Daemon:
         from .idp.oidc import new_session
         from .store import open_store
 
-        self._store = open_store(self.config.store.backend, self.paths.tokens_dir)
+        self._store = open_store(self.config.store.backend, self.paths.tokens_dir, probe_later=True)
         self._http = new_session(headers={"User-Agent": f"tipd/{__version__}"})  # the IdPs' only client
         self._aws = AwsChain(self.clock)
         for name, profile in self.config.profiles.items():
-            await self._add_session(name, profile, self.config.refresh)
+            await self._add_session(name, profile, self.config.refresh, load_later=True)
 
     async def _serve_credentials(self, token: bytes) -> None:
         from aiohttp import web
@@ -234,24 +238,34 @@ class Daemon:
                         "only barrier against other local users (see docs/security.md)")
 
     # -- sessions ----------------------------------------------------------------------------
-    async def _add_session(self, name: str, profile: Profile, refresh: RefreshConfig) -> None:
-        """Make a profile's session, read its stored sign-in, and put it (and its schedule) in service."""
+    async def _add_session(self, name: str, profile: Profile, refresh: RefreshConfig, *,
+                           load_later: bool = False) -> None:
+        """Make a profile's session, read its stored sign-in, and put it (and its schedule) in service.
+        `load_later` (start-up): in service at once, reading the store in the background (`s.loading`)."""
         from .idp.oidc import IdpClient
         from .notify import desktop_notify
         from .s3ag import GrantCache
         from .session import ProfileSession
         from .store import client_secret
 
-        try:
-            secret, problem = await client_secret(self._store, name, profile), None
-        except ConfigError as e:  # this profile cannot renew until it is set; the others run
-            secret, problem = None, e
-        idp = IdpClient(self._http, profile, secret)
+        idp = IdpClient(self._http, profile, None)
         s = ProfileSession(name, profile, refresh, store=self._store, aws=self._aws, idp=idp, clock=self.clock,
                            notify=desktop_notify, on_change=self.broker.changes.signal)
-        await s.start()
-        if problem is not None:
-            s.login_required = problem
+
+        async def load() -> None:
+            try:
+                idp.client_secret, problem = await client_secret(self._store, name, profile), None
+            except ConfigError as e:  # this profile cannot renew until it is set; the others run
+                problem = e
+            await s.start()
+            if problem is not None:
+                s.login_required = problem
+            s.on_change()
+
+        if load_later:
+            s.loading = asyncio.create_task(load(), name=f"load-{name}")
+        else:
+            await load()
         grants = GrantCache(s, self._aws, self.clock, refresh)
         self.broker.sessions[name] = s  # from here on the endpoints serve it
         self.broker.grants[name] = grants
@@ -361,6 +375,11 @@ class Daemon:
         await self.broker.audit.flush()
         if self._runners:
             await _stop_accepting(self._runners[0])
+        for s in self.broker.sessions.values():
+            if not await s.flush():  # the store refused the newest refresh token until the end
+                log.error("profile %s: the newest sign-in could not be saved (%s); tipd loses it when it stops, "
+                          "so sign in again once the directory is writable", s.name,
+                          s.save_error.message if s.save_error else "store error")
         for r in reversed(self._runners):
             await r.cleanup()  # stops accepting, lets in-flight requests finish (aiohttp's shutdown timeout)
         if self._listener is not None:

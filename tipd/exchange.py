@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from aiobotocore.session import AioSession
 from botocore import UNSIGNED
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
-from .clock import Clock, iso_utc, parse_time
+from .clock import Clock, iso_utc, local_expiry, parse_time
 from .errors import UpstreamError
 from .idp.verify import unverified_claims
 from .secret import Secret
@@ -140,6 +141,23 @@ class AwsChain:
         # profile that does not exist (or that points at tipd itself) must not break the daemon.
         self.session = session or AioSession(session_vars={"profile": (None, None, None, None)})
 
+    def _expiry(self, r: dict, expiration, stage: str) -> float:
+        """`Expiration` on our clock (see clock.local_expiry), refusing credentials already expired on AWS's
+        own clock: they would be served with a past Expiration."""
+        expires, sent, now = parse_time(expiration), _server_time(r), self.clock.time()
+        if expires <= (sent if sent is not None else now):
+            raise UpstreamError(f"{stage}: AWS returned credentials that had already expired; retrying",
+                                code="ExpiredCredentials")
+        return local_expiry(expires, sent, now)
+
+    def _creds(self, r: dict, stage: str) -> AwsCredentials:
+        c = r["Credentials"]
+        arn = (r.get("AssumedRoleUser") or {}).get("Arn", "")
+        return AwsCredentials(
+            access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
+            session_token=Secret(c["SessionToken"]), expires_at=self._expiry(r, c["Expiration"], stage),
+            account_id=_account_from_arn(arn), arn=arn)
+
     def _client(self, service: str, region: str, creds: AwsCredentials | None, duration: int | None = None):
         cfg = AioConfig(
             region_name=region,
@@ -166,7 +184,7 @@ class AwsChain:
                     DurationSeconds=duration)
         except (ClientError, BotoCoreError) as e:
             raise explain(stage, e, WEB_IDENTITY_HINTS) from None
-        return _creds(r)
+        return self._creds(r, stage)
 
     async def create_token_with_iam(self, *, region: str, creds: AwsCredentials, application_arn: str,
                                     assertion: Secret | None = None,
@@ -207,7 +225,7 @@ class AwsChain:
                                        "ContextAssertion": identity_context.reveal()}])
         except (ClientError, BotoCoreError) as e:
             raise explain(stage, e) from None
-        return _creds(r)
+        return self._creds(r, stage)
 
     async def get_data_access(self, *, region: str, creds: AwsCredentials, account_id: str, target: str,
                               permission: str, privilege: str | None = None, target_type: str | None = None,
@@ -225,8 +243,8 @@ class AwsChain:
             raise explain(stage, e, S3AG_HINTS) from None
         c = r["Credentials"]
         return (AwsCredentials(access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
-                               session_token=Secret(c["SessionToken"]), expires_at=parse_time(c["Expiration"]),
-                               account_id=account_id),
+                               session_token=Secret(c["SessionToken"]),
+                               expires_at=self._expiry(r, c["Expiration"], stage), account_id=account_id),
                 r.get("MatchedGrantTarget") or target)
 
 
@@ -248,13 +266,13 @@ def _is_ip_or_localhost(host: str) -> bool:
         return host == "localhost"
 
 
-def _creds(r: dict) -> AwsCredentials:
-    c = r["Credentials"]
-    arn = (r.get("AssumedRoleUser") or {}).get("Arn", "")
-    return AwsCredentials(
-        access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
-        session_token=Secret(c["SessionToken"]), expires_at=parse_time(c["Expiration"]),
-        account_id=_account_from_arn(arn), arn=arn)
+def _server_time(r: dict) -> float | None:
+    """When AWS answered, on AWS's clock: the response's HTTP Date header."""
+    date = ((r.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+    try:
+        return parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        return None
 
 
 #: error code -> (permanent, what it usually means and what to do)

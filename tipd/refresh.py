@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -16,6 +17,9 @@ T = TypeVar("T")
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
+#: at most this many upstream calls per stage in any minute, whatever the expiries say: a value that looks
+#: expired on arrival (a local clock far ahead, a server's bad expiry) must not become a refresh loop
+MAX_PER_MINUTE = 20
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Stage(Generic[T]):
         self.next_attempt: float | None = None
         self.calls = 0
         self._inflight: asyncio.Task[Held[T]] | None = None
+        #: start times of the upstream calls of the last minute (the rate bound)
+        self._recent: deque[float] = deque()
         self._rng = rng or random.Random()
 
     # -- reading ---------------------------------------------------------------------------
@@ -92,9 +98,31 @@ class Stage(Generic[T]):
                 changed()
                 # a done callback, not the end of _run: only then does `refreshing` read False
                 self._inflight.add_done_callback(lambda _task: changed())
-        return await asyncio.shield(self._inflight)
+        task = self._inflight
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                raise  # our caller was cancelled: pass it on
+            # the refresh itself was cancelled because a new sign-in replaced this stage's value
+            if self.held is not None:
+                return self.held
+            raise UpstreamError(f"{self.name}: the refresh was cancelled (signed out or replaced)") from None
 
     async def _run(self) -> Held[T]:
+        now = self.clock.time()
+        recent = self._recent = deque(t for t in self._recent if now - 60 < t <= now)  # a clock set back resets it
+        if len(recent) >= MAX_PER_MINUTE:
+            err = UpstreamError(f"{self.name}: renewed {MAX_PER_MINUTE} times within a minute, each result "
+                                "expiring at once; pausing (check that this computer's clock is right)",
+                                code="RefreshLoop", status=503)
+            if self.last_error is None or self.last_error.code != "RefreshLoop":
+                log.warning("%s", err.message)
+            self.last_error = err
+            self.next_attempt = min(recent) + 60
+            raise err
+        recent.append(now)
         self.calls += 1
         log.debug("refreshing %s (attempt %d)", self.name, self.failures + 1)
         try:
@@ -124,6 +152,18 @@ class Stage(Generic[T]):
         else:
             delay = self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self.failures - 1)))
             self.next_attempt = self.clock.time() + max(delay, 0.05)
+
+    def adopt(self, other: "Stage[T]") -> None:
+        """Take `other`'s value (a sign-in that ran beside this one), dropping a refresh under way."""
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+        self._inflight = None
+        self.held = other.held
+        self.last_error = None
+        self.failures = 0
+        self.next_attempt = None
+        self.calls += other.calls
+        self._recent.extend(other._recent)
 
     def clear(self) -> None:
         if self._inflight is not None and not self._inflight.done():

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .clock import Clock, iso_utc, numeric_date
+from .clock import Clock, iso_utc, local_expiry, numeric_date
 from .config import Profile, RefreshConfig
+from .fsutil import crash_point
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
 from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
 from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
-from .store import Grant, TokenStore, client_secret
+from .store import Grant, StoreError, TokenStore, client_secret
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ HARD_MIN_REMAINING = 10
 TICK = 5.0
 #: the longest lifetime taken from an IdP's expires_in (a day): larger ones are not believed
 MAX_LIFETIME = 86400
+#: a record the store refused is saved again after 1, 2, 4, ... seconds, at most this long apart
+SAVE_RETRY_CAP = 60.0
 #: a refused Identity Center refresh grant: exchange a fresh IdP token instead
 FALLBACK_CODES = {"InvalidGrantException", "ExpiredTokenException", "UnsupportedGrantTypeException",
                   "UnauthorizedClientException"}
@@ -126,9 +129,19 @@ class ProfileSession:
         #: the Identity Center refresh token found in the store at start (the idc stage holds the live one)
         self._stored_idc_refresh: Secret | None = None
         self._store_lock = asyncio.Lock()
+        #: the session's sign-in (refresh token, scope, Identity Center refresh token) differs from the stored
+        #: record: a write failed (disk full, read-only, keyring refused) or is under way. The values are in
+        #: memory and in use; `run` retries the write with backoff until it lands
+        self._dirty = False
+        self.save_error: TipdError | None = None
+        self._save_failures = 0
+        self._save_retry_at = 0.0
         #: how this IdP takes a refresh's scope when it refused the profile's way once ("omit" / "granted")
         self._scope_mode: str | None = None
         self.served: Served | None = None
+        #: reading the stored sign-in at start-up, when it runs behind the listeners (the daemon's start): a
+        #: request waits for it rather than hear "not signed in"
+        self.loading: asyncio.Task | None = None
         self.signing_in = False
         self.login_required: TipdError | None = None
         self.user: str | None = None
@@ -157,17 +170,22 @@ class ProfileSession:
             if other is False:
                 raise
             tokens = await self.idp_client.refresh(self.refresh_token, scope=other or None)
+            crash_point("rotation:received")
             self._scope_mode = "omit" if other is None else "granted"
             log.warning("profile %s: the IdP refused a refresh %s (%s); it takes one %s: set refresh_scope = \"%s\" "
                         "in the profile", self.name, "without a scope" if scope is None else "with the granted scope",
                         e.error, "with the granted scope" if other else "without a scope", self._scope_mode)
             scope = other
+        else:
+            crash_point("rotation:received")
         granted = self._granted(tokens, asked=scope)
         rotated = tokens.refresh_token is not None and tokens.refresh_token != self.refresh_token
         if rotated or granted != self.granted_scope or self._grant_unbound:
-            # A rotated token: the old one is dead now. Persist the new one before anything uses it, so a
-            # crash at any later point still leaves a token that works.
+            # A rotated token: the old one is dead now. It is the session's at once, and persisted before
+            # anything uses it, so a crash at any later point still leaves a token that works; a store that
+            # refuses it (disk full, read-only) costs nothing: renewals go on with it, the write is retried.
             await self._persist(refresh_token=tokens.refresh_token if rotated else None, scope=granted)
+            crash_point("rotation:saved")
         return self._idp_tokens(tokens)
 
     def _refresh_scope(self) -> str | None:
@@ -199,20 +217,51 @@ class ProfileSession:
         return scope
 
     async def _persist(self, *, refresh_token: Secret | None = None, scope: str | None = None,
-                       idc_refresh: Secret | None = None) -> None:
-        """Store the sign-in record, bound to this issuer, client and application, with what is given and the
-        latest of the rest; only then are the given values the session's own. One write at a time, each from
-        the latest values, so a slower write can never put back a token that an IdP already rotated."""
+                       idc_refresh: Secret | None = None) -> bool:
+        """Make the given values the session's own at once (a rotated refresh token is the only live one: it
+        must never wait on a disk), then store the sign-in record, bound to this issuer, client and application,
+        built from the latest values. One write at a time, each from the latest values, so a slower write can
+        never put back a token that an IdP already rotated. Never raises: a refused write is retried by `run`
+        with backoff and shown in the status. Shielded: a cancelled caller does not abandon a write."""
+        if self.refresh_token is None:
+            return True  # signed out meanwhile: never bring a sign-in back
+        self.refresh_token = refresh_token or self.refresh_token
+        self.granted_scope = scope or self.granted_scope
+        self._stored_idc_refresh = idc_refresh or self._stored_idc_refresh
+        self._grant_unbound = False
+        self._dirty = True
+        return await asyncio.shield(self._write_record())
+
+    async def _write_record(self) -> bool:
         async with self._store_lock:
-            if self.refresh_token is None:
-                return  # signed out meanwhile: never bring a sign-in back
-            rt = refresh_token or self.refresh_token
-            scope = scope or self.granted_scope
-            idc = idc_refresh or self._stored_idc_refresh
-            await self.store.save(self.name, Grant(rt, self.profile.issuer, self.profile.client_id, scope).with_idc(
-                idc, self.profile.application_arn))
-            self.refresh_token, self.granted_scope, self._stored_idc_refresh = rt, scope, idc
-            self._grant_unbound = False
+            if not self._dirty or self.refresh_token is None:
+                return True  # a write that started later already stored these values
+            self._dirty = False  # a change during the write sets it again
+            record = Grant(self.refresh_token, self.profile.issuer, self.profile.client_id, self.granted_scope
+                           ).with_idc(self._stored_idc_refresh, self.profile.application_arn)
+            try:
+                await self.store.save(self.name, record)
+            except Exception as e:  # whatever the store's failure, the sign-in stays in memory
+                self._dirty = True
+                self._save_failures += 1
+                delay = min(SAVE_RETRY_CAP, 2.0 ** (self._save_failures - 1))
+                self._save_retry_at = self.clock.time() + delay
+                msg = e.message if isinstance(e, TipdError) else f"cannot save the sign-in ({type(e).__name__})"
+                self.save_error = StoreError(f"{msg}; the sign-in is kept in memory and saved again in {delay:.0f} s "
+                                             "(free some space or make the directory writable)")
+                log.error("profile %s: %s", self.name, self.save_error.message)
+                self._changed()
+                return False
+            if self.save_error is not None:
+                log.info("profile %s: the sign-in is saved again", self.name)
+                self.save_error = None
+                self._save_failures = 0
+                self._changed()
+            return True
+
+    async def flush(self) -> bool:
+        """Try once more to store a record the store refused (at shutdown); False if it is still unsaved."""
+        return not self._dirty or await self._write_record()
 
     def _idp_tokens(self, tokens: TokenResponse) -> tuple[IdpTokens, float]:
         """The idp stage's value. A refresh without the JWT the chain exchanges is not an error by itself:
@@ -233,9 +282,17 @@ class ProfileSession:
         if self.profile.exchange_token == "access_token" and self.user is None:
             self.user = claims.get("email") or claims.get("preferred_username") or claims.get("sub")
         # a string, a boolean or 1e400 (infinity) here must not break status for good: not believed
-        expires = numeric_date(claims.get("exp"))
-        if expires is None:
-            expires = now + min(tokens.expires_in or 300, MAX_LIFETIME)
+        exp, iat = numeric_date(claims.get("exp")), numeric_date(claims.get("iat"))
+        lifetime = min(tokens.expires_in or 300, MAX_LIFETIME)
+        if exp is None:
+            expires = now + lifetime
+        elif iat is None and tokens.expires_in:
+            expires = local_expiry(exp, exp - lifetime, now)
+        else:  # the IdP's own iat..exp, counted from now when its clock and ours disagree (clock.local_expiry)
+            expires = local_expiry(exp, iat, now)
+        if expires <= now:
+            raise UpstreamError("the IdP issued a token that had already expired (its exp is not after its iat)",
+                                code="IdPError")
         return IdpTokens(assertion, claims, expires), expires
 
     def _assertion_of(self, tokens: TokenResponse) -> Secret | None:
@@ -313,11 +370,7 @@ class ProfileSession:
         if token.refresh_token is not None and token.refresh_token != previous and self.refresh_token is not None:
             # kept with the sign-in, so a restart renews without a new jwt-bearer exchange. Best effort: a lost
             # one only costs that exchange (a refused refresh grant falls back to it)
-            try:
-                await self._persist(idc_refresh=token.refresh_token)
-            except Exception as e:
-                log.warning("profile %s: cannot store the Identity Center refresh token (%s)", self.name,
-                            type(e).__name__)
+            await self._persist(idc_refresh=token.refresh_token)
         return token, token.expires_at
 
     async def _fetch_enhanced(self) -> tuple[AwsCredentials, float]:
@@ -327,7 +380,11 @@ class ProfileSession:
             region=self.profile.region, creds=boot, role_arn=self.profile.identity_enhanced_role_arn,
             session=session_name(idc.user_id or "unknown"), identity_context=idc.identity_context,
             duration=self.settings.session_duration)
-        self.served = Served.render(creds, self.clock.time())
+        now = self.clock.time()
+        if creds.expires_at - now <= self.floor:  # never hand out what is (nearly) expired, whatever STS says
+            raise UpstreamError(f"STS issued credentials valid for only {creds.expires_at - now:.0f} s; retrying",
+                                code="ExpiredCredentials")
+        self.served = Served.render(creds, now)
         log.info("profile %s: identity-enhanced session ready for %s, valid until %s", self.name,
                  self.user, iso_utc(creds.expires_at))
         return creds, creds.expires_at
@@ -349,6 +406,9 @@ class ProfileSession:
         if s is not None and s.creds.expires_at - now > self.floor:
             self._wake.set()  # short but valid: serve it now, let the scheduler refresh behind
             return s
+        if self.loading is not None and not self.loading.done():
+            await asyncio.wait([self.loading])  # its own failure is logged by the daemon; the state says the rest
+            return await self.credentials()
         if self.login_required is not None:
             raise LoginRequired(self.login_required.message)
         if self.refresh_token is None:
@@ -400,29 +460,34 @@ class ProfileSession:
         self.signing_in = True
         self._changed()
         try:
-            for st in self.stages:
-                st.clear()
-            self.served = None
-            self.login_required = None
-            granted = self._granted(tokens, asked=" ".join(self.profile.scopes))
-            async with self._store_lock:
-                await self.store.save(self.name, Grant(tokens.refresh_token, self.profile.issuer,
-                                                       self.profile.client_id, granted))
-                self.refresh_token, self.granted_scope, self._stored_idc_refresh = tokens.refresh_token, granted, None
-                self._grant_unbound = False
-            self.user = None
-            held, exp = self._idp_tokens(tokens)
-            self.idp.held = Held(held, exp, self.clock.time())
-            try:
-                await self.enhanced.refresh()
-            except TipdError as e:
-                self._note_failure(e)
-                raise
+            # the new sign-in runs its whole chain beside the current one, with a store that writes nothing
+            trial = ProfileSession(self.name, self.profile, self.settings, store=_Unstored(), aws=self.aws,
+                                   idp=self.idp_client, clock=self.clock)
+            trial.refresh_token = tokens.refresh_token
+            trial.granted_scope = trial._granted(tokens, asked=" ".join(self.profile.scopes))
+            held, exp = trial._idp_tokens(tokens)
+            trial.idp.held = Held(held, exp, self.clock.time())
+            await trial.enhanced.refresh()  # raises: nothing of ours was touched
+            self._adopt(trial)
+            crash_point("login:adopted")
+            await self._persist()
         finally:
             self.signing_in = False
             self._changed()
         self._wake.set()
         return self.status()
+
+    def _adopt(self, trial: "ProfileSession") -> None:
+        """Take over a successful sign-in's state in one step (no await): a refresh of the old one under way is
+        cancelled, so it can overwrite neither the new stages nor the new record."""
+        for mine, theirs in zip(self.stages, trial.stages):
+            mine.adopt(theirs)
+        self.refresh_token, self.granted_scope = trial.refresh_token, trial.granted_scope
+        self._stored_idc_refresh = trial.idc.held.value.refresh_token if trial.idc.held else None
+        self._scope_mode = trial._scope_mode
+        self.served = trial.served
+        self.user, self.idc_user_id = trial.user, trial.idc_user_id
+        self.login_required = None
 
     async def logout(self) -> Revocation:
         """Forget everything; revoke the refresh token at the IdP when it offers revocation. The outcome says
@@ -430,13 +495,15 @@ class ProfileSession:
         revoked = NOT_SIGNED_IN
         token, self.refresh_token = self.refresh_token, None
         self.granted_scope = self._stored_idc_refresh = None
+        self._dirty, self.save_error = False, None
         for st in self.stages:
             st.clear()
         self.served = None
         self.login_required = None
         self.user = self.idc_user_id = None
         self._changed()
-        await self.store.delete(self.name)
+        async with self._store_lock:  # after a write under way, never before it
+            await self.store.delete(self.name)
         if token is not None:
             try:
                 revoked = await self.idp_client.revoke(token)
@@ -478,9 +545,17 @@ class ProfileSession:
     async def run(self) -> None:
         """The proactive schedule: refresh each stage ahead of its expiry; wake every TICK seconds so a
         jump of the wall clock (sleep/resume) is noticed promptly."""
+        if self.loading is not None:
+            await asyncio.wait([self.loading])
         while True:
             self._notice_time()
             delay = TICK
+            if self._dirty and not self._store_lock.locked():
+                wait = self._save_retry_at - self.clock.time()
+                if wait <= 0:
+                    await self._write_record()
+                    continue
+                delay = min(delay, wait)
             if self.refresh_token is not None and self.login_required is None and not self.signing_in:
                 now = self.clock.time()
                 due = self._due_stage(now)
@@ -491,7 +566,7 @@ class ProfileSession:
                         self._note_failure(e)
                     continue
                 nxt = min((d for st in self.stages[1:] if (d := st.due_at()) is not None), default=now + TICK)
-                delay = min(TICK, max(0.0, nxt - now))
+                delay = min(delay, max(0.0, nxt - now))
             self._wake.clear()
             sleeper = asyncio.ensure_future(self.clock.sleep(delay))
             waker = asyncio.ensure_future(self._wake.wait())
@@ -522,7 +597,8 @@ class ProfileSession:
             return State.SIGNED_OUT
         if any(st.refreshing for st in self.stages):
             return State.REFRESHING
-        if any(st.last_error is not None for st in self.stages) or self.cached_body() is None:
+        if (any(st.last_error is not None for st in self.stages) or self.save_error is not None
+                or self.cached_body() is None):
             return State.DEGRADED
         return State.FRESH
 
@@ -530,7 +606,8 @@ class ProfileSession:
         def t(x: float | None) -> str | None:
             return iso_utc(x) if x is not None else None
 
-        err = self.login_required or next((st.last_error for st in reversed(self.stages) if st.last_error), None)
+        err = (self.login_required or next((st.last_error for st in reversed(self.stages) if st.last_error), None)
+               or self.save_error)
         return {
             "profile": self.name,
             "state": str(self.state),
@@ -540,6 +617,7 @@ class ProfileSession:
             "credentials_expire": t(self.served.creds.expires_at) if self.served else None,
             "next_refresh": t(self.enhanced.due_at()),
             "last_error": err.message if err else None,
+            "sign_in_saved": not self._dirty,
             "stages": {
                 st.name: {
                     "expires": t(st.held.expires_at) if st.held else None,
@@ -550,3 +628,19 @@ class ProfileSession:
                 } for st in self.stages
             },
         }
+
+
+class _Unstored:
+    """The store of a sign-in on trial: nothing is written until the sign-in is adopted (then saved) or
+    dropped."""
+
+    name = "trial"
+
+    async def load(self, profile: str) -> Grant | None:
+        return None
+
+    async def save(self, profile: str, grant: Grant) -> None:
+        pass
+
+    async def delete(self, profile: str) -> None:
+        pass

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .fsutil import private_dir, remove, write_private
+from .errors import TipdError
+from .fsutil import leftovers, pid_alive, private_dir, remove, sync_dir, write_private
 from .secret import Secret
 
 log = logging.getLogger(__name__)
@@ -151,8 +154,19 @@ def _damaged(profile: str, what: str) -> None:
                 "a new login is needed" if what == "sign-in" else "set it again with `tipctl configure`")
 
 
+class StoreError(TipdError):
+    """A record could not be written (disk full, read-only, keyring refused)."""
+
+    code = "StoreError"
+    status = 503
+
+
 class FileStore:
-    """One JSON file per profile and record, 0600, in a 0700 directory, replaced atomically on every save."""
+    """One JSON file per profile and record, 0600, in a 0700 directory, replaced atomically on every save.
+
+    A crash mid-save can leave `.NAME.json.PID.tmp` beside the file, complete or partial. A complete one is
+    newer than the file (it was written after it), and after a rotation it holds the only refresh token the
+    IdP still accepts: loading takes the newest complete record and makes it the file again."""
 
     name = "file"
 
@@ -173,41 +187,87 @@ class FileStore:
         except UnicodeDecodeError:
             return "\0"  # damaged: fails to parse below
 
-    async def load(self, profile: str) -> Grant | None:
-        text = self._read(self._path(profile))
-        if text is None:
-            return None
+    def _newest(self, path: Path, parse: Callable[[str], Any]) -> tuple[Any, bool]:
+        """The newest complete record among `path` and the temp files an interrupted save left beside it
+        (made the file again), and whether `path` itself was damaged."""
+        best: tuple[int, Path, Any] | None = None
+        damaged = False
+        for candidate, pid in [(path, 0), *leftovers(path)]:
+            if pid and pid != os.getpid() and pid_alive(pid):
+                continue  # another process is writing it right now
+            try:
+                mtime = candidate.stat().st_mtime_ns
+            except FileNotFoundError:
+                continue
+            text = self._read(candidate)
+            if text is None:
+                continue
+            try:
+                if not text.lstrip().startswith("{"):
+                    raise StoredRecordError("not a JSON object")  # a file always held JSON
+                record = parse(text)
+            except (StoredRecordError, ValueError):
+                damaged = damaged or candidate == path
+                continue
+            if best is None or mtime > best[0]:
+                best = (mtime, candidate, record)
+        if best is None:
+            return None, damaged
+        if best[1] != path:
+            log.warning("recovered %s from the file an interrupted save left (%s)", path.name, best[1].name)
+        self._tidy(path, keep=best[1])
+        return best[2], False
+
+    def _tidy(self, path: Path, keep: Path) -> None:
+        """Make `keep` the record's file and drop the other leftovers (best effort: in a read-only directory
+        they stay, and the next start decides again)."""
         try:
-            if not text.lstrip().startswith("{"):
-                raise StoredRecordError("not a JSON object")  # a file always held JSON
-            return Grant.loads(text)
-        except (StoredRecordError, ValueError):
+            if keep != path:
+                os.replace(keep, path)
+            stale = [p for p, pid in leftovers(path) if pid == os.getpid() or not pid_alive(pid)]
+            for p in stale:
+                p.unlink()
+            if keep != path or stale:
+                sync_dir(path.parent)
+        except OSError as e:
+            log.warning("cannot tidy %s (%s)", path.parent, e.strerror)
+
+    def _write(self, path: Path, data: str, what: str) -> None:
+        try:
+            private_dir(self.directory)
+            write_private(path, data.encode(), tag="token")
+        except OSError as e:
+            raise StoreError(f"cannot save the {what} in {self.directory} ({e.strerror or type(e).__name__})") from None
+
+    def _remove(self, path: Path) -> None:
+        remove(path)
+        for leftover, pid in leftovers(path):
+            if pid == os.getpid() or not pid_alive(pid):
+                remove(leftover)
+
+    async def load(self, profile: str) -> Grant | None:
+        grant, damaged = self._newest(self._path(profile), Grant.loads)
+        if damaged:
             _damaged(profile, "sign-in")
-            return None
+        return grant
 
     async def save(self, profile: str, grant: Grant) -> None:
-        private_dir(self.directory)
-        write_private(self._path(profile), grant.dumps().encode())
+        self._write(self._path(profile), grant.dumps(), f"sign-in of profile {profile}")
 
     async def delete(self, profile: str) -> None:
-        remove(self._path(profile))
+        self._remove(self._path(profile))
 
     async def load_secret(self, profile: str) -> ClientSecret | None:
-        text = self._read(self._path(profile, SECRET_SUFFIX))
-        if text is None:
-            return None
-        try:
-            return ClientSecret.loads(text)
-        except (StoredRecordError, ValueError):
+        secret, damaged = self._newest(self._path(profile, SECRET_SUFFIX), ClientSecret.loads)
+        if damaged:
             _damaged(profile, "client secret")
-            return None
+        return secret
 
     async def save_secret(self, profile: str, secret: ClientSecret) -> None:
-        private_dir(self.directory)
-        write_private(self._path(profile, SECRET_SUFFIX), secret.dumps().encode())
+        self._write(self._path(profile, SECRET_SUFFIX), secret.dumps(), f"client secret of profile {profile}")
 
     async def delete_secret(self, profile: str) -> None:
-        remove(self._path(profile, SECRET_SUFFIX))
+        self._remove(self._path(profile, SECRET_SUFFIX))
 
 
 class KeyringStore:
@@ -353,17 +413,65 @@ class FallbackStore:
         await self.fallback.delete_secret(profile)
 
 
-def open_store(backend: str, tokens_dir: Path) -> TokenStore:
+class ProbingStore:
+    """The daemon's store when a keyring may be used. Finding out whether it can be (`usable_keyring`: keyring's
+    backend discovery, a D-Bus round trip, on a desktop perhaps an unlock prompt) costs 0.1-0.3 s or more, so it
+    runs in a thread at the first call, not on tipd's way to listening; every call waits for the answer, then
+    goes to the keyring (the file store behind it) or to the file store alone."""
+
+    def __init__(self, tokens_dir: Path) -> None:
+        self.files = FileStore(tokens_dir)
+        self.name = "keyring"
+        self._probe: asyncio.Future | None = None
+        self._store: TokenStore | None = None
+
+    async def resolve(self) -> TokenStore:
+        if self._store is None:
+            if self._probe is None:
+                self._probe = asyncio.get_running_loop().run_in_executor(None, usable_keyring)
+            kr = await asyncio.shield(self._probe)
+            if self._store is None:
+                self._store = _chosen(kr, self.files)
+                self.name = self._store.name
+        return self._store
+
+    async def load(self, profile: str) -> Grant | None:
+        return await (await self.resolve()).load(profile)
+
+    async def save(self, profile: str, grant: Grant) -> None:
+        await (await self.resolve()).save(profile, grant)
+
+    async def delete(self, profile: str) -> None:
+        await (await self.resolve()).delete(profile)
+
+    async def load_secret(self, profile: str) -> ClientSecret | None:
+        return await (await self.resolve()).load_secret(profile)
+
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
+        await (await self.resolve()).save_secret(profile, secret)
+
+    async def delete_secret(self, profile: str) -> None:
+        await (await self.resolve()).delete_secret(profile)
+
+
+def _chosen(kr: Any, files: FileStore) -> TokenStore:
+    if kr is not None:
+        log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
+        return FallbackStore(KeyringStore(kr), files)
+    log.warning("no usable OS keyring; refresh tokens are kept in 0600 files in %s instead", files.directory)
+    return files
+
+
+def open_store(backend: str, tokens_dir: Path, *, probe_later: bool = False) -> TokenStore:
+    """The store for `[store] backend`. `probe_later` (the daemon): the keyring probe runs in a thread at the
+    first use instead of now (see ProbingStore)."""
     files = FileStore(tokens_dir)
     if backend == "file":
         log.info("refresh tokens are kept in 0600 files in %s (store backend = \"file\")", tokens_dir)
         return files
-    kr = usable_keyring()
-    if kr is not None:
-        log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
-        return FallbackStore(KeyringStore(kr), files)
-    log.warning("no usable OS keyring; refresh tokens are kept in 0600 files in %s instead", tokens_dir)
-    return files
+    if probe_later:
+        return ProbingStore(tokens_dir)
+    return _chosen(usable_keyring(), files)
 
 
 async def client_secret(store: TokenStore, profile: str, settings: Any) -> Secret | None:

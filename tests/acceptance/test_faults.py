@@ -97,10 +97,14 @@ def test_steady_rotation_serves_only_fresh_credentials(signed_in, short_home, fa
     assert all(a.expires - a.at >= 8 - 1 for a in f.ok())  # min_remaining (1 s of Expiration rounding)
 
 
+# The IdP is asked only when the chain needs a new IdP token (the Identity Center refresh grant needs none),
+# at the latest one token lifetime after the last: faults at the IdP show within 2 lifetimes.
+
+
 def test_idp_returning_500s_degrades_and_recovers(signed_in, short_home, short_idp, fake):
     with fetcher(short_home) as f:
         short_idp.fault("/token", 500, count=-1)
-        wait_for(lambda: state(short_home) == "degraded", timeout=LIFETIME, what="degraded")
+        wait_for(lambda: state(short_home) == "degraded", timeout=LIFETIME * 2, what="degraded")
         assert "the IdP answered HTTP 500 server_error" in status(short_home)["profiles"][0]["last_error"]
         short_idp.clear_faults()
         wait_for(lambda: state(short_home) == "fresh", timeout=LIFETIME * 2, what="fresh again")
@@ -112,7 +116,7 @@ def test_idp_down_connection_refused_and_back(signed_in, short_home, short_idp, 
     with fetcher(short_home) as f:
         short_idp.down()
         try:
-            wait_for(lambda: state(short_home) == "degraded", timeout=LIFETIME, what="degraded")
+            wait_for(lambda: state(short_home) == "degraded", timeout=LIFETIME * 2, what="degraded")
             assert "cannot reach the IdP" in status(short_home)["profiles"][0]["last_error"]
         finally:
             short_idp.up()
@@ -150,7 +154,7 @@ def test_revoked_refresh_token_means_login_required_without_a_retry_storm(signed
     with fetcher(short_home) as f:
         short_idp.reset_stats()
         short_idp.revoke_all()
-        wait_for(lambda: state(short_home) == "login-required", timeout=LIFETIME, what="login-required")
+        wait_for(lambda: state(short_home) == "login-required", timeout=LIFETIME * 2, what="login-required")
         attempts = short_idp.stats().get("/token", 0)
         # keep watching for two more lifetimes: the schedule must have stopped asking
         deadline = time.time() + 2 * LIFETIME
@@ -172,10 +176,10 @@ def test_kill_9_during_refresh_token_rotation_resumes_without_login(signed_in, s
         before = short_idp.stats().get("/token", 0)
         if point.startswith("request"):
             short_idp.fault("/token", 0, count=1, delay_ms=3000)  # hold the next refresh at the IdP's door
-            wait_for(lambda: short_idp.stats().get("/token", 0) > before, timeout=LIFETIME, what="a refresh")
+            wait_for(lambda: short_idp.stats().get("/token", 0) > before, timeout=LIFETIME * 2, what="a refresh")
         else:
             mtime = stored.stat().st_mtime_ns
-            wait_for(lambda: stored.stat().st_mtime_ns != mtime, timeout=LIFETIME, what="a rotation")
+            wait_for(lambda: stored.stat().st_mtime_ns != mtime, timeout=LIFETIME * 2, what="a rotation")
         d.kill9()
         short_idp.clear_faults()
         d = Tipd(short_home).start()

@@ -88,9 +88,11 @@ class FakeIdp:
         self.id_token_on_refresh = True
         self.jwt_access_tokens = False
         self.scopes_sent: list[str | None] = []
+        #: how far the IdP's clock is behind ours (its iat/exp are on its clock)
+        self.skew = 0.0
 
     def _jwt(self, kind):
-        now = int(self.clock.time())
+        now = int(self.clock.time() - self.skew)
         return jwt.encode({"sub": "alice", "email": "alice@example.com", "iat": now, "exp": now + self.ttl,
                            "n": self.n, "kind": kind}, "k" * 32, algorithm="HS256")
 
