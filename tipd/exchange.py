@@ -11,11 +11,9 @@ from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from aiobotocore.config import AioConfig
-from aiobotocore.httpsession import AIOHTTPSession
-from aiobotocore.session import AioSession
-from botocore import UNSIGNED
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from functools import cache
+from types import SimpleNamespace
+from typing import Any
 
 from .clock import Clock, iso_utc, local_expiry, parse_time
 from .errors import UpstreamError
@@ -70,36 +68,55 @@ class IdcToken:
         return f"IdcToken(user_id={self.user_id!r}, refresh_token={'yes' if self.refresh_token else 'no'})"
 
 
-class ResponseTooLarge(HTTPClientError):
-    fmt = "AWS answered more than {limit} bytes; the answer was not read"
+@cache
+def _boto() -> SimpleNamespace:
+    """botocore and aiobotocore, imported at the first AWS call: they are about a third of tipd's start-up, and
+    nothing before the first renewal needs them (the credential port serves without them)."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.httpsession import AIOHTTPSession
+    from aiobotocore.session import AioSession
+    from botocore import UNSIGNED
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+
+    class ResponseTooLarge(HTTPClientError):
+        fmt = "AWS answered more than {limit} bytes; the answer was not read"
+
+    class _SharedTLSSession(AIOHTTPSession):
+        """aiobotocore builds a new SSL context (loading the whole CA bundle) for every client: two thirds of
+        a rotation's CPU. The verify context depends only on the verify setting, so build it once.
+
+        It also bounds every answer: aiobotocore reads a whole body into memory (a 200 MB one took 1.5 GB), so
+        the body is read here, in chunks, and refused past MAX_RESPONSE_BYTES (or a larger Content-Length)."""
+
+        _contexts: dict = {}
+
+        async def send(self, request):
+            streaming, request.stream_output = request.stream_output, True  # we read the body, not aiobotocore
+            try:
+                response = await super().send(request)
+            finally:
+                request.stream_output = streaming
+            if not streaming:
+                response._content = await _read_capped(response.raw, MAX_RESPONSE_BYTES)
+            return response
+
+        def _build_verify_context(self):
+            if self._cert_file:  # a client certificate is loaded into the context: never share that one
+                return super()._build_verify_context()
+            ctx = self._contexts.get(self._verify)
+            if ctx is None:
+                ctx = self._contexts[self._verify] = super()._build_verify_context()
+            return ctx
+
+    return SimpleNamespace(AioConfig=AioConfig, AioSession=AioSession, UNSIGNED=UNSIGNED, ClientError=ClientError,
+                           BotoConnectionError=BotoConnectionError, HTTPClientError=HTTPClientError,
+                           ResponseTooLarge=ResponseTooLarge, SharedTLSSession=_SharedTLSSession,
+                           errors=(ClientError, BotoCoreError))
 
 
-class _SharedTLSSession(AIOHTTPSession):
-    """aiobotocore builds a new SSL context (loading the whole CA bundle) for every client: two thirds of
-    a rotation's CPU. The verify context depends only on the verify setting, so build it once.
-
-    It also bounds every answer: aiobotocore reads a whole body into memory (a 200 MB one took 1.5 GB), so
-    the body is read here, in chunks, and refused past MAX_RESPONSE_BYTES (or a larger Content-Length)."""
-
-    _contexts: dict = {}
-
-    async def send(self, request):
-        streaming, request.stream_output = request.stream_output, True  # we read the body, not aiobotocore
-        try:
-            response = await super().send(request)
-        finally:
-            request.stream_output = streaming
-        if not streaming:
-            response._content = await _read_capped(response.raw, MAX_RESPONSE_BYTES)
-        return response
-
-    def _build_verify_context(self):
-        if self._cert_file:  # a client certificate is loaded into the context: never share that one
-            return super()._build_verify_context()
-        ctx = self._contexts.get(self._verify)
-        if ctx is None:
-            ctx = self._contexts[self._verify] = super()._build_verify_context()
-        return ctx
+def _boto_errors() -> tuple[type[Exception], ...]:
+    """What a botocore call raises that `explain` turns into a sentence."""
+    return _boto().errors
 
 
 async def _read_capped(raw, limit: int) -> bytes:
@@ -111,13 +128,13 @@ async def _read_capped(raw, limit: int) -> bytes:
     chunks, size = [], 0
     try:
         if declared > limit:
-            raise ResponseTooLarge(limit=limit)
+            raise _boto().ResponseTooLarge(limit=limit)
         async for chunk in raw.content.iter_chunked(65536):
             size += len(chunk)
             if size > limit:
-                raise ResponseTooLarge(limit=limit)
+                raise _boto().ResponseTooLarge(limit=limit)
             chunks.append(chunk)
-    except ResponseTooLarge:
+    except _boto().ResponseTooLarge:
         raw.close()
         raise
     return b"".join(chunks)
@@ -135,11 +152,17 @@ def session_name(user_id: str) -> str:
 
 
 class AwsChain:
-    def __init__(self, clock: Clock, session: AioSession | None = None) -> None:
+    def __init__(self, clock: Clock, session: Any = None) -> None:
         self.clock = clock
-        # Ignore AWS_PROFILE / AWS_DEFAULT_PROFILE: the user's choice of profile is for their tools, and a
-        # profile that does not exist (or that points at tipd itself) must not break the daemon.
-        self.session = session or AioSession(session_vars={"profile": (None, None, None, None)})
+        self._session = session
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            # Ignore AWS_PROFILE / AWS_DEFAULT_PROFILE: the user's choice of profile is for their tools, and a
+            # profile that does not exist (or that points at tipd itself) must not break the daemon.
+            self._session = _boto().AioSession(session_vars={"profile": (None, None, None, None)})
+        return self._session
 
     def _expiry(self, r: dict, expiration, stage: str) -> float:
         """`Expiration` on our clock (see clock.local_expiry), refusing credentials already expired on AWS's
@@ -159,13 +182,14 @@ class AwsChain:
             account_id=_account_from_arn(arn), arn=arn)
 
     def _client(self, service: str, region: str, creds: AwsCredentials | None, duration: int | None = None):
-        cfg = AioConfig(
+        boto = _boto()
+        cfg = boto.AioConfig(
             region_name=region,
-            signature_version=UNSIGNED if creds is None else None,
+            signature_version=boto.UNSIGNED if creds is None else None,
             retries={"mode": "standard", "max_attempts": 2},
             connect_timeout=5, read_timeout=15,
             parameter_validation=not (duration is not None and duration < STS_MIN_DURATION),
-            http_session_cls=_SharedTLSSession,
+            http_session_cls=boto.SharedTLSSession,
         )
         kw = {}
         if creds is not None:
@@ -182,7 +206,7 @@ class AwsChain:
                 r = await sts.assume_role_with_web_identity(
                     RoleArn=role_arn, RoleSessionName=session, WebIdentityToken=id_token.reveal(),
                     DurationSeconds=duration)
-        except (ClientError, BotoCoreError) as e:
+        except _boto_errors() as e:
             raise explain(stage, e, WEB_IDENTITY_HINTS) from None
         return self._creds(r, stage)
 
@@ -197,7 +221,7 @@ class AwsChain:
         try:
             async with self._client("sso-oidc", region, creds) as oidc:
                 r = await oidc.create_token_with_iam(clientId=application_arn, **kw)
-        except (ClientError, BotoCoreError) as e:
+        except _boto_errors() as e:
             raise explain(stage, e) from None
         ctx = (r.get("awsAdditionalDetails") or {}).get("identityContext")
         claims = unverified_claims(r["idToken"]) if r.get("idToken") else {}
@@ -223,7 +247,7 @@ class AwsChain:
                     RoleArn=role_arn, RoleSessionName=session, DurationSeconds=duration,
                     ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER,
                                        "ContextAssertion": identity_context.reveal()}])
-        except (ClientError, BotoCoreError) as e:
+        except _boto_errors() as e:
             raise explain(stage, e) from None
         return self._creds(r, stage)
 
@@ -239,7 +263,7 @@ class AwsChain:
             async with self._client("s3control", region, creds, duration) as s3c:
                 s3c.meta.events.register("before-call.s3-control.GetDataAccess", _no_account_label_on_ip)
                 r = await s3c.get_data_access(AccountId=account_id, Target=target, Permission=permission, **kw)
-        except (ClientError, BotoCoreError) as e:
+        except _boto_errors() as e:
             raise explain(stage, e, S3AG_HINTS) from None
         c = r["Credentials"]
         return (AwsCredentials(access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
@@ -320,7 +344,8 @@ S3AG_HINTS: dict[str, tuple[bool, str]] = {
 
 
 def explain(stage: str, e: Exception, hints: dict[str, tuple[bool, str]] = HINTS) -> UpstreamError:
-    if isinstance(e, ClientError):
+    boto = _boto()
+    if isinstance(e, boto.ClientError):
         err = e.response.get("Error", {})
         code = err.get("Code", "Unknown")
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -331,9 +356,9 @@ def explain(stage: str, e: Exception, hints: dict[str, tuple[bool, str]] = HINTS
         if err.get("Message") and not permanent:
             msg += f" ({err['Message'][:200]})"
         out = UpstreamError(msg, code=code, permanent=permanent, status=502 if not permanent else 403)
-    elif isinstance(e, ResponseTooLarge):
+    elif isinstance(e, boto.ResponseTooLarge):
         out = UpstreamError(f"{stage} failed: {e}", code="ResponseTooLarge", permanent=False, status=502)
-    elif isinstance(e, (BotoConnectionError, HTTPClientError)):
+    elif isinstance(e, (boto.BotoConnectionError, boto.HTTPClientError)):
         out = UpstreamError(f"{stage} failed: cannot reach AWS ({type(e).__name__})", code="AwsUnreachable",
                             permanent=False, status=503)
     else:  # botocore's own complaint (bad parameter, config): its message names the problem, no secrets
