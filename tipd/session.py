@@ -467,7 +467,12 @@ class ProfileSession:
             trial.granted_scope = trial._granted(tokens, asked=" ".join(self.profile.scopes))
             held, exp = trial._idp_tokens(tokens)
             trial.idp.held = Held(held, exp, self.clock.time())
-            await trial.enhanced.refresh()  # raises: nothing of ours was touched
+            try:
+                await trial.enhanced.refresh()  # raises: nothing of ours was touched
+            except TipdError as e:
+                if self.refresh_token is None:  # no sign-in to keep serving: the status says why this one failed
+                    self._note_failure(e)
+                raise
             self._adopt(trial)
             crash_point("login:adopted")
             await self._persist()
