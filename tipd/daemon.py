@@ -319,10 +319,20 @@ class Daemon:
                        and (all_changed or new.profiles[n] != old.profiles[n])]
             unchanged = [n for n in new.profiles if n in old.profiles and n not in changed]
             self.config = self.broker.config = new
+            replaced = {name: self.broker.sessions.get(name) for name in removed + changed}
             for name in removed + changed:
                 await self._remove_session(name)
             for name in changed + added:
                 await self._add_session(name, new.profiles[name], new.refresh)
+                old_session = replaced.get(name)
+                if old_session is not None and self.broker.sessions[name].keep_unsaved(old_session):
+                    log.warning("profile %s: the sign-in the store refused so far moves to the reloaded profile, "
+                                "which keeps saving it", name)
+            for name in removed:
+                s = replaced[name]
+                if s is not None and not await s.flush():
+                    log.error("profile %s was removed with a sign-in the store refused (%s); it is lost", name,
+                              s.save_error.message if s.save_error else "store error")
             self.broker.changes.signal()
             result = {"config": str(path), "added": added, "removed": removed, "restarted": changed,
                       "unchanged": unchanged, "needs_restart": needs_restart}

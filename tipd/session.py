@@ -259,6 +259,21 @@ class ProfileSession:
                 self._changed()
             return True
 
+    def keep_unsaved(self, old: "ProfileSession") -> bool:
+        """At a reload, take over the sign-in the store refused to save while it lived only in `old`'s memory
+        (the IdP may already have rotated the stored token away: reading the store would lose the sign-in),
+        when it came from this issuer and client. This session keeps trying to save it."""
+        if (not old._dirty or old.refresh_token is None or old.profile.issuer != self.profile.issuer
+                or old.profile.client_id != self.profile.client_id):
+            return False
+        self.refresh_token, self.granted_scope = old.refresh_token, old.granted_scope
+        same_app = old.profile.application_arn == self.profile.application_arn
+        self._stored_idc_refresh = old._stored_idc_refresh if same_app else None
+        self._grant_unbound, self.login_required = False, None
+        self._dirty, self.save_error, self._save_retry_at = True, old.save_error, self.clock.time()
+        self._changed()
+        return True
+
     async def flush(self) -> bool:
         """Try once more to store a record the store refused (at shutdown); False if it is still unsaved."""
         return not self._dirty or await self._write_record()

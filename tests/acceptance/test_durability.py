@@ -273,3 +273,39 @@ def test_a_refused_login_hand_off_leaves_the_working_session_serving(strict_home
     finally:
         d.stop()
     assert alive_after_restart(home)  # the stored refresh token is the working one, untouched
+
+
+def test_a_reload_while_the_disk_refuses_the_rotated_token_keeps_it(strict_home, mountable):
+    """The rotated token lives only in the session's memory while the disk is full; `tipctl reload` restarted the
+    changed profile from the store, i.e. from the token the IdP had rotated away (reusing it revokes the grant at
+    this IdP): the sign-in was lost. Now the reloaded profile takes over the unsaved sign-in and saves it."""
+    home = strict_home
+    tokens = home.state_dir / "tokens"
+    tokens.mkdir(parents=True, mode=0o700)
+    _mount("-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(tokens))
+    filler = tokens / "filler"
+    d = signed_in(home)
+    try:
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096):  # until ENOSPC
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        before = stored(home)
+        rotate(home)  # the IdP rotates; the new token cannot be written
+        assert profile(home)["sign_in_saved"] is False
+        with home.config_file.open("a") as f:
+            f.write("redirect_port = 8765\n")  # a change to the profile: the reload restarts it
+        assert "restarted: work" in tipctl(home, "reload").stdout
+        filler.unlink()
+        wait_for(lambda: profile(home)["sign_in_saved"] and stored(home) != before, timeout=60,
+                 what="the reloaded profile saving the sign-in", proc=d.proc)
+        assert profile(home)["state"] in ("fresh", "refreshing"), profile(home)
+        d.stop()
+        assert alive_after_restart(home)
+    finally:
+        d.stop()
+        subprocess.run(["umount", str(tokens)], capture_output=True)
