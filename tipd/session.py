@@ -522,8 +522,12 @@ class ProfileSession:
         self.login_required = None
         self.user = self.idc_user_id = None
         self._changed()
+        kept: Exception | None = None
         async with self._store_lock:  # after a write under way, never before it
-            await self.store.delete(self.name)
+            try:
+                await self.store.delete(self.name)
+            except Exception as e:  # a read-only disk, a directory in the way: the record stays, so revoke it
+                kept = e
         if token is not None:
             try:
                 revoked = await self.idp_client.revoke(token)
@@ -532,6 +536,17 @@ class ProfileSession:
             if revoked.outcome in ("refused", "failed"):
                 log.warning("profile %s: signed out locally; revoking at the IdP: %s %s", self.name,
                             revoked.outcome, revoked.detail)
+        if kept is not None:
+            why = getattr(kept, "strerror", None) or getattr(kept, "message", None) or type(kept).__name__
+            where = getattr(kept, "filename", None)
+            message = (f"profile {self.name} is signed out in tipd"
+                       f"{' and its refresh token revoked at the IdP' if revoked.outcome == 'revoked' else ''}, "
+                       f"but its stored sign-in could not be removed ({why})"
+                       + (f": remove {where}" if where else "")
+                       + ("" if revoked.outcome == "revoked"
+                          else "; until then tipd signs in with it at its next start"))
+            log.error("%s", message)
+            raise StoreError(message)
         return revoked
 
     async def fresh_id_token(self) -> Secret:

@@ -309,3 +309,29 @@ def test_a_reload_while_the_disk_refuses_the_rotated_token_keeps_it(strict_home,
     finally:
         d.stop()
         subprocess.run(["umount", str(tokens)], capture_output=True)
+
+
+def test_logout_on_a_read_only_state_directory_still_revokes_and_says_what_stays(strict_home, mountable):
+    """tipd forgot the sign-in in memory, then the store's delete raised (read-only disk): a 500 ("tipd sent an
+    unreadable answer"), the IdP never asked to revoke, and the next start signed the person in again from the
+    record they thought was gone. Now the refresh token is revoked anyway and the sentence names what stays."""
+    home = strict_home
+    tokens = home.state_dir / "tokens"
+    tokens.mkdir(parents=True, mode=0o700)
+    d = signed_in(home)
+    mounted = False
+    try:
+        _mount("--bind", str(tokens), str(tokens))
+        mounted = True
+        _mount("-o", "remount,ro,bind", str(tokens))
+        r = tipctl(home, "logout", check=False)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and "unreadable" not in r.stderr, r.stderr
+        assert "revoked at the IdP" in r.stderr and "could not be removed (Read-only file system)" in r.stderr
+        assert profile(home)["state"] == "signed-out"
+        _mount("-o", "remount,rw,bind", str(tokens))
+        d.stop()
+        assert not alive_after_restart(home)  # the record left behind holds a revoked token: no sign-in from it
+    finally:
+        d.stop()
+        if mounted:
+            subprocess.run(["umount", str(tokens)], capture_output=True)
