@@ -383,6 +383,10 @@ class FallbackStore:
             await self.primary.delete(profile)
         except Exception as e:
             log.warning("cannot delete from the OS keyring (%s)", type(e).__name__)
+            await self.fallback.delete(profile)
+            # the record stays in the keyring and is read at the next start: the caller must know
+            raise StoreError(f"the OS keyring refused to delete it ({type(e).__name__}: unlock the keyring and "
+                             "sign out again)") from None
         await self.fallback.delete(profile)
 
     async def load_secret(self, profile: str) -> ClientSecret | None:

@@ -112,3 +112,21 @@ def test_a_keyring_locked_while_running_never_loses_a_rotated_token(ring_home, s
         assert stored_in_keyring(ss) not in (None, before)
     finally:
         d.stop()
+
+
+def test_a_sign_out_with_the_keyring_locked_says_the_record_stays(ring_home, secret_service):
+    """The keyring refused the deletion, tipd logged a warning and answered "signed out": the record stayed in the
+    keyring and the next start read it back. Now the refresh token is revoked and the sign-out says what stays."""
+    home, ss = ring_home, secret_service
+    d = Tipd(home).start()
+    try:
+        tipctl(home, "login")
+        assert stored_in_keyring(ss)
+        ss.lock()
+        r = tipctl(home, "logout", check=False)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert "could not be removed" in r.stderr and "unlock the keyring" in r.stderr, r.stderr
+        assert "revoked at the IdP" in r.stderr and state(home) == "signed-out"
+    finally:
+        d.stop()
+    assert stored_in_keyring_unlocked(ss)  # what the sentence said: still there

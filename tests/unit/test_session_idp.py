@@ -317,7 +317,10 @@ async def test_the_keyring_holds_the_record_reads_the_bare_token_of_before_and_k
     await store.save_secret("work", ClientSecret(Secret("s2"), "https://i", "c"))
     assert await store.load("work") == g2 and (await store.load_secret("work")).secret == Secret("s2")
     assert oct((tmp_path / "work.client-secret").stat().st_mode & 0o777) == "0o600"
-    await store.delete("work")  # a sign-out forgets the sign-in, not the app's secret
+    from tipd.store import StoreError
+
+    with pytest.raises(StoreError, match="keyring refused to delete"):  # the keyring's copy stays: said, not hidden
+        await store.delete("work")  # a sign-out forgets the sign-in (its file here), not the app's secret
     assert await store.load("work") is None and await store.load_secret("work") is not None
 
 
