@@ -274,7 +274,15 @@ class Daemon:
 
     async def _remove_session(self, name: str) -> None:
         """Take a profile out of service: stop its schedule, then let a refresh under way finish (it may
-        be saving a rotated refresh token: cancelling it could lose the sign-in)."""
+        be saving a rotated refresh token: cancelling it could lose the sign-in). A sign-in under way finishes
+        first: the replacement reads the store, which must hold that sign-in, not the one before it."""
+        s = self.broker.sessions.get(name)
+        if s is not None and not s.no_sign_in_running.is_set():
+            log.info("profile %s: a sign-in is under way; it finishes before the profile is replaced", name)
+            try:
+                await asyncio.wait_for(s.no_sign_in_running.wait(), RELOAD_SETTLE)
+            except asyncio.TimeoutError:
+                log.warning("profile %s: replaced while a sign-in was still under way", name)
         s = self.broker.sessions.pop(name, None)
         self.broker.grants.pop(name, None)
         tasks = self._session_tasks.pop(name, [])

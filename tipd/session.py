@@ -143,6 +143,9 @@ class ProfileSession:
         #: request waits for it rather than hear "not signed in"
         self.loading: asyncio.Task | None = None
         self.signing_in = False
+        #: set while no sign-in runs (a reload waits for one under way before replacing the session)
+        self.no_sign_in_running = asyncio.Event()
+        self.no_sign_in_running.set()
         self.login_required: TipdError | None = None
         self.user: str | None = None
         self.idc_user_id: str | None = None
@@ -473,6 +476,7 @@ class ProfileSession:
             # `tipctl configure` may have stored (or replaced) the app's secret since tipd started
             self.idp_client.client_secret = await client_secret(self.store, self.name, self.profile)
         self.signing_in = True
+        self.no_sign_in_running.clear()
         self._changed()
         try:
             # the new sign-in runs its whole chain beside the current one, with a store that writes nothing
@@ -493,6 +497,7 @@ class ProfileSession:
             await self._persist()
         finally:
             self.signing_in = False
+            self.no_sign_in_running.set()
             self._changed()
         self._wake.set()
         return self.status()

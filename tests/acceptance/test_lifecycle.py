@@ -575,3 +575,42 @@ def test_a_bad_config_is_refused_with_its_error_and_the_old_one_keeps_running(ho
         assert status(home)["port"] == home.port and fetch(home)[0] == 200
     finally:
         d.stop()
+
+
+def test_a_reload_during_a_sign_in_serves_the_new_sign_in_not_the_one_before(home, idp, fake):
+    """Bob signs in over Alice's sign-in while a reload replaces the profile. The replacement read the store before
+    Bob's sign-in was saved: it served Alice's credentials and saved her rotated token over Bob's record. Now a
+    reload lets a sign-in under way finish first."""
+    from tests.acceptance.test_login import Login
+    from tests.support.device import approve_device_code
+
+    d = Tipd(home).start()
+    login = reload = None
+    try:
+        tipctl(home, "login")
+        assert status(home)["profiles"][0]["user"] == "alice@example.com"
+        fake.hold("AssumeRole")  # Bob's chain will wait at its last AWS call
+        login = Login(home, "--device")
+        approve_device_code(idp.issuer, login.user_code(), login="bob")
+        fake.wait_until_held()
+        with home.config_file.open("a") as f:
+            f.write("redirect_port = 8765\n")  # a change to the profile: the reload replaces its session
+        reload = subprocess.Popen([str(BIN / "tipctl"), "reload"], env=home.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        # the reload has reached tipd: done already (the old code) or waiting for the sign-in (the fix)
+        wait_for(lambda: reload.poll() is not None or "a sign-in is under way" in d.output(), timeout=60,
+                 what="the reload at tipd", proc=d.proc)
+        fake.release()
+        assert login.wait(60) == 0, login.stderr()
+        out, err = reload.communicate(timeout=120)
+        assert reload.returncode == 0 and "restarted: work" in out, err
+        user = wait_for(lambda: status(home)["profiles"][0]["user"], timeout=60, what="the reloaded profile's user",
+                        proc=d.proc)
+        assert user == "bob@example.com"
+    finally:
+        fake.release()
+        for p in (login.proc if login else None, reload):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        d.stop()

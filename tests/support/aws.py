@@ -671,6 +671,9 @@ class FakeAWS:
         self._cond = threading.Condition(self._lock)
         self._calls: list[Call] = []
         self._faults: dict[str, list[_Fault]] = {}
+        #: operations whose calls wait until released (hold/release), and how many wait now
+        self._holds: dict[str, threading.Event] = {}
+        self._held = 0
         self._issued_creds: dict[str, _Creds] = {}
         self._used_assertions: set[str] = set()
         self._refresh: dict[str, _RefreshGrant] = {}
@@ -800,6 +803,22 @@ class FakeAWS:
         with self._lock:
             self._faults.clear()
 
+    def hold(self, operation: str) -> None:
+        """Calls to ``operation`` wait (up to 120 s) until ``release``: a test can act while one is under way."""
+        with self._lock:
+            self._holds[operation] = threading.Event()
+
+    def wait_until_held(self, timeout: float = 60.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._held > 0, timeout=timeout):
+                raise TimeoutError(f"no held call after {timeout}s")
+
+    def release(self) -> None:
+        with self._lock:
+            holds, self._holds = self._holds, {}
+        for gate in holds.values():
+            gate.set()
+
     def _take_fault(self, operation: str | None) -> _Fault | None:
         if not operation:
             return None
@@ -891,6 +910,17 @@ class FakeAWS:
             return None
 
     async def _dispatch(self, request: web.Request, body: bytes, info: _Identified) -> web.Response:
+        with self._lock:
+            gate = self._holds.get(info.operation or "")
+        if gate is not None:
+            with self._cond:
+                self._held += 1
+                self._cond.notify_all()
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, gate.wait, 120)
+            finally:
+                with self._cond:
+                    self._held -= 1
         fault = self._take_fault(info.operation)
         if fault is not None:
             raise _AwsError(fault.code, fault.message, fault.status)
