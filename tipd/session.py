@@ -605,7 +605,7 @@ class ProfileSession:
                     except TipdError as e:
                         self._note_failure(e)
                     continue
-                nxt = min((d for st in self.stages[1:] if (d := st.due_at()) is not None), default=now + TICK)
+                nxt = min((d for st in self.stages if (d := st.due_at()) is not None), default=now + TICK)
                 delay = min(delay, max(0.0, nxt - now))
             self._wake.clear()
             sleeper = asyncio.ensure_future(self.clock.sleep(delay))
@@ -620,7 +620,11 @@ class ProfileSession:
         if self.enhanced.held is None:
             st = self.enhanced
             return st if st.next_attempt is None or st.next_attempt <= now else None
-        for st in self.stages[1:]:  # the IdP is asked only when a later stage needs a new token (_assertion)
+        # The IdP stage is renewed ahead of its expiry like the others, not only when AWS needs a new JWT:
+        # refresh tokens with an idle lifetime (Keycloak's SSO Session Idle, 30 min by default; Okta's and
+        # PingOne's idle windows) die if tipd stays quiet, and an IdP outage shows in the status while the
+        # AWS stages can still ride it out.
+        for st in self.stages:
             due = st.due_at()
             if due is not None and due <= now and not st.refreshing:
                 return st

@@ -90,15 +90,14 @@ async def test_a_simulated_day_serves_only_fresh_credentials_with_bounded_upstre
     assert len(rig.served) > 24 * HOUR / 7 * 0.99 and not rig.failures
     assert min(r for _, r in rig.served) >= 1200  # never below min_remaining, so never expired
     # The bound: each AWS stage lives 1 h and is renewed with 30 min left, i.e. every 30 min: 2 calls per hour
-    # per stage (login's first chain comes before the first hour). The IdP is asked only when the chain needs a
-    # new token: the bootstrap session every 30 min takes the id_token at hand while it has an hour's life,
-    # so one IdP refresh an hour.
+    # per stage (login's first chain comes before the first hour); the IdP stage too (kept alive ahead of
+    # its expiry, so idle-lifetime refresh tokens never lapse).
     for h in hourly:
-        assert h == {"AssumeRoleWithWebIdentity": 2, "CreateTokenWithIAM": 2, "AssumeRole": 2, "idp": 1}, hourly
+        assert h == {"AssumeRoleWithWebIdentity": 2, "CreateTokenWithIAM": 2, "AssumeRole": 2, "idp": 2}, hourly
     # the Identity Center refresh_token grant carried the day: jwt-bearer only at login
     assert len(rig.aws.assertions) == 1
     # every rotated IdP refresh token was stored before use
-    assert rig.store.saves[-1] == rig.idp.live and len(rig.store.saves) == 1 + 24
+    assert rig.store.saves[-1] == rig.idp.live and len(rig.store.saves) == 1 + 48
 
 
 async def test_wall_clock_jump_is_noticed_within_seconds_and_stale_credentials_are_never_served():
