@@ -6,6 +6,19 @@ import sys
 
 HELP = "sign in to a profile's IdP (browser, or --device for a code) and start serving credentials"
 BROWSER_TIMEOUT = 300
+#: a day: longer is a typo, and NaN or a negative wait would make the sentence meaningless
+MAX_TIMEOUT = 86400
+
+
+def seconds(text: str) -> float:
+    """--timeout: a finite number of seconds, 1 to a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 1 <= value <= MAX_TIMEOUT:  # False for NaN too
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and {MAX_TIMEOUT} seconds")
+    return value
 
 
 def add_parser(sub) -> None:
@@ -19,7 +32,7 @@ def add_parser(sub) -> None:
     how.add_argument("--device", action="store_true",
                      help="use the device authorization grant: sign in on another device with a code")
     how.add_argument("--no-browser", action="store_true", help="only print the sign-in URL")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                    help=f"how long to wait for the sign-in to complete (default {BROWSER_TIMEOUT}; "
                         "with --device, until the code expires)")
     p.add_argument("--json", action="store_true", help="print the resulting status as JSON")
