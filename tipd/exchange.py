@@ -17,10 +17,17 @@ from typing import Any
 
 from .clock import Clock, iso_utc, local_expiry, parse_time
 from .errors import UpstreamError
-from .idp.verify import unverified_claims
 from .secret import Secret
 
 log = logging.getLogger(__name__)
+
+
+def unverified_claims(token: str) -> dict:
+    """idp.verify's, imported at the first use: PyJWT (with cryptography) is not needed on tipd's way to
+    listening."""
+    from .idp.verify import unverified_claims as claims
+
+    return claims(token)
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 IDENTITY_CENTER_PROVIDER = "arn:aws:iam::aws:contextProvider/IdentityCenter"

@@ -15,12 +15,20 @@ from .fsutil import crash_point
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
 from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
-from .idp.verify import unverified_claims
 from .refresh import Held, Stage
 from .secret import Secret
 from .store import Grant, StoreError, TokenStore, client_secret
 
 log = logging.getLogger(__name__)
+
+
+def unverified_claims(token: str) -> dict:
+    """idp.verify's, imported at the first use: PyJWT (with cryptography) is not needed on tipd's way to
+    listening."""
+    from .idp.verify import unverified_claims as claims
+
+    return claims(token)
+
 
 #: a dependency must stay valid at least this long for the next stage to use it
 DEPENDENCY_MARGIN = 60
