@@ -286,13 +286,7 @@ class Daemon:
         s = self.broker.sessions.pop(name, None)
         self.broker.grants.pop(name, None)
         tasks = self._session_tasks.pop(name, [])
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except BaseException:
-                pass
+        await _cancel(tasks)
         if s is not None:
             inflight = [t for st in s.stages if (t := getattr(st, "_inflight", None)) is not None and not t.done()]
             if inflight:
@@ -383,13 +377,7 @@ class Daemon:
         running one's socket and token alone."""
         self.broker.changes.close()  # open event streams end now, not at the shutdown timeout
         tasks = self._tasks + [t for ts in self._session_tasks.values() for t in ts]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except BaseException:
-                pass
+        await _cancel(tasks)
         await self.broker.audit.flush()
         if self._runners:
             await _stop_accepting(self._runners[0])
@@ -414,6 +402,17 @@ class Daemon:
         if self._lock.held:
             self._lock.release()
             log.info("tipd stopped")
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait until each has ended (whatever it ended with: it is going away)."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        try:
+            await t
+        except BaseException:
+            pass
 
 
 async def _stop_accepting(runner: Any) -> None:

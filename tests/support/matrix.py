@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .stack import ACCOUNT, BIN, ENHANCED_ROLE, OIDC_ROLE, REGION, ROOT, Home, Tipd, tipctl
+from .stack import ACCOUNT, BIN, ENHANCED_ROLE, OIDC_ROLE, REGION, ROOT, Home, Tipd, tipctl, wait_for
 
 DOC = ROOT / "docs" / "idp-matrix.md"
 BEGIN = "<!-- matrix:begin (generated: TIPD_WRITE_MATRIX=1 pytest tests/acceptance/test_idp_matrix.py) -->"
@@ -281,17 +281,11 @@ def _try_status(home: Home) -> dict[str, Any] | None:
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen | None = None,
          interval: float = 0.2) -> Any:
-    """Poll a condition with a deadline (never a blind sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise StepFailed(f"waiting for {what}: the process exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise StepFailed(f"timed out waiting for {what} after {timeout:.0f} s")
-        time.sleep(interval)  # polling interval of the condition above, not a synchronisation
+    """stack.wait_for, failing the scenario's step (so its row says what it waited for) rather than the test."""
+    try:
+        return wait_for(predicate, timeout, what, proc, interval)
+    except (TimeoutError, RuntimeError) as e:
+        raise StepFailed(f"waiting for {what}: {e}") from None
 
 
 class Scenario:
