@@ -37,8 +37,12 @@ def read_config_file(path: str | os.PathLike[str] | None = None, *,
     absent file at the implicit location reads as empty (a fresh install)."""
     p = config_path(path)
     try:
-        with p.open("rb") as f:
-            check_not_writable_by_others(p, os.fstat(f.fileno()))
+        # O_NONBLOCK: a FIFO in the file's place would otherwise hold the open until someone writes to it
+        with open(os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{p}: not a regular file; point --config (or TIPD_CONFIG) at the config file")
+            check_not_writable_by_others(p, st)
             raw = f.read(MAX_CONFIG + 1)
     except FileNotFoundError:
         if missing_ok and not path and not os.environ.get("TIPD_CONFIG"):

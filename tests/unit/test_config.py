@@ -278,3 +278,16 @@ def test_offline_access_may_be_left_out_where_the_grant_type_gives_the_refresh_t
     with pytest.raises(ConfigError):  # where offline_access is what brings the refresh token, it stays required
         load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "okta"\n'
                                                  'scopes = ["openid", "email"]')))
+
+
+def test_a_fifo_in_place_of_the_config_is_a_sentence_not_a_hang(tmp_path):
+    """A FIFO at the config path held every reader (tipd's start, tipctl) until something wrote to it."""
+    import os
+
+    from tipd.config_file import read_config_file
+    from tipd.errors import ConfigError
+
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_config_file(fifo)
