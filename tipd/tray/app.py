@@ -45,6 +45,7 @@ class Tray:
         self.stopping = threading.Event()
         self.icon = pystray.Icon("tipd", draw(self.view), self.view.title, menu=pystray.Menu(self._items))
         _clickable(self.icon)
+        _dock_once(self.icon)
 
     # -- the menu --------------------------------------------------------------------------
     def _items(self) -> list:
@@ -119,6 +120,22 @@ def _clickable(icon: Any) -> None:
 
     window.change_attributes(event_mask=X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask)
     icon._display.flush()
+
+
+def _dock_once(icon: Any) -> None:
+    """pystray's plain-X backend sends the tray a dock request at every icon change, though the icon is docked
+    already; trayer then embeds the window again, and on a loaded machine the icon now and then vanished for
+    good (seen as a tray that stayed empty after a sign-in). Ask only while not docked: pystray clears
+    `_systray_manager` when the tray goes away and docks into the next one itself."""
+    if not type(icon).__module__.endswith("._xorg") or not hasattr(icon, "_dock_window"):
+        return
+    dock = icon._dock_window
+
+    def dock_unless_docked() -> None:
+        if getattr(icon, "_systray_manager", None) is None:
+            dock()
+
+    icon._dock_window = dock_unless_docked
 
 
 def main(socket_path: Path) -> int:
