@@ -28,7 +28,8 @@ def imported(tmp_path, *args: str) -> str:
     return line[-1]
 
 
-@pytest.mark.parametrize("args", [("env",), ("status",), ("status", "--json"), ("credential-process", "work")])
+@pytest.mark.parametrize("args", [("env",), ("status",), ("status", "--json"), ("credential-process", "work"),
+                                  ("exec", "work", "--", "/nonexistent/command")])
 def test_quick_commands_do_not_import_the_oauth_layer(tmp_path, args):
     assert imported(tmp_path, *args) == "IMPORTED []"  # (no tipd runs here: status says so, importing nothing)
 

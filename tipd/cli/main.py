@@ -16,6 +16,8 @@ COMMANDS = [
     "status",
     "env",
     "credential_process",
+    "exec",
+    "aws_config",
     "s3ag",
     "service",
     "tray",

@@ -1,0 +1,101 @@
+"""`tipctl aws-config sync` and `tipctl exec` end to end: the real tipd, IdP, moto and fake; boto3 and the aws CLI
+as the clients."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import BIN, ENHANCED_ROLE, aws_cli, tipctl, wait_for
+
+pytestmark = pytest.mark.acceptance
+ALICE_ARN_END = f"assumed-role/{ENHANCED_ROLE.split('/')[-1]}/tip-9067e4a2-alice"
+WHOAMI = "import boto3, json, sys; print(json.dumps(boto3.Session(profile_name=sys.argv[1] if len(sys.argv) > 1 " \
+         "else None).client('sts').get_caller_identity()))"
+#: a user's own file: comments, odd spacing, other profiles, an sso-session, no newline at the end
+USER_FILE = ("# my settings\n[default]\nregion=eu-west-1\n\n  ; hand-written\n[profile  static ]\n"
+             "aws_access_key_id =  AKIAEXAMPLE\naws_secret_access_key = x\n\n[sso-session corp]\n"
+             "sso_region = us-east-1\n[profile other]\noutput = json")
+
+
+def test_aws_config_sync_serves_aws_profile_to_boto3_and_the_aws_cli(home, tipd):
+    tipctl(home, "login")
+    cfg = home.dir / "home" / "aws-config"
+    cfg.write_text(USER_FILE)
+    cfg.chmod(0o644)
+    env = dict(home.env, AWS_CONFIG_FILE=str(cfg))
+    out = tipctl(home, "aws-config", "sync", env=env).stdout
+    assert "added work" in out and "aws --profile work" in out, out
+    text = cfg.read_text()
+    assert text.startswith(USER_FILE + "\n# BEGIN tipd profiles") and oct(cfg.stat().st_mode & 0o777) == "0o644"
+    assert f"credential_process = {BIN / 'tipctl'} credential-process work\nregion = us-east-1\n" in text
+
+    cli = subprocess.run([aws_cli(), "sts", "get-caller-identity", "--profile", "work", "--output", "json"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["Arn"].endswith(ALICE_ARN_END)
+    boto = subprocess.run([sys.executable, "-c", WHOAMI], env=dict(env, AWS_PROFILE="work"), capture_output=True,
+                          text=True, timeout=120)
+    assert boto.returncode == 0, boto.stderr
+    assert json.loads(boto.stdout)["Arn"].endswith(ALICE_ARN_END)
+
+    again = json.loads(tipctl(home, "aws-config", "sync", "--json", env=env).stdout)
+    assert again["unchanged"] == ["work"] and not again["written"]
+    removed = tipctl(home, "aws-config", "sync", "--remove", env=env).stdout
+    assert "removed work" in removed
+    assert cfg.read_text() == USER_FILE + "\n"  # byte for byte, but for the newline that let the block start a line
+
+
+def test_aws_config_sync_refuses_a_profile_the_user_already_has(home):
+    cfg = home.dir / "home" / "aws-config"
+    cfg.write_text("[profile work]\nregion = eu-west-1\n")
+    r = tipctl(home, "aws-config", "sync", env={"AWS_CONFIG_FILE": str(cfg)}, check=False)
+    assert r.returncode == 1 and "already has profile work of its own" in r.stderr and "Traceback" not in r.stderr
+    assert cfg.read_text() == "[profile work]\nregion = eu-west-1\n"
+
+
+@pytest.mark.parametrize("code", [0, 3, 255])
+def test_exec_passes_the_exit_status_through(home, code):
+    r = tipctl(home, "exec", "work", "--", "sh", "-c", f"exit {code}", check=False)
+    assert r.returncode == code, r.stderr
+    assert "tipd is not running" in r.stderr  # a warning, and the command ran all the same
+
+
+def test_exec_is_the_command_so_a_signal_ends_it_as_its_own(home):
+    proc = subprocess.Popen([str(BIN / "tipctl"), "exec", "work", "--", "sleep", "300"], env=home.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # tipctl became `sleep` (execvpe): the same pid, so the signal reaches the command itself
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        wait_for(lambda: cmdline.read_bytes().startswith(b"sleep\0"), 60,
+                 "tipctl to exec the command", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    r = tipctl(home, "exec", "work", "--", "sh", "-c", "kill -INT $$", check=False)
+    assert r.returncode == -signal.SIGINT
+
+
+def test_exec_gives_the_command_the_profile_and_no_credentials(home, tipd):
+    before = tipctl(home, "exec", "work", "--", "true", check=False)
+    assert before.returncode == 0 and "profile work is signed-out: run `tipctl login work`" in before.stderr
+    tipctl(home, "login")
+    shadowing = {"AWS_ACCESS_KEY_ID": "AKIASHADOW", "AWS_SECRET_ACCESS_KEY": "shadow", "AWS_PROFILE": "nope",
+                 "AWS_CONTAINER_AUTHORIZATION_TOKEN": "stale"}
+    r = tipctl(home, "exec", "work", "--", sys.executable, "-c", WHOAMI, env=shadowing)
+    assert json.loads(r.stdout)["Arn"].endswith(ALICE_ARN_END) and r.stderr == ""
+    env = tipctl(home, "exec", "work", "--", "env", "-0", env=shadowing).stdout
+    child = dict(kv.split("=", 1) for kv in env.split("\0") if kv)
+    assert child["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == f"http://127.0.0.1:{home.port}/v1/credentials/work"
+    assert child["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == str(home.token_file)
+    assert not set(shadowing) & set(child)
+    creds = json.loads(tipctl(home, "credential-process", "work").stdout)
+    values = set(child.values())
+    assert home.token() not in values and creds["SecretAccessKey"] not in env and creds["SessionToken"] not in env
