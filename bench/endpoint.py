@@ -96,7 +96,7 @@ class BenchTipd(Tipd):
     """tipd as in tests/support/stack.py, but at the production log level (INFO) and with readiness
     polled directly on the sockets (the cold test must fire while the chain is still being fetched)."""
 
-    def spawn(self) -> "BenchTipd":
+    def spawn(self) -> BenchTipd:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level", "INFO"],
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -296,7 +296,7 @@ def machine() -> dict:
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout  # noqa: E731
     return {"git_head": git("rev-parse", "--short", "HEAD").strip(),
             "tipd_uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "tipd").splitlines()],
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
             "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
             "aiohttp": aiohttp.__version__, "boto3": boto3.__version__, "botocore": botocore.__version__,
             "wrk": wrk_v.split(" Copyright")[0], "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3]}

@@ -134,7 +134,7 @@ class BenchTipd(Tipd):
         super().__init__(home)
         self.log_level = log_level
 
-    def start(self, timeout: float = 20) -> "BenchTipd":
+    def start(self, timeout: float = 20) -> BenchTipd:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file),
                                       "--log-level", self.log_level],
@@ -270,7 +270,7 @@ def run_daemons(idle_window: float, rotation_window: float, log_level: str) -> d
 def machine() -> dict:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
+    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
             "cpu": cpu, "kernel": platform.release(), "python": platform.python_version(),
             "clk_tck": _HZ, "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3]}
 

@@ -107,7 +107,7 @@ def _error(excinfo):
 
 def test_sts_passes_through_to_moto_and_is_logged(fake, moto, issuer):
     token = issuer.token(aud=AUD, email=ALICE)
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     creds = _bootstrap(fake, token, duration=15)  # tiny duration: parameter_validation=False on the client
     assert 10 <= (creds["Expiration"] - before).total_seconds() <= 20
 

@@ -70,7 +70,7 @@ class Changes:
         return self.version
 
     @contextmanager
-    def subscribe(self) -> Iterator["Changes"]:
+    def subscribe(self) -> Iterator[Changes]:
         """Count an open stream for as long as it lives; refuse one beyond the bound."""
         if self.subscribers >= self.max_subscribers:
             raise TooManySubscribers(f"too many open status streams ({self.max_subscribers}); close one")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Clock:
@@ -20,7 +20,7 @@ class Clock:
 
 def iso_utc(epoch: float) -> str:
     """The timestamp format the SDKs accept for `Expiration`: no fractional seconds, a literal Z."""
-    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 #: the latest time tipd takes from a token (year 5138): anything later is not a time but an attack or a bug
@@ -40,7 +40,7 @@ def parse_time(value: datetime | str) -> float:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 

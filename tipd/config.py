@@ -7,11 +7,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .config_file import DEFAULT_PORT, PROFILE_NAME, Endpoint, pick_profile, read_config_file
-from .config_file import config_path  # noqa: F401 (re-exported: callers find it next to load_config)
+from .config_file import (
+    DEFAULT_PORT,
+    PROFILE_NAME,
+    Endpoint,
+    config_path,  # noqa: F401 (re-exported: callers find it next to load_config)
+    pick_profile,
+    read_config_file,
+)
 from .errors import ConfigError
 from .urls import split_url
 
@@ -118,7 +123,7 @@ class RefreshConfig(_Model):
     session_duration: int = Field(3600, ge=1, le=3600)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "RefreshConfig":
+    def _ordered(self) -> RefreshConfig:
         if not self.rotate_remaining > self.min_remaining:
             raise ValueError("rotate_remaining must be greater than min_remaining, "
                              "so a new session is ready before the old one gets too short to serve")
@@ -206,7 +211,7 @@ class Profile(_Model):
         return v
 
     @model_validator(mode="after")
-    def _client_auth(self) -> "Profile":
+    def _client_auth(self) -> Profile:
         if self.provider == "google" and self.client_auth == "none":
             raise ValueError('client_auth: Google requires the client secret even for desktop apps: use '
                              '"client_secret_post" and store the secret with `tipctl configure --client-secret-stdin`')
@@ -246,7 +251,7 @@ class Config(_Model):
         return v
 
     @model_validator(mode="after")
-    def _default(self) -> "Config":
+    def _default(self) -> Config:
         if self.default_profile is not None and self.default_profile not in self.profiles:
             raise ValueError(f"default_profile {self.default_profile!r} is not one of the profiles")
         return self

@@ -86,7 +86,7 @@ def check_not_writable_by_others(p: Path, st: os.stat_result) -> None:
                           f"tipd refuses it: run `chmod go-w {d}` or keep the config elsewhere")
 
 
-def pick_profile(asked: str | None, default: str | None, names: "list[str] | tuple[str, ...]") -> str:
+def pick_profile(asked: str | None, default: str | None, names: list[str] | tuple[str, ...]) -> str:
     """The profile a command means: the one named, the configured default, or the only one."""
     if asked is not None:
         if asked not in names:

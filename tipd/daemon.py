@@ -61,10 +61,10 @@ class Broker:
     grants: dict = field(default_factory=dict)
     audit: Audit = field(default_factory=Audit)
     changes: Changes = field(default_factory=Changes)
-    guard: "Guard | None" = None
-    rotate_token: "Callable[[], None] | None" = None
+    guard: Guard | None = None
+    rotate_token: Callable[[], None] | None = None
     #: re-read the config (SIGHUP, `tipctl reload`); returns what changed
-    reload: "Callable[[], Awaitable[dict[str, Any]]] | None" = None
+    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
     @property
     def default_profile(self) -> str | None:
@@ -283,7 +283,7 @@ class Daemon:
             log.info("profile %s: a sign-in is under way; it finishes before the profile is replaced", name)
             try:
                 await asyncio.wait_for(s.no_sign_in_running.wait(), RELOAD_SETTLE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("profile %s: replaced while a sign-in was still under way", name)
         s = self.broker.sessions.pop(name, None)
         self.broker.grants.pop(name, None)

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
-
+from email.utils import parsedate_to_datetime
 from functools import cache
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 from .clock import Clock, iso_utc, local_expiry, parse_time
 from .errors import UpstreamError
@@ -83,7 +82,8 @@ def _boto() -> SimpleNamespace:
     from aiobotocore.httpsession import AIOHTTPSession
     from aiobotocore.session import AioSession
     from botocore import UNSIGNED
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+    from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     class ResponseTooLarge(HTTPClientError):
         fmt = "AWS answered more than {limit} bytes; the answer was not read"

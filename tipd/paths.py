@@ -18,7 +18,7 @@ class Paths(NamedTuple):  # not a dataclass: importing dataclasses costs tipctl 
     runtime_dir: Path
 
     @classmethod
-    def default(cls) -> "Paths":
+    def default(cls) -> Paths:
         state = Path(platformdirs.user_state_dir(APP))
         with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset; we fall back below
             warnings.simplefilter("ignore")

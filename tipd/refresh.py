@@ -153,7 +153,7 @@ class Stage(Generic[T]):
             delay = self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self.failures - 1)))
             self.next_attempt = self.clock.time() + max(delay, 0.05)
 
-    def adopt(self, other: "Stage[T]") -> None:
+    def adopt(self, other: Stage[T]) -> None:
         """Take `other`'s value (a sign-in that ran beside this one), dropping a refresh under way."""
         if self._inflight is not None and not self._inflight.done():
             self._inflight.cancel()

@@ -133,7 +133,7 @@ class Grant:
 class GrantCache:
     """One profile's S3 Access Grants. `cached_body` is the hot path (a dict lookup); `get` does the rest."""
 
-    def __init__(self, session: "ProfileSession", aws: "AwsChain", clock: Clock, settings: "RefreshConfig") -> None:
+    def __init__(self, session: ProfileSession, aws: AwsChain, clock: Clock, settings: RefreshConfig) -> None:
         self.session = session
         self.aws = aws
         self.clock = clock

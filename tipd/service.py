@@ -81,7 +81,7 @@ class Layout:
     paths: Paths
 
     @classmethod
-    def of(cls, platform: str) -> "Layout":
+    def of(cls, platform: str) -> Layout:
         if platform not in PLATFORMS:
             raise ConfigError(f"unknown platform {platform!r} (choose {' or '.join(PLATFORMS)})")
         return cls(platform, paths_for(platform))

@@ -11,9 +11,9 @@ from typing import Any
 
 from .clock import Clock, iso_utc, local_expiry, numeric_date
 from .config import Profile, RefreshConfig
-from .fsutil import crash_point
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
+from .fsutil import crash_point
 from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
 from .refresh import Held, Stage
 from .secret import Secret
@@ -103,7 +103,7 @@ class Served:
     imds_extended_body: bytes = b""  # IMDS security-credentials-extended/<name> (with AccountId)
 
     @classmethod
-    def render(cls, creds: AwsCredentials, now: float) -> "Served":
+    def render(cls, creds: AwsCredentials, now: float) -> Served:
         c = creds.container_json()
         imds = {"Code": "Success", "LastUpdated": iso_utc(now), "Type": "AWS-HMAC",
                 "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"], "Token": c["Token"],
@@ -204,7 +204,7 @@ class ProfileSession:
             return self.profile.refresh_scope_for(self.granted_scope)
         return None if self._scope_mode == "omit" else (self.granted_scope or " ".join(self.profile.scopes))
 
-    def _other_refresh_scope(self, sent: str | None, e: OAuthError) -> str | None | bool:
+    def _other_refresh_scope(self, sent: str | None, e: OAuthError) -> str | bool | None:
         """The other way to ask, when the IdP's refusal says it wants it (once per session: the answer is kept):
         the granted scope after a refusal of a refresh without one (Entra's AADSTS90023), no scope after a
         refusal of the granted one (a grant narrower than it said, an IdP that takes none). False: the refusal
@@ -270,7 +270,7 @@ class ProfileSession:
                 self._changed()
             return True
 
-    def keep_unsaved(self, old: "ProfileSession") -> bool:
+    def keep_unsaved(self, old: ProfileSession) -> bool:
         """At a reload, take over the sign-in the store refused to save while it lived only in `old`'s memory
         (the IdP may already have rotated the stored token away: reading the store would lose the sign-in),
         when it came from this issuer and client. This session keeps trying to save it."""
@@ -510,7 +510,7 @@ class ProfileSession:
         self._wake.set()
         return self.status()
 
-    def _adopt(self, trial: "ProfileSession") -> None:
+    def _adopt(self, trial: ProfileSession) -> None:
         """Take over a successful sign-in's state in one step (no await): a refresh of the old one under way is
         cancelled, so it can overwrite neither the new stages nor the new record."""
         for mine, theirs in zip(self.stages, trial.stages):

@@ -74,7 +74,7 @@ class Grant:
         """The Identity Center refresh token, only for the application that issued it."""
         return self.idc_refresh_token if self.idc_application == application_arn else None
 
-    def with_idc(self, token: Secret | None, application_arn: str | None) -> "Grant":
+    def with_idc(self, token: Secret | None, application_arn: str | None) -> Grant:
         return replace(self, idc_refresh_token=token, idc_application=application_arn if token else None)
 
     def dumps(self) -> str:
@@ -86,7 +86,7 @@ class Grant:
         return json.dumps(data)
 
     @classmethod
-    def loads(cls, text: str) -> "Grant":
+    def loads(cls, text: str) -> Grant:
         """A stored record: this JSON object, the file format of before ({"refresh_token": ...}), or (in the
         keyring) the bare refresh token of before."""
         if len(text) > MAX_RECORD:
@@ -123,7 +123,7 @@ class ClientSecret:
         return json.dumps({"issuer": self.issuer, "client_id": self.client_id, "client_secret": self.secret.reveal()})
 
     @classmethod
-    def loads(cls, text: str) -> "ClientSecret":
+    def loads(cls, text: str) -> ClientSecret:
         if len(text) > MAX_RECORD:
             raise StoredRecordError("too large")
         try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 
@@ -68,8 +67,8 @@ def test_credential_process_prints_version_1(home, tipd):
     assert out["Version"] == 1 and out["AccessKeyId"].startswith("ASIA") and out["SessionToken"]
     assert out["Expiration"].endswith("Z")
     cfg = home.dir / "aws-config"
-    cfg.write_text(f"[profile tip]\ncredential_process = tipctl credential-process work\n"
-                   f"region = us-east-1\n")
+    cfg.write_text("[profile tip]\ncredential_process = tipctl credential-process work\n"
+                   "region = us-east-1\n")
     r = subprocess.run([aws_cli(), "sts", "get-caller-identity", "--profile", "tip"],
                        env=dict(home.env, AWS_CONFIG_FILE=str(cfg)), capture_output=True, text=True)
     assert r.returncode == 0 and f"tip-{ALICE_ID}" in r.stdout, r.stderr

@@ -49,7 +49,7 @@ class Cert:
 def issue(name: str, issuer: Cert | None, *, ca: bool) -> Cert:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     b = (x509.CertificateBuilder().subject_name(subject)
          .issuer_name(issuer.cert.subject if issuer else subject)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -115,7 +115,7 @@ class IdPServer:
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "IdPServer":
+    def __enter__(self) -> IdPServer:
         self.thread.start()
         return self
 

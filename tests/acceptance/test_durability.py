@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-from tipd.cli.control import ControlClient
-from tipd.errors import TipdError
 from tests.support.fetcher import Fetcher
 from tests.support.stack import ACCOUNT, APP_ARN, Home, Tipd, status, tipctl, wait_for
+from tipd.cli.control import ControlClient
+from tipd.errors import TipdError
 
 pytestmark = pytest.mark.acceptance
 

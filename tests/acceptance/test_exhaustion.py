@@ -31,7 +31,7 @@ def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
         try:
             while chunk := s.recv(65536):
                 out += chunk
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
         return out
 

@@ -85,7 +85,7 @@ def one_request(draw) -> tuple[str, bytes, bool, str]:
     host = "OK" if sdk_like else draw(st.sampled_from(["OK", "OK", "OK", "evil.example", "localhost:1", None]))
     lines = [f"{method} {path} {version}".rstrip()]
     if host is not None:
-        lines.append("Host: " + (f"127.0.0.1:{{port}}" if host == "OK" else host))
+        lines.append("Host: " + ("127.0.0.1:{port}" if host == "OK" else host))
     presents = kind == "sdk"
     if kind == "sdk":
         lines.append(f"Authorization: {RIGHT}")
@@ -142,7 +142,7 @@ def test_fuzz_more_than_ten_thousand_requests_on_every_endpoint(home, tipd):
         data = raw.replace(RIGHT.encode(), token.encode()).replace(b"{port}", str(home.port).encode())
         try:
             answer = send(tcp if where == "tcp" else ctl, data)
-        except socket.timeout:
+        except TimeoutError:
             tally["hung"] += 1
             failures.append(f"no answer within 20 s: {data[:120]!r}")
             return

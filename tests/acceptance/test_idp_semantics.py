@@ -41,7 +41,7 @@ class Rig:
                          profile_extra=profile_extra, app_arn=self.app)
         self.tipd: Tipd | None = None
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.tipd = Tipd(self.home).start()
         return self
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from tipd.cli.control import ControlClient
 from tests.support.secret_service import SecretService, missing_tools
 from tests.support.stack import Home, Tipd, status, tipctl, wait_for
+from tipd.cli.control import ControlClient
 
 pytestmark = pytest.mark.acceptance
 

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.activation import activated, listen
-from tests.support.stack import BIN, ENHANCED_ROLE, Home, Tipd, in_tipd_env, status, tipctl, wait_for
+from tests.support.stack import BIN, Home, Tipd, in_tipd_env, status, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
 ALICE_ID = "9067e4a2-alice"
@@ -493,7 +492,7 @@ class Poller:
         while not self._stop.is_set():
             self.codes.append(fetch(self.home, self.profile, timeout=30)[0])
 
-    def __enter__(self) -> "Poller":
+    def __enter__(self) -> Poller:
         self._thread.start()
         return self
 

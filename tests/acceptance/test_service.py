@@ -40,7 +40,7 @@ class NotifySocket:
             try:
                 data = self.sock.recv(4096)
                 return dict(line.split("=", 1) for line in data.decode().splitlines())
-            except socket.timeout:
+            except TimeoutError:
                 if proc.poll() is not None:
                     raise AssertionError(f"tipd exited with {proc.returncode} before notifying") from None
                 if time.monotonic() > deadline:

@@ -62,15 +62,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from .net import free_port, wait_for_port
 
 __all__ = [
+    "IDENTITY_CENTER_PROVIDER_ARN",
+    "JWT_BEARER",
+    "REFRESH_TOKEN",
     "AppConfig",
     "Call",
     "FakeAWS",
     "FakeConfig",
     "JwtIssuer",
     "MotoServer",
-    "IDENTITY_CENTER_PROVIDER_ARN",
-    "JWT_BEARER",
-    "REFRESH_TOKEN",
     "sha256_hex",
 ]
 
@@ -135,7 +135,7 @@ class MotoServer:
             raise RuntimeError("MotoServer not started")
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         if self._proc is not None:
             return self
         self._dir = tempfile.mkdtemp(prefix="tipd-moto-")
@@ -215,7 +215,7 @@ class MotoServer:
         self._terminate()
         self._cleanup_dir()
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -386,7 +386,7 @@ def _botocore_session() -> Any:
     return botocore.session.get_session()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _service_model(service: str) -> Any:
     try:
         return _botocore_session().get_service_model(service)
@@ -394,7 +394,7 @@ def _service_model(service: str) -> Any:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rest_routes(service: str) -> tuple[tuple[str, re.Pattern[str], tuple[str, ...], str], ...]:
     """(method, path regex, required query keys, operation) from the botocore model, most specific first."""
     model = _service_model(service)
@@ -703,7 +703,7 @@ class FakeAWS:
             raise RuntimeError("FakeAWS not started")
         return self._url
 
-    def start(self) -> "FakeAWS":
+    def start(self) -> FakeAWS:
         if self._thread is not None:
             return self
         ready = threading.Event()
@@ -762,7 +762,7 @@ class FakeAWS:
         self._thread = None
         self._url = None
 
-    def __enter__(self) -> "FakeAWS":
+    def __enter__(self) -> FakeAWS:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -1247,7 +1247,7 @@ class JwtIssuer:
         headers = {"kid": kid or current_kid, **({"typ": typ} if typ else {})}
         return jwt.encode(claims, key, algorithm=self.algorithm, headers=headers)
 
-    def start(self) -> "JwtIssuer":
+    def start(self) -> JwtIssuer:
         issuer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -1287,7 +1287,7 @@ class JwtIssuer:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def __enter__(self) -> "JwtIssuer":
+    def __enter__(self) -> JwtIssuer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

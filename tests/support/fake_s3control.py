@@ -52,7 +52,7 @@ class AccessGrant:
 
 
 class AccessGrants:
-    def __init__(self, fake: "FakeAWS") -> None:
+    def __init__(self, fake: FakeAWS) -> None:
         self.fake = fake
         self._lock = threading.Lock()
         self._grants: list[AccessGrant] = []
@@ -78,7 +78,7 @@ class AccessGrants:
             self.requests.clear()
 
     # -- the operation -------------------------------------------------------------------------
-    async def get_data_access(self, request: web.Request, body: bytes, info: "_Identified") -> web.Response:
+    async def get_data_access(self, request: web.Request, body: bytes, info: _Identified) -> web.Response:
         from .aws import _AwsError
 
         user = self._authenticate(request, body, info)
@@ -122,7 +122,7 @@ class AccessGrants:
                f"</GranteeIdentifier></Grantee></GetDataAccessResult>")
         return web.Response(status=200, body=xml.encode(), content_type="application/xml")
 
-    def _authenticate(self, request: web.Request, body: bytes, info: "_Identified") -> str:
+    def _authenticate(self, request: web.Request, body: bytes, info: _Identified) -> str:
         """The Identity Center user of the identity-enhanced session that signed the request."""
         from .aws import _AwsError, _verify_sigv4
 
@@ -159,11 +159,11 @@ class AccessGrants:
             sts.assume_role, RoleArn=grant.role_arn, RoleSessionName=f"s3ag-{user}"[:64], DurationSeconds=duration))
         creds = r["Credentials"]
         exp = creds["Expiration"]
-        creds["Expiration"] = exp.astimezone(dt.timezone.utc) if exp.tzinfo else exp.replace(tzinfo=dt.timezone.utc)
+        creds["Expiration"] = exp.astimezone(dt.UTC) if exp.tzinfo else exp.replace(tzinfo=dt.UTC)
         return creds
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _moto_sts(moto_url: str) -> Any:
     import boto3
     from botocore.config import Config

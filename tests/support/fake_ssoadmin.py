@@ -96,7 +96,7 @@ class Scenario:
     def build(cls, app_arn: str, *, issuer_url: str, audiences: list[str], oidc_role_arn: str,
               identity_store_id: str, account_id: str = "123456789012", region: str = "us-east-1",
               claim: str = "email", refresh_token_grant: bool = True, scopes: list[str] | None = None,
-              assignment_required: bool = False) -> "Scenario":
+              assignment_required: bool = False) -> Scenario:
         """A correct set-up: one application with an ActorPolicy naming the OIDC role and a jwt-bearer grant
         for the one trusted token issuer of `issuer_url`."""
         instance_id = app_arn.split("/")[1]  # the application ARN names its instance
@@ -111,7 +111,7 @@ class Scenario:
                 scopes=list(DEFAULT_SCOPES if scopes is None else scopes))})
 
     @classmethod
-    def matching(cls, config: FakeConfig, app_arn: str, *, oidc_role_arn: str) -> "Scenario":
+    def matching(cls, config: FakeConfig, app_arn: str, *, oidc_role_arn: str) -> Scenario:
         """The set-up an application of the fake's FakeConfig implies: the same issuer, audiences, claim,
         refresh grant and scopes its CreateTokenWithIAM enforces."""
         app = config.applications[app_arn]

@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -29,7 +29,7 @@ class Fetcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self) -> Fetcher:
         self._thread.start()
         return self
 
@@ -48,7 +48,7 @@ class Fetcher:
             req = urllib.request.Request(self.url, headers={"Authorization": self.token_file.read_text()})
             with urllib.request.urlopen(req, timeout=10) as r:
                 body = json.loads(r.read())
-            exp = datetime.strptime(body["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+            exp = datetime.strptime(body["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
             return Answer(now, 200, exp)
         except urllib.error.HTTPError as e:
             try:

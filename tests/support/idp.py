@@ -166,7 +166,7 @@ class IdP:
         return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
     # ----- lifecycle ------------------------------------------------------------------------
-    def start(self) -> "IdP":
+    def start(self) -> IdP:
         if self._proc is not None:
             return self
         if self._state_dir is not None and self.port is not None:
@@ -214,7 +214,7 @@ class IdP:
         self._stderr_prev = self.stderr()
         self._end_process()
 
-    def up(self) -> "IdP":
+    def up(self) -> IdP:
         """End an outage: start the IdP again on the same port, with the same state dir and env
         (same signing keys, accounts, grants, refresh tokens, sessions); waits for ready.
         Raises IdPError if the port has been taken meanwhile (the issuer URL includes it)."""
@@ -350,7 +350,7 @@ class IdP:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def __enter__(self) -> "IdP":
+    def __enter__(self) -> IdP:
         return self.start()
 
     def __exit__(self, *exc) -> None:

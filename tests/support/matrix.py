@@ -33,9 +33,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from base64 import b64encode
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .stack import ACCOUNT, BIN, ENHANCED_ROLE, OIDC_ROLE, REGION, ROOT, Home, Tipd, tipctl, wait_for
 
@@ -219,7 +220,7 @@ class PersonaInfo:
     revocation: str = "enabled"
 
     @classmethod
-    def of(cls, idp) -> "PersonaInfo":
+    def of(cls, idp) -> PersonaInfo:
         info = cls(idp.issuer, idp.client_id)
         for attr, name in (("client_secret", "client_secret"), ("client_auth", "client_auth"),
                            ("redirect_port", "redirect_port"), ("redirect_host", "redirect_host"),
@@ -255,7 +256,7 @@ class MatrixTipd(Tipd):
     """tipd, waited for through its control socket in-process (twelve of these start at once: spawning a
     tipctl per readiness poll would cost more than the daemons)."""
 
-    def start(self, timeout: float = 60) -> "MatrixTipd":
+    def start(self, timeout: float = 60) -> MatrixTipd:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level",
                                       "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)

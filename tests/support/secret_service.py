@@ -56,7 +56,7 @@ class SecretService:
         self.daemon: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
 
-    def __enter__(self) -> "SecretService":
+    def __enter__(self) -> SecretService:
         home = self.dir / "keyring-home"
         run = self.dir / "keyring-run"
         for d in (home, run):

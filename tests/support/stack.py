@@ -110,7 +110,7 @@ class Tipd:
         self.proc: subprocess.Popen | None = None
         self.log_path = home.dir / f"tipd-{int(time.time() * 1000)}.log"
 
-    def start(self, timeout: float = 20) -> "Tipd":
+    def start(self, timeout: float = 20) -> Tipd:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level", "DEBUG"],
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -52,9 +52,8 @@ async def test_subscribers_are_bounded_and_released():
     hub = Changes(max_subscribers=2)
     with hub.subscribe(), hub.subscribe():
         assert hub.subscribers == 2
-        with pytest.raises(TooManySubscribers) as e:
-            with hub.subscribe():
-                pass
+        with pytest.raises(TooManySubscribers) as e, hub.subscribe():
+            pass
         assert e.value.status == 503 and "too many open status streams" in e.value.message
     assert hub.subscribers == 0
     with hub.subscribe():  # room again

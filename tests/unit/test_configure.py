@@ -12,7 +12,8 @@ import tomllib
 from typing import get_args
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field, SecretStr
 
 from tipd.config import Profile, load_config
@@ -103,7 +104,7 @@ def test_an_issuer_gives_back_the_inputs_it_was_made_from(provider, inputs):
 
 
 def test_presets_name_the_providers_of_the_config_model():
-    assert presets.PROVIDERS == get_args(Profile.model_fields["provider"].annotation)
+    assert get_args(Profile.model_fields["provider"].annotation) == presets.PROVIDERS
     assert set(presets.PRESET_INPUTS) == set(presets.REQUIRED_PRESET) == set(presets.PROVIDERS)
 
 
@@ -220,8 +221,8 @@ def test_good_values_pass_as_typed():
 
 def test_cognito_profiles_do_without_offline_access_and_default_to_scopes_cognito_accepts(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text(f'[profiles.c]\nprovider = "cognito"\nissuer = "https://cognito-idp.eu-west-1.amazonaws.com/'
-                 f'eu-west-1_A"\nclient_id = "x"\n' + "".join(f'{k} = "{v}"\n' for k, v in AWS.items()))
+    p.write_text('[profiles.c]\nprovider = "cognito"\nissuer = "https://cognito-idp.eu-west-1.amazonaws.com/'
+                 'eu-west-1_A"\nclient_id = "x"\n' + "".join(f'{k} = "{v}"\n' for k, v in AWS.items()))
     cfg, _ = load_config(p)
     assert cfg.profiles["c"].scopes == ["openid", "email"]
 
@@ -367,7 +368,7 @@ def test_keys_a_table_lacks_are_added_after_its_last_key_unless_their_default_sa
     new = tomledit.set_profile(text, "work", SETTINGS, ABSENT)
     assert new.startswith('[profiles.work]\nissuer = "https://new.example.com"\nclient_id = "c2"\n'
                           f'application_arn = "{APP}"\n')
-    assert new.endswith(f'region = "eu-west-1"\n# trailing comment\n\n[server]\nport = 1\n')
+    assert new.endswith('region = "eu-west-1"\n# trailing comment\n\n[server]\nport = 1\n')
     assert "provider" not in new and "scopes" not in new and "redirect_port" not in new  # the defaults already
 
 

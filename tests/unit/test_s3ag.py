@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -330,7 +330,7 @@ async def test_grants_in_use_are_renewed_ahead_of_expiry_and_idle_ones_are_dropp
         if body is None:
             body = (await rig.cache.fetch([("target", "s3://bkt/p/"), ("permission", "READ")], query)).body
         exp = json.loads(body)["Expiration"]
-        left = datetime.strptime(exp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp() - rig.clock.t
+        left = datetime.strptime(exp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() - rig.clock.t
         remaining.append(left)
         await rig.clock.run_until(rig.clock.t + 30)
     used = rig.calls()

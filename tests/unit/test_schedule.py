@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-
-import pytest
 
 from tipd.config import RefreshConfig, parse_config
-from tipd.errors import LoginRequired, UpstreamError
+from tipd.errors import UpstreamError
 from tipd.session import ProfileSession, State
 
 from .fakes import FakeAws, FakeIdp, VirtualClock

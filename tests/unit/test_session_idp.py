@@ -10,10 +10,9 @@ import jwt
 import pytest
 
 from tipd.config import RefreshConfig, parse_config
-from tipd.errors import LoginRequired, TipdError
+from tipd.errors import ConfigError, LoginRequired, TipdError
 from tipd.secret import Secret
 from tipd.session import ProfileSession, State
-from tipd.errors import ConfigError
 from tipd.store import ClientSecret, FileStore, Grant
 
 from .fakes import FakeAws, FakeIdp, VirtualClock

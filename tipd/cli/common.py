@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..paths import Paths
@@ -39,8 +39,8 @@ def when(iso: str | None, now: datetime | None = None) -> str:
     """'14:05:09 (in 52 min)' for a UTC ISO timestamp, in local time."""
     if not iso:
         return "-"
-    t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+    t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     delta = int((t - now).total_seconds())
     rel = f"in {_span(delta)}" if delta >= 0 else f"{_span(-delta)} ago"
     return f"{t.astimezone().strftime('%H:%M:%S')} ({rel})"

@@ -89,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
             draft = ask_profile(p, cf, given, name, check=not args.no_check)
             if secret is None and _needs_secret(cf, draft):
                 from ..secret import Secret
-                from ..configure.presets import FieldError
 
                 while secret is None:
                     value = p.secret(f"Client secret of {draft.settings['client_id']} (not shown, not saved in the "

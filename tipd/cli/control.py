@@ -34,7 +34,7 @@ class ControlClient:
             with self._send(method, url, body, timeout or self.timeout) as answer:
                 status, stream = _read_head(answer)
                 raw = stream.read()
-        except socket.timeout:
+        except TimeoutError:
             raise TipdError("tipd did not answer in time; see its log (`journalctl --user -u tipd` when it runs "
                             "as a service)") from None
         except OSError:
@@ -89,7 +89,7 @@ class ControlClient:
         except (FileNotFoundError, ConnectionRefusedError):
             s.close()
             raise DaemonNotRunning(NOT_RUNNING) from None
-        except socket.timeout:
+        except TimeoutError:
             s.close()
             raise TipdError("tipd did not accept the connection in time; see its log") from None
         except OSError as e:  # a path too long for a socket, no permission, not a socket...

@@ -27,7 +27,7 @@ class ConfigFile:
     exists: bool
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str] | None = None) -> "ConfigFile":
+    def read(cls, path: str | os.PathLike[str] | None = None) -> ConfigFile:
         p = config_path(path)
         try:
             text = p.read_bytes().decode("utf-8")

@@ -15,8 +15,19 @@ from pydantic import ValidationError
 
 from ..config import DEFAULT_SCOPES, PROFILE_NAME, PROVIDER_DEFAULTS, Profile, _describe
 from ..errors import ConfigError, TipdError
-from .presets import (BY_NAME, FIXED_ISSUER, PRESET_INPUTS, PROFILE_KEYS, PROVIDERS, REQUIRED_PRESET, FieldError,
-                      cognito_domain, cognito_pool, derive_issuer, preset_inputs)
+from .presets import (
+    BY_NAME,
+    FIXED_ISSUER,
+    PRESET_INPUTS,
+    PROFILE_KEYS,
+    PROVIDERS,
+    REQUIRED_PRESET,
+    FieldError,
+    cognito_domain,
+    cognito_pool,
+    derive_issuer,
+    preset_inputs,
+)
 
 #: good values for every required field, so that one field can be validated on its own by the model
 _PLACEHOLDER = {
@@ -251,7 +262,7 @@ async def _discover(issuer: str):
     async with aiohttp.ClientSession() as http:
         try:
             return await oidc.discover(http, issuer)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             url = issuer.rstrip("/") + "/.well-known/openid-configuration"
             raise ConfigError(f"discovery at {url}: no answer within {oidc.TIMEOUT.total:.0f} s") from None
 

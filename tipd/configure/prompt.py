@@ -10,11 +10,38 @@ from typing import Any, TextIO
 from ..config import PROVIDERS
 from ..errors import ConfigError
 from .configfile import ConfigFile
-from .presets import (BY_NAME, EXACT_PORT, FIXED_ISSUER, PRESET_INPUTS, PROFILE_KEYS, REQUIRED_PRESET, FieldError,
-                      auth0_issuer, base_url, cognito_domain, cognito_pool, derive_issuer, entra_issuer,
-                      keycloak_issuer, okta_issuer, okta_org_url, onelogin_issuer, pingone_issuer, preset_inputs)
-from .profile import (PROVIDER_KEYS, Draft, build, check_field, check_issuer, check_name, cognito_domain_of,
-                      parse_text, provider_default)
+from .presets import (
+    BY_NAME,
+    EXACT_PORT,
+    FIXED_ISSUER,
+    PRESET_INPUTS,
+    PROFILE_KEYS,
+    REQUIRED_PRESET,
+    FieldError,
+    auth0_issuer,
+    base_url,
+    cognito_domain,
+    cognito_pool,
+    derive_issuer,
+    entra_issuer,
+    keycloak_issuer,
+    okta_issuer,
+    okta_org_url,
+    onelogin_issuer,
+    pingone_issuer,
+    preset_inputs,
+)
+from .profile import (
+    PROVIDER_KEYS,
+    Draft,
+    build,
+    check_field,
+    check_issuer,
+    check_name,
+    cognito_domain_of,
+    parse_text,
+    provider_default,
+)
 
 
 class Prompter:

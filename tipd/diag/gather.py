@@ -26,7 +26,7 @@ class AwsReader:
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()
 
-    async def __aenter__(self) -> "AwsReader":
+    async def __aenter__(self) -> AwsReader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -58,7 +58,7 @@ class LoopbackReceiver:
     def redirect_uri(self) -> str:
         return f"http://{self.host}:{self.port}{CALLBACK_PATH}"
 
-    async def __aenter__(self) -> "LoopbackReceiver":
+    async def __aenter__(self) -> LoopbackReceiver:
         fixed = self.port != 0
         for attempt in range(1 if fixed else 5):
             try:
@@ -173,7 +173,7 @@ async def browser_login(idp: IdpClient, *, scopes: list[str] | None = None, time
             threading.Thread(target=_open, args=(url,), name="open-browser", daemon=True).start()
         try:
             cb = await asyncio.wait_for(asyncio.shield(rx.result), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LoginError(f"no sign-in arrived within {int(timeout)} s; run the command again "
                              "(or use --device on a machine without a browser)") from None
     if cb.error:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..errors import TipdError
-from .conns import Caps, CappedRunner
+from .conns import CappedRunner, Caps
 from .guards import Guard, error
-from .peer import SUPPORTED as PEER_UID_SUPPORTED
 from .imds import Imds
+from .peer import SUPPORTED as PEER_UID_SUPPORTED
 
 if TYPE_CHECKING:
     from ..daemon import Broker
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 JSON = "application/json"
 
 
-def make_app(broker: "Broker", guard: Guard, *, imds: bool = False) -> web.Application:
+def make_app(broker: Broker, guard: Guard, *, imds: bool = False) -> web.Application:
     """The credential endpoints on one port: container credentials, and IMDSv2 when enabled."""
     sessions = broker.sessions
 
@@ -68,7 +68,7 @@ def make_app(broker: "Broker", guard: Guard, *, imds: bool = False) -> web.Appli
     return app
 
 
-def make_runner(broker: "Broker", guard: Guard, *, imds: bool = False, **kwargs) -> web.AppRunner:
+def make_runner(broker: Broker, guard: Guard, *, imds: bool = False, **kwargs) -> web.AppRunner:
     """The app in a runner that caps connections per user and in total (tipd/server/conns.py)."""
     return CappedRunner(make_app(broker, guard, imds=imds), Caps(guard.uid_of, know_uids=PEER_UID_SUPPORTED),
                         **kwargs)

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from .. import __version__
 from ..changes import follow, worst_state
-from ..errors import TipdError, UnknownProfile
 from ..clock import numeric_date
+from ..errors import TipdError, UnknownProfile
 from ..idp.oidc import TokenResponse, parse_token_response
 from ..idp.verify import unverified_claims
 from ..session import ProfileSession
@@ -50,7 +50,7 @@ def hand_off(data: Any, needs_id_token: bool = True) -> TokenResponse:
     return tokens
 
 
-def make_app(broker: "Broker") -> web.Application:
+def make_app(broker: Broker) -> web.Application:
     uid = os.getuid()
 
     @web.middleware

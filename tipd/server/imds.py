@@ -30,7 +30,7 @@ def _text(body: str, status: int = 200, headers: dict | None = None) -> web.Resp
 
 
 class Imds:
-    def __init__(self, broker: "Broker", guard: Guard, allow_v1: bool) -> None:
+    def __init__(self, broker: Broker, guard: Guard, allow_v1: bool) -> None:
         self.broker = broker
         self.guard = guard
         self.allow_v1 = allow_v1

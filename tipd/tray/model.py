@@ -3,7 +3,7 @@ menu (each profile's user and expiry, Sign in, Sign out, Open status, Quit). No 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: the daemon is not there: not one of its states, the tray's own
 NOT_RUNNING = "not-running"
@@ -58,13 +58,13 @@ class View:
     message: str | None = None  # why the daemon is not there
 
     @classmethod
-    def from_summary(cls, summary: dict) -> "View":
+    def from_summary(cls, summary: dict) -> View:
         return cls(summary["state"], tuple(
             ProfileView(p["profile"], p["state"], p.get("user"), p.get("credentials_expire"), p.get("last_error"))
             for p in summary["profiles"]))
 
     @classmethod
-    def not_running(cls, message: str) -> "View":
+    def not_running(cls, message: str) -> View:
         return cls(NOT_RUNNING, (), message)
 
     @property
@@ -129,5 +129,5 @@ def describe(p: ProfileView) -> str:
 
 
 def local_time(iso: str) -> str:
-    t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    t = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return t.astimezone().strftime("%H:%M")
