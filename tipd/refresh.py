@@ -20,6 +20,31 @@ BACKOFF_CAP = 300.0
 #: at most this many upstream calls per stage in any minute, whatever the expiries say: a value that looks
 #: expired on arrival (a local clock far ahead, a server's bad expiry) must not become a refresh loop
 MAX_PER_MINUTE = 20
+#: a renewal starts up to this fraction of a value's holding time (from obtaining it to its renewal time) early,
+#: at random: daemons that obtained their values in the same minute (a fleet waking at 09:00, back after a
+#: network outage) drift apart instead of renewing in lock-step all day (bench/fleet.py, docs/performance.md).
+#: Only ever earlier: a later renewal would eat into the margin above `min_remaining`
+RENEW_JITTER = 0.1
+#: holding times shorter than this get no jitter (test-sized lifetimes; nothing to spread at fleet scale)
+JITTER_MIN_HOLD = 60.0
+
+
+def renewal_due(obtained_at: float, expires_at: float, refresh_ahead: float) -> float:
+    """When a value is renewed: `refresh_ahead` before its expiry, or half-way through a lifetime shorter than
+    twice that (a 10-minute token is renewed after 5 minutes, not at once)."""
+    return expires_at - min(refresh_ahead, (expires_at - obtained_at) / 2)
+
+
+def renewal_head_start(obtained_at: float, expires_at: float, refresh_ahead: float, rng: random.Random,
+                       jitter: float = RENEW_JITTER) -> float:
+    """How much earlier than `renewal_due` this value's renewal starts: uniform in [0, jitter x holding time]."""
+    hold = renewal_due(obtained_at, expires_at, refresh_ahead) - obtained_at
+    return rng.uniform(0, jitter * hold) if hold >= JITTER_MIN_HOLD and jitter > 0 else 0.0
+
+
+def backoff_delay(failures: int, rng: random.Random) -> float:
+    """The wait before the next attempt after `failures` failures in a row: exponential, full jitter, capped."""
+    return max(rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1))), 0.05)
 
 
 @dataclass(frozen=True)
@@ -32,13 +57,14 @@ class Held(Generic[T]):
 class Stage(Generic[T]):
     """Holds the latest value of one stage and refreshes it at most once at a time.
 
-    `refresh_ahead` is how long before expiry the background scheduler renews it. Failures are
+    `refresh_ahead` is how long before expiry the background scheduler renews it, less a random head start of
+    up to `jitter` of the holding time (RENEW_JITTER; 0 renews exactly on time). Failures are
     remembered with a next-attempt time (exponential backoff, full jitter) so the scheduler never
     storms a failing upstream, while requests can still be served from a value that is valid."""
 
     def __init__(self, name: str, fetch: Callable[[], Awaitable[tuple[T, float]]], clock: Clock,
                  refresh_ahead: float, rng: random.Random | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None, jitter: float = RENEW_JITTER) -> None:
         self.name = name
         #: called when a refresh starts and when it has ended (status readers see `refreshing` flip)
         self.on_change = on_change
@@ -54,6 +80,9 @@ class Stage(Generic[T]):
         #: start times of the upstream calls of the last minute (the rate bound)
         self._recent: deque[float] = deque()
         self._rng = rng or random.Random()
+        self.jitter = jitter
+        #: how much earlier than due the held value is renewed (drawn once per value)
+        self._head_start = 0.0
 
     # -- reading ---------------------------------------------------------------------------
     def remaining(self) -> float:
@@ -74,9 +103,7 @@ class Stage(Generic[T]):
         """When the scheduler should next refresh this stage (None: nothing held, nothing to do)."""
         if self.held is None:
             return self.next_attempt
-        # renew `refresh_ahead` before expiry, or half-way through a lifetime shorter than that
-        ahead = min(self.refresh_ahead, (self.held.expires_at - self.held.obtained_at) / 2)
-        due = self.held.expires_at - ahead
+        due = renewal_due(self.held.obtained_at, self.held.expires_at, self.refresh_ahead) - self._head_start
         if self.next_attempt is not None:
             due = max(due, self.next_attempt)
         return due
@@ -137,6 +164,7 @@ class Stage(Generic[T]):
             raise err from None
         now = self.clock.time()
         self.held = Held(value, expires_at, now)
+        self._head_start = renewal_head_start(now, expires_at, self.refresh_ahead, self._rng, self.jitter)
         log.debug("%s refreshed: valid for %d s", self.name, expires_at - now)
         self.last_error = None
         self.failures = 0
@@ -150,8 +178,7 @@ class Stage(Generic[T]):
         if e.permanent:
             self.next_attempt = None
         else:
-            delay = self._rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (self.failures - 1)))
-            self.next_attempt = self.clock.time() + max(delay, 0.05)
+            self.next_attempt = self.clock.time() + backoff_delay(self.failures, self._rng)
 
     def adopt(self, other: Stage[T]) -> None:
         """Take `other`'s value (a sign-in that ran beside this one), dropping a refresh under way."""
@@ -159,6 +186,7 @@ class Stage(Generic[T]):
             self._inflight.cancel()
         self._inflight = None
         self.held = other.held
+        self._head_start = other._head_start
         self.last_error = None
         self.failures = 0
         self.next_attempt = None

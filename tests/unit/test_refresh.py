@@ -81,10 +81,41 @@ async def test_due_at_is_ahead_of_expiry_or_half_a_short_lifetime():
     async def fetch():
         return "v", clock.t + life
 
-    st = Stage("s", fetch, clock, 1800)
+    st = Stage("s", fetch, clock, 1800, jitter=0)
     await st.refresh()
     assert st.due_at() == clock.t + 1800
     life = 600
     await st.refresh()
     assert st.due_at() == clock.t + 300  # a 10-minute token is renewed half-way, not at once
     assert st.valid_for(299) == "v" and st.valid_for(601) is None
+
+
+async def test_renewal_starts_a_random_bounded_head_start_early_drawn_once_per_value():
+    clock = FakeClock()
+
+    async def fetch():
+        return "v", clock.t + 3600
+
+    st = Stage("s", fetch, clock, 1800, rng=random.Random(7))
+    early = []
+    for _ in range(200):
+        await st.refresh()
+        due = st.due_at()
+        assert due == st.due_at()  # drawn when the value came, not at every look
+        early.append(clock.t + 1800 - due)
+        clock.t += 60  # (under the 20-a-minute bound)
+    # never later than the rule, at most 10 % of the 30-minute holding time early, and really spread
+    assert all(0 <= e <= 180 for e in early) and max(early) > 150 and min(early) < 30
+    seeded = Stage("t", fetch, clock, 1800, rng=random.Random(7))
+    await seeded.refresh()
+    assert clock.t + 1800 - seeded.due_at() == early[0]  # the injected rng makes it reproducible
+
+
+def test_jitter_spares_short_holding_times_and_the_rule_is_one_function():
+    from tipd.refresh import renewal_due, renewal_head_start
+
+    rng = random.Random(1)
+    assert renewal_due(0, 3600, 1800) == 1800 and renewal_due(0, 600, 1800) == 300
+    assert renewal_head_start(0, 24, 12, rng) == 0.0  # test-sized lifetimes renew exactly on time
+    assert 0 <= renewal_head_start(0, 300, 1800, rng) <= 15  # a 5-minute id_token: at most 15 s early
+    assert renewal_head_start(0, 3600, 1800, rng, jitter=0) == 0.0

@@ -86,15 +86,18 @@ async def test_a_simulated_day_serves_only_fresh_credentials_with_bounded_upstre
 
     assert len(rig.served) > 24 * HOUR / 7 * 0.99 and not rig.failures
     assert min(r for _, r in rig.served) >= 1200  # never below min_remaining, so never expired
-    # The bound: each AWS stage lives 1 h and is renewed with 30 min left, i.e. every 30 min: 2 calls per hour
-    # per stage (login's first chain comes before the first hour); the IdP stage too (kept alive ahead of
-    # its expiry, so idle-lifetime refresh tokens never lapse).
+    # The bound: each AWS stage lives 1 h and is renewed with 30 min left, i.e. every 30 min, less a random head
+    # start of at most 3 min (tipd.refresh.RENEW_JITTER: 10 % of the 30-minute holding time): every 27 to 30 min,
+    # so 2 or 3 calls per hour per stage and 48 to 54 in the day (login's first chain comes before the first
+    # hour); the IdP stage too (kept alive ahead of its expiry, so idle-lifetime refresh tokens never lapse).
     for h in hourly:
-        assert h == {"AssumeRoleWithWebIdentity": 2, "CreateTokenWithIAM": 2, "AssumeRole": 2, "idp": 2}, hourly
+        assert set(h) == {"AssumeRoleWithWebIdentity", "CreateTokenWithIAM", "AssumeRole", "idp"}, hourly
+        assert all(2 <= n <= 3 for n in h.values()), hourly
+    assert all(48 <= sum(h[k] for h in hourly) <= 54 for k in hourly[0]), hourly
     # the Identity Center refresh_token grant carried the day: jwt-bearer only at login
     assert len(rig.aws.assertions) == 1
     # every rotated IdP refresh token was stored before use
-    assert rig.store.saves[-1] == rig.idp.live and len(rig.store.saves) == 1 + 48
+    assert rig.store.saves[-1] == rig.idp.live and len(rig.store.saves) == 1 + sum(h["idp"] for h in hourly)
 
 
 async def test_wall_clock_jump_is_noticed_within_seconds_and_stale_credentials_are_never_served():
