@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from .net import free_port, wait_for_port
 
 __all__ = [
+    "ACCOUNT_ACCESS",
     "IDENTITY_CENTER_PROVIDER_ARN",
     "JWT_BEARER",
     "REFRESH_TOKEN",
@@ -80,6 +81,8 @@ TOKEN_TYPE_REFRESH = "urn:ietf:params:oauth:token-type:refresh_token"
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 IDENTITY_CENTER_PROVIDER_ARN = "arn:aws:iam::aws:contextProvider/IdentityCenter"
 DEFAULT_SCOPES = ("sts:identity_context", "openid", "aws")
+#: the scope an administrator enables for AWS account access (the portal API), organization instances only
+ACCOUNT_ACCESS = "sso:account:access"
 
 
 def sha256_hex(value: str | bytes) -> str:
@@ -304,7 +307,8 @@ class MotoServer:
 
 _SIGNING_NAME_TO_SERVICE = {"sso-oauth": "sso-oidc", "sso": "sso-admin"}
 _QUERY_VERSION_TO_SERVICE = {"2011-06-15": "sts", "2010-05-08": "iam"}
-_SECRET_FORM_PARAMS = {"WebIdentityToken", "SAMLAssertion", "TokenCode"}
+#: Session and SigninToken: the console federation endpoint's (credentials JSON, and the bearer sign-in token)
+_SECRET_FORM_PARAMS = {"WebIdentityToken", "SAMLAssertion", "TokenCode", "Session", "SigninToken"}
 _SECRETISH_KEY = re.compile(r"token|secret|password|assertion|credential", re.I)
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -466,7 +470,8 @@ def _identify(method: str, raw_path: str, headers: Any, body: bytes) -> _Identif
     elif headers.get("X-Amz-Target"):
         operation = headers["X-Amz-Target"].rsplit(".", 1)[-1]
     else:
-        for candidate in ([service] if service else []) + (["sso-oidc"] if service is None else []):
+        # unsigned REST calls: sso-oidc's, and the portal API's (`sso`, bearer token in x-amz-sso_bearer_token)
+        for candidate in ([service] if service else []) + (["sso-oidc", "sso"] if service is None else []):
             operation = _match_rest(candidate, method, split.path, query)
             if operation:
                 service = candidate
@@ -613,6 +618,9 @@ class FakeConfig:
     instance_id: str = field(default_factory=lambda: "ssoins-" + secrets.token_hex(8))
     identity_store_id: str = field(default_factory=lambda: "d-" + secrets.token_hex(5))
     leeway: float = 5.0  # seconds of clock skew allowed on the assertion's exp/nbf/iat
+    #: "organization" or "account": account access (the sso:account:access scope) exists only on organization
+    #: instances (tests/support/fake_portal.py), so an account instance never grants it
+    instance_kind: str = "organization"
     verify_signatures: bool = True  # recompute SigV4 of CreateTokenWithIAM with the bootstrap secret
 
 
@@ -636,6 +644,7 @@ class _Creds:
     session_token: str
     expiration: float
     identity_user: str | None = None  # an identity-enhanced session's Identity Center user
+    chained: bool = False  # an AssumeRole made with temporary credentials (role chaining)
 
 
 @dataclass
@@ -680,12 +689,17 @@ class FakeAWS:
         self._used_refresh: set[str] = set()
         self._contexts: dict[str, str] = {}
         self._access_tokens: dict[str, tuple[str, str, float]] = {}
+        self._token_scopes: dict[str, tuple[str, ...]] = {}  # access token -> the scopes it was granted
         self._jwks_cache: dict[str, dict[str | None, jwt.PyJWK]] = {}
         self.jwks_fetches = 0
         self.errors: list[str] = []  # tracebacks of bugs inside the fake (tests may assert it stays empty)
         from .fake_s3control import AccessGrants  # it imports this module
 
         self.access_grants = AccessGrants(self)  # s3control GetDataAccess (S3 Access Grants)
+        from .fake_portal import PortalDirectory
+
+        #: the portal API (ListAccounts, ListAccountRoles, GetRoleCredentials) and the console federation endpoint
+        self.portal = PortalDirectory(self)
         #: a test's Identity Center (tests/support/fake_ssoadmin.py IdentityCenter): sso-admin, identitystore
         self.identity_center: Any = None
         self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -808,10 +822,16 @@ class FakeAWS:
         with self._lock:
             self._holds[operation] = threading.Event()
 
-    def wait_until_held(self, timeout: float = 60.0) -> None:
+    def wait_until_held(self, timeout: float = 60.0, count: int = 1) -> None:
         with self._cond:
-            if not self._cond.wait_for(lambda: self._held > 0, timeout=timeout):
-                raise TimeoutError(f"no held call after {timeout}s")
+            if not self._cond.wait_for(lambda: self._held >= count, timeout=timeout):
+                raise TimeoutError(f"{self._held} held calls after {timeout}s, wanted {count}")
+
+    @property
+    def held(self) -> int:
+        """How many calls wait in `hold` now."""
+        with self._lock:
+            return self._held
 
     def release(self) -> None:
         with self._lock:
@@ -928,6 +948,10 @@ class FakeAWS:
             return await self._create_token_with_iam(request, body, info)
         if (info.service, info.operation) == ("s3control", "GetDataAccess"):
             return await self.access_grants.get_data_access(request, body, info)
+        if info.service == "sso" and info.operation in ("ListAccounts", "ListAccountRoles", "GetRoleCredentials"):
+            return await self.portal.handle(request, info)
+        if request.path == "/federation":
+            return await self.portal.federation(request)
         if self.identity_center is not None and info.service in ("sso-admin", "identitystore"):
             return await self.identity_center.handle(info, lambda: self._forward(request, body, info))
         return await self._forward(request, body, info)
@@ -955,9 +979,12 @@ class FakeAWS:
                 except ValueError:
                     expiration = time.time() + 3600
                 with self._lock:
+                    caller = info.scope.access_key_id if info.scope else ""
                     self._issued_creds[creds["AccessKeyId"]] = _Creds(
                         info.operation, creds.get("SecretAccessKey", ""), creds.get("SessionToken", ""), expiration,
-                        self._contexts.get(info.form.get("ProvidedContexts.member.1.ContextAssertion", "")))
+                        self._contexts.get(info.form.get("ProvidedContexts.member.1.ContextAssertion", "")),
+                        chained=info.operation == "AssumeRole" and (caller in self._issued_creds
+                                                                    or caller.startswith("ASIA")))
         response = web.Response(status=status, body=payload)
         for k, v in out_headers:
             response.headers.add(k, v)
@@ -1004,10 +1031,13 @@ class FakeAWS:
         if app is None:
             raise _AwsError("InvalidClientException", f"unknown application (clientId) {client_id}")
         requested = req.get("scope")
+        # the `scope` of the answer names sso:account:access only when the application has it, and an account
+        # instance cannot have it (the administrator cannot enable it there)
+        available = [s for s in app.scopes if s != ACCOUNT_ACCESS or self.config.instance_kind == "organization"]
         if requested is not None:
-            if not isinstance(requested, list) or not set(requested) <= set(app.scopes):
+            if not isinstance(requested, list) or not set(requested) <= set(available):
                 raise _AwsError("InvalidScopeException", f"scopes {requested} are not configured for the application")
-        scopes = list(requested) if requested else list(app.scopes)
+        scopes = list(requested) if requested else available
 
         if grant_type == JWT_BEARER:
             user_id = await self._jwt_bearer(app, req.get("assertion"))
@@ -1156,6 +1186,7 @@ class FakeAWS:
         with self._lock:
             self._contexts[context] = user_id
             self._access_tokens[access_token] = (client_id, user_id, now + app.access_token_ttl)
+            self._token_scopes[access_token] = tuple(scopes)
             if app.refresh_token_grant:
                 refresh = "aor" + secrets.token_urlsafe(64)
                 self._refresh[refresh] = _RefreshGrant(client_id, user_id, now + app.refresh_token_ttl)
