@@ -573,6 +573,17 @@ class ProfileSession:
         value.exchanged = True
         return value.assertion
 
+    async def identity_center_token(self) -> IdcToken:
+        """The sign-in's Identity Center token, valid at least `margin` more seconds: what the portal API takes
+        (account listing, account profiles). The idc stage renews it with the rest of the chain."""
+        if self.loading is not None and not self.loading.done():
+            await asyncio.wait([self.loading])
+        if self.login_required is not None:
+            raise LoginRequired(self.login_required.message)
+        if self.refresh_token is None:
+            raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
+        return await self.idc.get(self.margin)
+
     def _note_failure(self, e: TipdError) -> None:
         if e.permanent and self.login_required is None:
             self.login_required = e  # stops the schedule: no retry storm against a refusing upstream

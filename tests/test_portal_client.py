@@ -1,0 +1,162 @@
+"""tipd/portal.py against the AWS fake's portal API (real aiobotocore, moto behind): listing with its bounded
+concurrency and cache, role credentials, and the one-sentence refusals."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import boto3
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig, JwtIssuer, MotoServer
+from tipd.clock import Clock
+from tipd.errors import TipdError, UpstreamError
+from tipd.exchange import AwsChain, IdcToken
+from tipd.portal import AccountAccessNotEnabled, Portal
+from tipd.secret import Secret
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+APP = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
+APP_NO_SCOPE = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-0000111122223333"
+OIDC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tipd-oidc-bootstrap"
+AUD = "tipd-client"
+ALICE, ALICE_ID = "alice@example.com", "9067a0d1f2-alice"
+SCOPES = ["sts:identity_context", "openid", "aws", ACCOUNT_ACCESS]
+
+
+@pytest.fixture(scope="module")
+def moto():
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    with JwtIssuer() as iss:
+        yield iss
+
+
+@pytest.fixture
+def fake(moto, issuer, monkeypatch):
+    config = FakeConfig(applications={APP: AppConfig(issuer_url=issuer.url, audiences=[AUD], scopes=list(SCOPES)),
+                                      APP_NO_SCOPE: AppConfig(issuer_url=issuer.url, audiences=[AUD])},
+                        users={ALICE: ALICE_ID}, region=REGION)
+    with FakeAWS(moto.url, config) as f:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f.url)
+        yield f
+    assert f.errors == []
+
+
+def _token(fake, issuer, app=APP) -> IdcToken:
+    def client(service, creds=None):
+        kw = ({"aws_access_key_id": "x", "aws_secret_access_key": "x"} if creds is None else
+              {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+               "aws_session_token": creds["SessionToken"]})
+        cfg = Config(signature_version=UNSIGNED) if creds is None else Config()
+        return boto3.client(service, endpoint_url=fake.url, region_name=REGION, config=cfg, **kw)
+
+    boot = client("sts").assume_role_with_web_identity(
+        RoleArn=OIDC_ROLE, RoleSessionName="alice", WebIdentityToken=issuer.token(aud=AUD, email=ALICE))["Credentials"]
+    r = client("sso-oidc", boot).create_token_with_iam(clientId=app, grantType=JWT_BEARER,
+                                                       assertion=issuer.token(aud=AUD, email=ALICE))
+    return IdcToken(access_token=Secret(r["accessToken"]), refresh_token=None, identity_context=Secret("x"),
+                    expires_at=time.time() + 3600, user_id=ALICE_ID, scopes=tuple(r.get("scope") or ()))
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_listing_100_accounts_concurrently_then_from_the_cache(fake, issuer):
+    for i in range(100):
+        fake.portal.assign(ALICE_ID, f"{100000000000 + i}", "ReadOnly", *(["Admin"] if i % 10 == 0 else []))
+    token = _token(fake, issuer)
+    portal = Portal(AwsChain(Clock()), concurrency=10)
+
+    async def twice():
+        started = time.monotonic()
+        first = await portal.accounts(token, region=REGION, application_arn=APP)
+        took = time.monotonic() - started
+        second = await portal.accounts(token, region=REGION, application_arn=APP)
+        return first, took, second
+
+    first, took, second = _run(twice())
+    assert len(first) == 100 and first == second
+    assert first[0].account.account_id == "100000000000" and first[0].roles == ("Admin", "ReadOnly")
+    assert first[1].roles == ("ReadOnly",)
+    assert took < 10, f"listing 100 accounts took {took:.1f} s"
+    assert fake.count("ListAccountRoles") == 100  # the second listing came from the cache
+    assert fake.count("ListAccounts") == 1
+
+
+def test_listing_concurrency_is_bounded(fake, issuer):
+    for i in range(12):
+        fake.portal.assign(ALICE_ID, f"{200000000000 + i}", "ReadOnly")
+    token = _token(fake, issuer)
+    fake.hold("ListAccountRoles")
+
+    async def list_while_held():
+        portal = Portal(AwsChain(Clock()), concurrency=3)
+        task = asyncio.create_task(portal.accounts(token, region=REGION, application_arn=APP))
+        await asyncio.get_running_loop().run_in_executor(None, lambda: fake.wait_until_held(count=3))
+        held_at_most = 0
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:  # no condition to wait for: the bound must hold all along
+            held_at_most = max(held_at_most, fake.held)
+            await asyncio.sleep(0.05)
+        fake.release()
+        return held_at_most, await task
+
+    held, listed = _run(list_while_held())
+    assert held == 3 and len(listed) == 12
+
+
+def test_role_credentials(fake, issuer):
+    fake.portal.assign(ALICE_ID, "111111111111", "Developer")
+    token = _token(fake, issuer)
+    portal = Portal(AwsChain(Clock()))
+    creds = _run(portal.get_role_credentials(region=REGION, access_token=token.access_token,
+                                             account_id="111111111111", role_name="Developer",
+                                             scopes=token.scopes, application_arn=APP))
+    assert creds.account_id == "111111111111" and 3000 < creds.expires_at - time.time() <= 3600
+    assert token.access_token.reveal() not in repr(creds)
+    with pytest.raises(UpstreamError) as e:
+        _run(portal.get_role_credentials(region=REGION, access_token=token.access_token, account_id="111111111111",
+                                         role_name="Admin", scopes=token.scopes, application_arn=APP))
+    assert e.value.permanent and "no role 'Admin' in account 111111111111" in e.value.message
+
+
+def test_an_application_without_the_scope_is_one_sentence_before_any_call(fake, issuer):
+    fake.portal.assign(ALICE_ID, "111111111111", "Developer")
+    token = _token(fake, issuer, APP_NO_SCOPE)
+    fake.clear_calls()
+    portal = Portal(AwsChain(Clock()))
+    with pytest.raises(AccountAccessNotEnabled) as e:
+        _run(portal.accounts(token, region=REGION, application_arn=APP_NO_SCOPE))
+    msg = e.value.message
+    assert f"enable the {ACCOUNT_ACCESS} scope on application {APP_NO_SCOPE}" in msg
+    assert "organization instance" in msg and msg.count(". ") == 0 and msg.endswith(".")
+    assert fake.count("ListAccounts") == 0
+
+
+@pytest.mark.parametrize("answer", ["UnauthorizedException", "ForbiddenException"])
+def test_scopes_not_reported_still_name_the_scope(fake, issuer, answer):
+    fake.portal.scope_error = answer
+    token = _token(fake, issuer, APP_NO_SCOPE)
+    unreported = IdcToken(access_token=token.access_token, refresh_token=None, identity_context=Secret("x"),
+                          expires_at=token.expires_at)
+    with pytest.raises(TipdError) as e:
+        _run(Portal(AwsChain(Clock())).accounts(unreported, region=REGION, application_arn=APP_NO_SCOPE))
+    assert e.value.code == answer and ACCOUNT_ACCESS in e.value.message
+    assert token.access_token.reveal() not in e.value.message
+
+
+def test_an_account_instance_is_the_same_sentence(fake, issuer):
+    fake.config.instance_kind = "account"
+    token = _token(fake, issuer)
+    with pytest.raises(AccountAccessNotEnabled) as e:
+        _run(Portal(AwsChain(Clock())).accounts(token, region=REGION, application_arn=APP))
+    assert "an account instance cannot" in e.value.message
