@@ -47,6 +47,16 @@ if ! command -v gnome-keyring-daemon >/dev/null || ! command -v dbus-daemon >/de
   fi
 fi
 
+if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then
+  # the shell tests run `tipctl env --shell`, `tipctl completion` and the prompt segment in real zsh and fish
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing zsh and fish (for the shell tests)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends zsh fish >/dev/null
+  else
+    echo "tests/run.sh: zsh or fish is missing (apt-get install zsh fish); the shell tests will fail" >&2
+  fi
+fi
+
 echo "== python environment (.venv) with tipd, its tray extra and its test dependencies"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test,tray]'

@@ -43,6 +43,11 @@ class Paths(NamedTuple):  # not a dataclass: importing dataclasses costs tipctl 
         return self.runtime_dir / "control.sock"
 
     @property
+    def prompt_file(self) -> Path:
+        """What shell prompts show, kept current by tipd (tipd/promptfile.py; nothing secret)."""
+        return self.runtime_dir / "prompt"
+
+    @property
     def tokens_dir(self) -> Path:
         """Refresh tokens, when no OS keyring is usable."""
         return self.state_dir / "tokens"

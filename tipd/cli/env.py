@@ -3,20 +3,34 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
+from typing import Any
 
 HELP = "print the shell exports that point AWS SDKs at tipd (use: eval \"$(tipctl env)\")"
+USE = ("Use: bash, zsh, sh: eval \"$(tipctl env)\"; fish: tipctl env | source; PowerShell: "
+       "tipctl env | Out-String | Invoke-Expression.")
 
 
-def add_parser(sub) -> None:
+def add_shell_arguments(p: argparse.ArgumentParser) -> None:
+    """--shell and --unset, shared by `tipctl env` and `tipctl s3ag env`."""
+    from ..shells import SHELLS
+
+    p.add_argument("--shell", choices=SHELLS, help="the shell to print for (default: detected, see below)")
+    p.add_argument("--unset", action="store_true", help="print the commands that remove these variables again "
+                   "(reads no config)")
+
+
+def add_parser(sub: Any) -> None:
+    from ..shells import DETECT_RULE
+
     p = sub.add_parser("env", help=HELP, description=HELP + ". Reads the config and file locations only; "
-                       "the daemon does not have to be running.")
+                       "the daemon does not have to be running. " + USE + " " + DETECT_RULE)
     p.add_argument("profile", nargs="?", help="profile to serve (default: the default profile)")
     p.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     p.add_argument("--imds", action="store_true", help="print AWS_EC2_METADATA_SERVICE_ENDPOINT for tools that only "
                    "know the EC2 instance metadata service (IMDSv2; serves the default profile)")
     p.add_argument("--json", action="store_true", help="print the variables as a JSON object")
+    add_shell_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -32,21 +46,39 @@ def variables(profile: str | None, config_path: str | None, imds: bool = False) 
 
 
 def run(args: argparse.Namespace) -> int:
-    return print_exports(variables(args.profile, args.config, args.imds), args.json, imds=args.imds)
+    if args.unset:
+        return print_unset(args.shell, IMDS_NAMES if args.imds else CONTAINER_NAMES)
+    return print_exports(variables(args.profile, args.config, args.imds), args.json, imds=args.imds, shell=args.shell)
 
 
-def print_exports(env: dict[str, str], as_json: bool, imds: bool = False) -> int:
-    """`env` as shell exports (or a JSON object); `tipctl s3ag env` prints its variables through this too."""
+#: what `tipctl env` sets, for --unset (no config needed to name them)
+CONTAINER_NAMES = ["AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+IMDS_NAMES = ["AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_DISABLED"]
+
+
+def print_unset(shell: str | None, names: list[str]) -> int:
+    from ..shells import detect, unset_vars
+
+    print(unset_vars(shell or detect(), names))
+    return 0
+
+
+def print_exports(env: dict[str, str], as_json: bool, imds: bool = False, shell: str | None = None) -> int:
+    """`env` as commands for `shell` (default: detected) or a JSON object; `tipctl s3ag env` prints its
+    variables through this too."""
     if as_json:
         from .common import print_json
 
         print_json(env)
         return 0
+    from ..shells import detect, set_var, unset_vars
+
+    shell = shell or detect()
     # these would win over the chosen provider (or over the token file, for Java): clear them
-    print("unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN"
-          + (" AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" if imds else ""))
+    print(unset_vars(shell, ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+                     + (CONTAINER_NAMES if imds else [])))
     for k, v in env.items():
-        print(f"export {k}={shlex.quote(v)}")
+        print(set_var(shell, k, v))
     if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):
         print("# note: AWS_ACCESS_KEY_ID or AWS_PROFILE is set in this shell and takes precedence over tipd; "
               "unset it to use tipd", file=sys.stderr)

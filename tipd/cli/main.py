@@ -15,6 +15,8 @@ COMMANDS = [
     "logout",
     "status",
     "env",
+    "prompt",
+    "completion",
     "credential_process",
     "exec",
     "aws_config",
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import TipdError
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__complete"]:  # hidden, called by the completion scripts at each Tab: no parser, no imports
+        from .completion import complete
+
+        return complete(argv[1:])
     p = parser(argv)
     args = p.parse_args(argv)
     if not hasattr(args, "run"):

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     _request_args(env)
     env.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     env.add_argument("--json", action="store_true", help="print the variables as a JSON object")
+    from .env import add_shell_arguments
+
+    add_shell_arguments(env)
     env.set_defaults(run=run_env)
 
     cp = cmds.add_parser("credential-process", help="print the grant's credentials in the credential_process "
@@ -68,11 +71,13 @@ def run_env(args: argparse.Namespace) -> int:
     from ..config_file import endpoint_facts
     from ..paths import Paths
     from ..sdkenv import container_variables
-    from .env import print_exports
+    from .env import CONTAINER_NAMES, print_exports, print_unset
 
+    if args.unset:
+        return print_unset(args.shell, CONTAINER_NAMES)
     q = query(args)
     env = container_variables(endpoint_facts(args.config), Paths.default(), args.profile, kind="s3ag", query=q)
-    return print_exports(env, args.json)
+    return print_exports(env, args.json, shell=args.shell)
 
 
 def run_credential_process(args: argparse.Namespace) -> int:

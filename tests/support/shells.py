@@ -1,0 +1,46 @@
+"""Real shells running what `tipctl prompt`, `tipctl env` and `tipctl completion` print (bash, zsh, fish and
+dash are installed by tests/run.sh)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+PROMPT_SHELLS = ("bash", "zsh", "fish", "starship")
+
+
+def need(shell: str) -> str:
+    exe = shutil.which({"starship": "sh"}.get(shell, shell))
+    if exe is None:
+        raise RuntimeError(f"{shell} is not installed: run tests/run.sh (it installs bash, zsh and fish)")
+    return exe
+
+
+def starship_command(snippet: str) -> tuple[list[str], str]:
+    """The shell and the command starship would run for `[custom.tipd]` (`shell` plus `-c`, see starship's
+    src/modules/custom.rs: a shell given without arguments gets `-c`, and the command as its argument)."""
+    module = tomllib.loads(snippet)["custom"]["tipd"]
+    assert module["when"] is True  # no second process per prompt to decide whether to show it
+    shell = list(module["shell"])
+    return (shell + ["-c"] if len(shell) == 1 else shell), module["command"]
+
+
+def run_segment(shell: str, snippet: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
+    """What the prompt shows: the snippet installed the way docs/shell.md says, then one prompt's worth of it
+    (bash: PROMPT_COMMAND, zsh: the precmd hooks, fish: the function, starship: its custom command)."""
+    if shell == "starship":
+        argv, command = starship_command(snippet)
+        argv = [need("starship"), *argv[1:]]
+        return subprocess.run([*argv, command], env=env, capture_output=True, text=True, timeout=30)
+    script = tmp / f"tipd-prompt.{shell}"
+    script.write_text(snippet)
+    if shell == "bash":
+        argv = [need("bash"), "--norc", "--noprofile", "-c",
+                f'source {script}; eval "$PROMPT_COMMAND"; printf %s "$TIPD_PROMPT"']
+    elif shell == "zsh":
+        argv = [need("zsh"), "-f", "-c", f'source {script}; for f in $precmd_functions; do $f; done; '
+                'print -rn -- "$TIPD_PROMPT"']
+    else:
+        argv = [need("fish"), "--no-config", "-c", f"source {script}; tipd_prompt"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
