@@ -17,6 +17,7 @@ is alive (`kill -0`) before believing it. docs/shell.md shows the readers (`tipc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -92,10 +93,8 @@ async def keep(broker: _Broker, path: Path, pid: int) -> None:
                     failed = str(e)
             await hub.wait(seen)
     finally:
-        try:
+        with contextlib.suppress(OSError):  # a directory gone or read-only: the pid check makes a leftover harmless
             remove(path)
-        except OSError:
-            pass  # a directory gone or read-only: the pid check makes the leftover harmless
 
 
 def start(broker: _Broker, path: Path, pid: int) -> asyncio.Task[None]:

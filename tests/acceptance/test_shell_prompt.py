@@ -7,7 +7,9 @@ import os
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,19 +51,22 @@ def segments(home: Home, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def short_home(idp, fake):
+def short_home(idp: Any, fake: Any) -> Iterator[Home]:
     h = Home(idp.issuer, idp.client_id, fake.url, extra_config=REFRESH)
     yield h
     h.cleanup()
 
 
-def test_the_prompt_file_follows_sign_in_renewal_and_sign_out_and_every_shell_shows_it(short_home, tmp_path):
+def test_the_prompt_file_follows_sign_in_renewal_and_sign_out_and_every_shell_shows_it(
+        short_home: Home, tmp_path: Path,
+) -> None:
     home = short_home
     tipd = Tipd(home).start()
     try:
         wait_for(lambda: work(home) is not None, what="the prompt file")
         path = prompt_file(home)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert tipd.proc is not None
         assert records(home)["tipd-prompt"] == ["tipd-prompt", "1", str(tipd.proc.pid)]
         assert records(home)["default"] == ["default", "work"]
         assert work(home) == ["profile", "work", "signed-out", "0"]
@@ -90,22 +95,24 @@ def test_the_prompt_file_follows_sign_in_renewal_and_sign_out_and_every_shell_sh
         tipd.stop()
 
 
-def test_after_kill_9_the_left_file_shows_nothing_and_the_next_tipd_takes_it_over(home, tmp_path):
+def test_after_kill_9_the_left_file_shows_nothing_and_the_next_tipd_takes_it_over(home: Home, tmp_path: Path) -> None:
     tipd = Tipd(home).start()
     wait_for(lambda: work(home) is not None, what="the prompt file")
     tipd.kill9()
     assert prompt_file(home).exists()  # SIGKILL leaves it; the pid in it is dead
     assert set(segments(home, tmp_path).values()) == {""}
     again = Tipd(home).start()
+    assert again.proc is not None
+    pid = again.proc.pid
     try:
-        wait_for(lambda: records(home).get("tipd-prompt") == ["tipd-prompt", "1", str(again.proc.pid)],
+        wait_for(lambda: records(home).get("tipd-prompt") == ["tipd-prompt", "1", str(pid)],
                  what="the new tipd's file")
         assert set(segments(home, tmp_path).values()) == {"work signed-out"}
     finally:
         again.stop()
 
 
-def test_a_profile_added_by_reload_appears_in_the_file(home, tmp_path):
+def test_a_profile_added_by_reload_appears_in_the_file(home: Home, tmp_path: Path) -> None:
     tipd = Tipd(home).start()
     try:
         wait_for(lambda: work(home) is not None, what="the prompt file")
@@ -122,7 +129,7 @@ def test_a_profile_added_by_reload_appears_in_the_file(home, tmp_path):
         tipd.stop()
 
 
-def test_the_prompt_file_is_private_and_its_directory_too(home):
+def test_the_prompt_file_is_private_and_its_directory_too(home: Home) -> None:
     tipd = Tipd(home).start()
     try:
         wait_for(lambda: work(home) is not None, what="the prompt file")

@@ -23,7 +23,7 @@ def starship_command(snippet: str) -> tuple[list[str], str]:
     module = tomllib.loads(snippet)["custom"]["tipd"]
     assert module["when"] is True  # no second process per prompt to decide whether to show it
     shell = list(module["shell"])
-    return (shell + ["-c"] if len(shell) == 1 else shell), module["command"]
+    return ([*shell, "-c"] if len(shell) == 1 else shell), module["command"]
 
 
 def run_segment(shell: str, snippet: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:

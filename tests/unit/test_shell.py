@@ -19,7 +19,6 @@ import pytest
 from tests.support.shells import PROMPT_SHELLS, need, run_segment
 from tipd import promptfile, shells
 from tipd.changes import Changes
-from tipd.cli.prompt import snippet
 
 CONFIG = """default_profile = "work"
 [server]
@@ -64,14 +63,14 @@ def sh(shell: str, script: str, env: Mapping[str, str] | None = None) -> subproc
 
 # -- quoting and detection ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("shell", ["bash", "zsh", "sh", "fish"])
-def test_each_shell_reads_back_exactly_the_value_it_was_given(shell):
+def test_each_shell_reads_back_exactly_the_value_it_was_given(shell: str) -> None:
     show = "printf %s $TIPD_T" if shell == "fish" else 'printf %s "$TIPD_T"'
     r = sh(shell, shells.set_var(shell, "TIPD_T", NASTY) + "\n" + show)
     assert r.returncode == 0 and r.stdout == NASTY and not r.stderr, r
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "sh", "fish"])
-def test_unset_removes_the_variables_and_is_quiet_when_they_are_not_set(shell):
+def test_unset_removes_the_variables_and_is_quiet_when_they_are_not_set(shell: str) -> None:
     show = "set -q TIPD_A; or echo gone" if shell == "fish" else '[ -z "${TIPD_A+x}" ] && echo gone'
     script = "\n".join([shells.set_var(shell, "TIPD_A", "1"), shells.unset_vars(shell, ["TIPD_A", "TIPD_NEVER"]),
                         show])
@@ -79,7 +78,7 @@ def test_unset_removes_the_variables_and_is_quiet_when_they_are_not_set(shell):
     assert r.returncode == 0 and r.stdout == "gone\n" and not r.stderr, r
 
 
-def test_powershell_single_quotes_double_every_quote_character_it_knows():
+def test_powershell_single_quotes_double_every_quote_character_it_knows() -> None:
     # PowerShell is not installable here: its documented rule, checked as text (about_Quoting_Rules: the
     # typographic single quotes delimit strings too)
     assert shells.set_var("powershell", "X", "it's") == "$Env:X = 'it''s'"
@@ -97,11 +96,13 @@ def test_powershell_single_quotes_double_every_quote_character_it_knows():
     ("", {}, "sh"),
     ("-zsh", {}, "zsh"),
 ])
-def test_the_shell_is_the_parent_process_else_shell_else_powershell_else_posix(parent, environ, expected):
+def test_the_shell_is_the_parent_process_else_shell_else_powershell_else_posix(
+        parent: str, environ: dict[str, str], expected: str,
+) -> None:
     assert shells.detect(environ, parent=parent) == expected
 
 
-def test_tipctl_env_run_by_fish_speaks_fish_and_fish_sources_it(env):
+def test_tipctl_env_run_by_fish_speaks_fish_and_fish_sources_it(env: dict[str, str]) -> None:
     r = sh("fish", "tipctl env | source; and printf '%s\\n' $AWS_CONTAINER_CREDENTIALS_FULL_URI "
            "$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", env)
     assert r.returncode == 0 and not r.stderr, r
@@ -109,14 +110,14 @@ def test_tipctl_env_run_by_fish_speaks_fish_and_fish_sources_it(env):
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "sh"])
-def test_eval_env_then_eval_unset_leaves_no_tipd_variable(env, shell):
+def test_eval_env_then_eval_unset_leaves_no_tipd_variable(env: dict[str, str], shell: str) -> None:
     r = sh(shell, f'eval "$(tipctl env --shell {shell} dev-2)"; printf "%s\\n" "$AWS_CONTAINER_CREDENTIALS_FULL_URI"; '
            f'eval "$(tipctl env --shell {shell} --unset)"; env | grep ^AWS_CONTAINER || echo none', env)
     assert r.returncode == 0 and not r.stderr, r
     assert r.stdout.splitlines() == ["http://127.0.0.1:9911/v1/credentials/dev-2", "none"]
 
 
-def test_env_for_powershell_and_fish_sets_what_the_json_says(env):
+def test_env_for_powershell_and_fish_sets_what_the_json_says(env: dict[str, str]) -> None:
     values = json.loads(subprocess.run([TIPCTL, "env", "--json"], env=env, capture_output=True, text=True).stdout)
     ps = subprocess.run([TIPCTL, "env", "--shell", "powershell"], env=env, capture_output=True, text=True).stdout
     assert ps.splitlines()[0].startswith("Remove-Item Env:AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, ")
@@ -125,14 +126,13 @@ def test_env_for_powershell_and_fish_sets_what_the_json_says(env):
 
 HEAVY = ("pydantic", "aiohttp", "authlib", "jwt", "boto3", "botocore", "aiobotocore")
 PROBE = ("import atexit, sys\n"
-         "atexit.register(lambda: print('IMPORTED', sorted(m for m in %r if m in sys.modules), file=sys.stderr))\n"
-         "from tipd.cli.main import main\n"
-         "sys.exit(main(sys.argv[1:]))\n" % (HEAVY,))
+         f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {HEAVY!r} if m in sys.modules), "
+         "file=sys.stderr))\nfrom tipd.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
 
 
 @pytest.mark.parametrize("args", [("env", "--shell", "fish"), ("env", "--unset"), ("prompt", "--shell", "zsh"),
                                   ("__complete", "profiles")])
-def test_the_shell_commands_are_quick_commands(env, args):
+def test_the_shell_commands_are_quick_commands(env: dict[str, str], args: tuple[str, ...]) -> None:
     r = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "IMPORTED []" in r.stderr, r
 
@@ -150,11 +150,13 @@ def bash_complete(script: str, env: dict[str, str], *words: str) -> list[str]:
     return r.stdout.split()
 
 
-def test_bash_completes_commands_subcommands_flags_choices_and_profile_names(env, tmp_path):
+def test_bash_completes_commands_subcommands_flags_choices_and_profile_names(
+        env: dict[str, str], tmp_path: Path,
+) -> None:
     s = completion("bash", env)
     assert "complete -o bashdefault -o default -F _tipctl tipctl" in s
     assert "prompt" in bash_complete(s, env, "") and "completion" in bash_complete(s, env, "")
-    assert bash_complete(s, env, "e") == ["env"]
+    assert bash_complete(s, env, "compl") == ["completion"]
     assert bash_complete(s, env, "env", "") == ["work", "dev-2"]
     assert bash_complete(s, env, "env", "work", "") == []  # one profile is all `env` takes
     assert bash_complete(s, env, "env", "--sh") == ["--shell"]
@@ -168,7 +170,7 @@ def test_bash_completes_commands_subcommands_flags_choices_and_profile_names(env
     assert bash_complete(s, env, "env", "--config", str(other), "") == ["elsewhere"]  # names from that file
 
 
-def test_zsh_completion_offers_the_same(env):
+def test_zsh_completion_offers_the_same(env: dict[str, str]) -> None:
     s = completion("zsh", env)
     assert s.startswith("#compdef tipctl\n")
     # compsys itself needs a terminal; its two entry points are stubbed, the script's logic runs in real zsh
@@ -183,7 +185,7 @@ def test_zsh_completion_offers_the_same(env):
     assert lines[1:] == ["work dev-2", " ".join(shells.SHELLS), "env credential-process list", "work dev-2", "FILES"]
 
 
-def test_fish_completion_through_fishs_own_engine(env, tmp_path):
+def test_fish_completion_through_fishs_own_engine(env: dict[str, str], tmp_path: Path) -> None:
     f = tmp_path / "tipctl.fish"
     f.write_text(completion("fish", env))
 
@@ -200,7 +202,7 @@ def test_fish_completion_through_fishs_own_engine(env, tmp_path):
     assert "--unset" in complete("tipctl env --")
 
 
-def test_profile_names_at_tab_time_are_fast_and_silent_on_a_broken_config(env, tmp_path):
+def test_profile_names_at_tab_time_are_fast_and_silent_on_a_broken_config(env: dict[str, str], tmp_path: Path) -> None:
     r = subprocess.run([TIPCTL, "__complete", "profiles"], env=env, capture_output=True, text=True)
     assert r.stdout.split() == ["work", "dev-2"]
     (tmp_path / "bad.toml").write_text("[profiles\n")
@@ -226,13 +228,16 @@ def segment(shell: str, env: dict[str, str], tmp_path: Path, **extra: str) -> st
 
 
 @pytest.mark.parametrize("shell", PROMPT_SHELLS)
-def test_the_segment_shows_the_profile_this_shell_uses_its_state_and_minutes_left(shell, env, tmp_path):
+def test_the_segment_shows_the_profile_this_shell_uses_its_state_and_minutes_left(
+        shell: str, env: dict[str, str], tmp_path: Path,
+) -> None:
     now = int(time.time())
     write_prompt(env, f"tipd-prompt 1 {os.getpid()}\ndefault work\nprofile work fresh {now + 42 * 60 + 30}\n"
                       f"profile dev-2 login-required 0\nprofile old degraded {now - 5}\n")
     assert segment(shell, env, tmp_path) == "work fresh 42m"
     uri = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-    assert segment(shell, env, tmp_path, **{uri: "http://127.0.0.1:9911/v1/credentials/dev-2"}) == "dev-2 login-required"
+    dev = "http://127.0.0.1:9911/v1/credentials/dev-2"
+    assert segment(shell, env, tmp_path, **{uri: dev}) == "dev-2 login-required"
     assert segment(shell, env, tmp_path, **{uri: "http://127.0.0.1:9911/v1/s3ag/old?target=s3%3A%2F%2Fb%2F"}) == \
         "old degraded expired"
     assert segment(shell, env, tmp_path, **{uri: "http://127.0.0.1:9911/v1/credentials/gone"}) == ""
@@ -247,7 +252,9 @@ def test_the_segment_shows_the_profile_this_shell_uses_its_state_and_minutes_lef
     "\x00\xff garbage\n\n",
     "",
 ])
-def test_a_missing_stale_or_odd_file_shows_nothing_and_never_an_error(shell, content, env, tmp_path):
+def test_a_missing_stale_or_odd_file_shows_nothing_and_never_an_error(
+        shell: str, content: str | None, env: dict[str, str], tmp_path: Path,
+) -> None:
     pwned = tmp_path / "pwned"
     if content is not None:
         dead = subprocess.Popen(["true"])
@@ -258,7 +265,7 @@ def test_a_missing_stale_or_odd_file_shows_nothing_and_never_an_error(shell, con
     assert not pwned.exists()
 
 
-def test_the_segment_is_shown_only_where_the_prompt_puts_it(env, tmp_path):
+def test_the_segment_is_shown_only_where_the_prompt_puts_it(env: dict[str, str], tmp_path: Path) -> None:
     code = subprocess.run([TIPCTL, "prompt", "--shell", "bash"], env=env, capture_output=True, text=True).stdout
     assert "PROMPT_COMMAND=\"__tipd_prompt_update" in code and "\nPS1=" not in code  # the user's PS1 is theirs
     twice = run_segment("bash", code + code + 'printf "%s" "$PROMPT_COMMAND"\n', env, tmp_path)
@@ -281,7 +288,7 @@ class _Broker:
         self.default_profile: str | None = "work"
 
 
-def test_the_writer_rewrites_the_file_only_when_what_it_says_changes_and_removes_it_at_the_end(tmp_path):
+def test_the_writer_rewrites_the_file_only_when_what_it_says_changes_and_removes_it_at_the_end(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir(mode=0o700)
     path = run / "prompt"
