@@ -133,7 +133,8 @@ def _athena() -> tuple[dict, dict, list]:
          "Action": ["athena:StartQueryExecution", "athena:StopQueryExecution", "athena:GetQueryExecution",
                     "athena:BatchGetQueryExecution", "athena:GetQueryResults", "athena:GetQueryResultsStream",
                     "athena:GetQueryRuntimeStatistics", "athena:ListQueryExecutions", "athena:GetWorkGroup"],
-         "Resource": _sub("arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}:workgroup/${AthenaWorkgroupName}")},
+         "Resource": _sub("arn:${AWS::Partition}:athena:${AWS::Region}:${AWS::AccountId}"
+                          ":workgroup/${AthenaWorkgroupName}")},
         {"Sid": "AthenaReadCatalogMetadata", "Effect": "Allow",
          "Action": ["athena:GetDataCatalog", "athena:GetDatabase", "athena:ListDatabases",
                     "athena:GetTableMetadata", "athena:ListTableMetadata"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from .errors import TipdError
@@ -63,10 +63,8 @@ class Changes:
         """The current version as soon as it is newer than `seen` (at once if it already is), or after
         `timeout` seconds whatever it is."""
         if self.version == seen and not self.closed:
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._event.wait(), timeout)
-            except TimeoutError:
-                pass
         return self.version
 
     @contextmanager

@@ -46,7 +46,8 @@ class AwsCredentials:
     arn: str = ""
 
     def __repr__(self) -> str:
-        return f"AwsCredentials(access_key_id={self.access_key_id!r}, arn={self.arn!r}, expires={iso_utc(self.expires_at)})"
+        return (f"AwsCredentials(access_key_id={self.access_key_id!r}, arn={self.arn!r}, "
+                f"expires={iso_utc(self.expires_at)})")
 
     def container_json(self) -> dict[str, str]:
         """The body of the container-credentials endpoint (what every SDK parses)."""
@@ -315,7 +316,8 @@ HINTS: dict[str, tuple[bool, str]] = {
     "InvalidGrantException": (True, "Identity Center rejected the IdP token: the trusted token issuer's issuer URL "
                                     "or audience does not match the token, its claim maps to no user, or the token "
                                     "was replayed or expired"),
-    "InvalidClientException": (True, "Identity Center does not know this application: check application_arn and region"),
+    "InvalidClientException": (True, "Identity Center does not know this application: "
+                                     "check application_arn and region"),
     "UnauthorizedClientException": (True, "the application does not allow this grant: add the jwt-bearer grant "
                                           "for your trusted token issuer"),
     "AccessDeniedException": (True, "Identity Center refused: you may not be assigned to the application "

@@ -1,6 +1,7 @@
 """Private files and directories: 0700 dirs, 0600 files, atomic replacement, and what a crash leaves."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -88,10 +89,8 @@ def write_private(path: Path, data: bytes, mode: int = 0o600, *, tag: str = "fil
         crash_point(f"{tag}:synced")
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     crash_point(f"{tag}:renamed")
     sync_dir(path.parent)

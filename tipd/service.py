@@ -326,7 +326,7 @@ def _load_steps(layout: Layout, before: dict[str, str], variables: dict[str, str
             steps.append(Step(["systemctl", "--user", "stop", UNIT, SOCKET], may_fail=True))
         elif before["unit"] == "changed":  # a running tipd keeps its old definition until restarted
             steps.append(Step(["systemctl", "--user", "try-restart", UNIT]))
-        return steps + [Step(["systemctl", "--user", "enable", "--now", SOCKET, UNIT])]
+        return [*steps, Step(["systemctl", "--user", "enable", "--now", SOCKET, UNIT])]
     steps = []
     for role, label in (("environment", ENV_LABEL), ("agent", LABEL)):
         if before[role] == "unchanged" and loaded is not None and loaded(label):

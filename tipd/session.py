@@ -513,7 +513,7 @@ class ProfileSession:
     def _adopt(self, trial: ProfileSession) -> None:
         """Take over a successful sign-in's state in one step (no await): a refresh of the old one under way is
         cancelled, so it can overwrite neither the new stages nor the new record."""
-        for mine, theirs in zip(self.stages, trial.stages):
+        for mine, theirs in zip(self.stages, trial.stages, strict=True):
             mine.adopt(theirs)
         self.refresh_token, self.granted_scope = trial.refresh_token, trial.granted_scope
         self._stored_idc_refresh = trial.idc.held.value.refresh_token if trial.idc.held else None

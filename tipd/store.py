@@ -10,6 +10,7 @@ AWS credentials and Identity Center access tokens are never stored: they live in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -287,10 +288,8 @@ class KeyringStore:
     async def _delete(self, key: str) -> None:
         import keyring.errors
 
-        try:
+        with contextlib.suppress(keyring.errors.PasswordDeleteError):
             await asyncio.to_thread(self.backend.delete_password, SERVICE, key)
-        except keyring.errors.PasswordDeleteError:
-            pass
 
     async def load(self, profile: str) -> Grant | None:
         value = await self._get(profile)

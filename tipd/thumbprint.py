@@ -37,9 +37,9 @@ def presented_chain(host: str, port: int, context: ssl.SSLContext, timeout: floa
     """The DER certificates the server sends, leaf first."""
     where = f"{host}:{port}"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                return _unverified_chain(tls, where)
+        with (socket.create_connection((host, port), timeout=timeout) as raw,
+              context.wrap_socket(raw, server_hostname=host) as tls):
+            return _unverified_chain(tls, where)
     except ssl.SSLCertVerificationError as e:
         raise ThumbprintError(f"the TLS certificate of {where} does not verify ({e.verify_message}): if the IdP uses "
                               f"a private CA, pass --ca-bundle FILE with it, or {FALLBACK}") from None

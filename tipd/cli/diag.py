@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", metavar="PATH", help="tipd's config file (default: $TIPD_CONFIG, else the usual place)")
     p.add_argument("--clock-skew", type=float, default=60.0, metavar="SECONDS",
                    help="clock skew allowed on the token's exp/nbf/iat (default 60)")
-    p.add_argument("--json", action="store_true", help="machine-readable output: the profile, the counts and the list of checks")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output: the profile, the counts and the list of checks")
     p.set_defaults(run=run)
 
 

@@ -44,7 +44,7 @@ def render(rows: list[dict], running: bool, path) -> str:
             row += (r["state"], r["user"] or "-")
         table.append(row)
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    lines = [" ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines = [" ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     if not running:
         lines += ["", "(tipd is not running: no state to show)"]
     elif any(r["state"] == "not-loaded" for r in rows):

@@ -183,7 +183,8 @@ def _enhanced_trust(f: Facts) -> Check:
         if not d.allowed:
             missing.append(action)
         caveats += d.caveats
-    statement = {"Effect": "Allow", "Principal": {"AWS": t.oidc_role_arn}, "Action": ["sts:AssumeRole", "sts:SetContext"]}
+    statement = {"Effect": "Allow", "Principal": {"AWS": t.oidc_role_arn},
+                 "Action": ["sts:AssumeRole", "sts:SetContext"]}
     if missing:
         return failure(cid, f"the trust policy of {name} does not let {_role_name(t.oidc_role_arn)} call "
                             f"{' and '.join(missing)}",
@@ -191,7 +192,8 @@ def _enhanced_trust(f: Facts) -> Check:
                        f"{json.dumps(statement, separators=(',', ':'))}.")
     if caveats:
         return warning(cid, f"{name} trusts {_role_name(t.oidc_role_arn)} for sts:AssumeRole and sts:SetContext, but "
-                            "diag cannot judge: " + "; ".join(caveats), "Make sure those conditions hold for tipd's calls.")
+                            "diag cannot judge: " + "; ".join(caveats),
+                       "Make sure those conditions hold for tipd's calls.")
     return ok(cid, f"{name} trusts {_role_name(t.oidc_role_arn)} for sts:AssumeRole and sts:SetContext")
 
 

@@ -136,22 +136,26 @@ def _grants(f: Facts) -> list[Check]:
         if tti is not None:
             entry = next((e for e in entries if e.get("TrustedTokenIssuerArn") == tti["TrustedTokenIssuerArn"]), None)
         else:  # no issuer of the instance is meant for iss: does the grant name one whose URL is iss anyway?
-            entry = next((e for e in entries if issuer_url(known.get(e.get("TrustedTokenIssuerArn"), {})) == f.iss), None)
+            entry = next((e for e in entries
+                          if issuer_url(known.get(e.get("TrustedTokenIssuerArn"), {})) == f.iss), None)
         if entry is not None:
-            name = (known.get(entry.get("TrustedTokenIssuerArn")) or {}).get("Name") or entry.get("TrustedTokenIssuerArn")
+            arn = entry.get("TrustedTokenIssuerArn")
+            name = (known.get(arn) or {}).get("Name") or arn
             out.append(ok("application.jwt_bearer", f"the jwt-bearer grant authorizes trusted token issuer {name!r} "
                                                     f"(issuer URL {f.iss})"))
         else:
             named = [issuer_url(known.get(e.get("TrustedTokenIssuerArn"), {})) or str(e.get("TrustedTokenIssuerArn"))
                      for e in entries]
-            out.append(failure("application.jwt_bearer", f"the jwt-bearer grant authorizes {', '.join(named) or 'no issuer'}"
-                                                         f", not the profile's issuer {f.iss}", grant_fix))
+            out.append(failure("application.jwt_bearer",
+                               f"the jwt-bearer grant authorizes {', '.join(named) or 'no issuer'}"
+                               f", not the profile's issuer {f.iss}", grant_fix))
     if entry is None:
         out.append(skipped("application.audience", "no jwt-bearer grant entry for the profile's issuer"))
     else:
         allowed = entry.get("AuthorizedAudiences") or []
         if t.client_id in allowed:
-            out.append(ok("application.audience", f"the grant accepts the profile's client_id {t.client_id} as audience"))
+            out.append(ok("application.audience",
+                          f"the grant accepts the profile's client_id {t.client_id} as audience"))
         else:
             out.append(failure("application.audience", f"the grant accepts audiences {allowed}, not the profile's "
                                                        f"client_id {t.client_id}",
@@ -198,8 +202,9 @@ def check_issuer(f: Facts) -> list[Check]:
     if tti is None:
         out.append(failure("issuer.url", f"no trusted token issuer of the instance has issuer URL {f.iss}", create))
     elif not exact:
-        out.append(failure("issuer.url", f"trusted token issuer {tti.get('Name')!r} has issuer URL {issuer_url(tti)!r}, "
-                                         f"the IdP's iss is {f.iss!r}: Identity Center compares them exactly",
+        out.append(failure("issuer.url",
+                           f"trusted token issuer {tti.get('Name')!r} has issuer URL {issuer_url(tti)!r}, "
+                           f"the IdP's iss is {f.iss!r}: Identity Center compares them exactly",
                            "The issuer URL cannot be changed: " + create[0].lower() + create[1:]))
     else:
         out.append(ok("issuer.url", f"trusted token issuer {tti.get('Name')!r} has issuer URL {f.iss} exactly"))
@@ -228,8 +233,8 @@ def _claim_and_user(f: Facts, tti) -> list[Check]:
     out = [ok("issuer.claim", f"the token's {claim!r} claim is {value!r}, matched against the identity store's {attr}")]
     u = f.user
     if u is None:
-        return out + [skipped("issuer.user", "the identity store is unknown (see the instance check)"),
-                      skipped("issuer.user_status", "no user")]
+        return [*out, skipped("issuer.user", "the identity store is unknown (see the instance check)"),
+                skipped("issuer.user_status", "no user")]
     if isinstance(u.user_id, Failure):
         if u.user_id.not_found:
             out.append(failure("issuer.user", f"the identity store has no user whose {attr} is {u.value!r}",
@@ -258,11 +263,11 @@ def _claim_and_user(f: Facts, tti) -> list[Check]:
         status = desc.get("UserStatus")
         if status == "DISABLED":
             out.append(failure("issuer.user_status", f"the user is disabled; {origin}",
-                               "Enable the user in Identity Center" + (", or in the IdP that provisions it" if ext else "")
-                               + "."))
+                               "Enable the user in Identity Center"
+                               + (", or in the IdP that provisions it" if ext else "") + "."))
         else:
-            out.append(ok("issuer.user_status", f"the user is {'enabled' if status else 'present (status not reported)'}; "
-                                                f"{origin}"))
+            shown = "enabled" if status else "present (status not reported)"
+            out.append(ok("issuer.user_status", f"the user is {shown}; {origin}"))
     return out
 
 

@@ -162,7 +162,7 @@ def _one_condition(op: str, qualifier: str, if_exists: bool, key: str, wanted: l
         if not known:
             return None
         # an absent key: IfExists and the negated operators are satisfied, the others are not
-        return True if if_exists or negated else False
+        return bool(if_exists or negated)
     values = [str(v) for v in _as_list(ctx[k])]
 
     def one(v: str) -> bool:
@@ -173,10 +173,8 @@ def _one_condition(op: str, qualifier: str, if_exists: bool, key: str, wanted: l
                 return True
         return False
 
-    if qualifier == "ForAllValues":
-        hits = all(one(v) for v in values)
-    else:  # ForAnyValue, and a plain operator on a multi-valued key, match when any value matches
-        hits = any(one(v) for v in values)
+    # ForAnyValue, and a plain operator on a multi-valued key, match when any value matches
+    hits = all(one(v) for v in values) if qualifier == "ForAllValues" else any(one(v) for v in values)
     return not hits if negated else hits
 
 
@@ -198,9 +196,8 @@ def _statement_applies(st: dict, req: Request) -> tuple[bool | None, list[str]]:
         if "Principal" in st:
             if not principal_matches(st["Principal"], req.principal):
                 return False, []
-        elif "NotPrincipal" in st:
-            if principal_matches(st["NotPrincipal"], req.principal):
-                return False, []
+        elif "NotPrincipal" in st and principal_matches(st["NotPrincipal"], req.principal):
+            return False, []
     return _condition(st.get("Condition"), req)
 
 

@@ -14,7 +14,7 @@ def draw(view: View, size: int = SIZE) -> Image.Image:
     pad = size // 10
     box = (pad, pad, size - 1 - pad, size - 1 - pad)
     if view.running:
-        d.ellipse(box, fill=view.colour + (255,))
+        d.ellipse(box, fill=(*view.colour, 255))
     else:
-        d.ellipse(box, outline=view.colour + (255,), width=max(2, size // 8))
+        d.ellipse(box, outline=(*view.colour, 255), width=max(2, size // 8))
     return img

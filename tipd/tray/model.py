@@ -108,8 +108,8 @@ class View:
             if not self.profiles:
                 entries += [Entry("No profiles configured (tipctl configure)", enabled=False), SEPARATOR]
         open_status = Action("open-status")
-        return entries + [Entry("Open status", open_status, default=open_status == primary),
-                          Entry("Quit", Action("quit"))]
+        return [*entries, Entry("Open status", open_status, default=open_status == primary),
+                Entry("Quit", Action("quit"))]
 
     def text(self) -> str:
         """The status as a few lines (the notification when no terminal can be opened)."""
