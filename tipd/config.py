@@ -1,30 +1,38 @@
 """The typed configuration: one TOML file read into pydantic models, passed down everywhere."""
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-
-from .config_file import (
-    DEFAULT_PORT,
-    PROFILE_NAME,
-    Endpoint,
-    config_path,  # noqa: F401 (re-exported: callers find it next to load_config)
-    pick_profile,
-    read_config_file,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
+from pydantic_core import ErrorDetails
+
+from .config_file import config_path, read_config_file
 from .errors import ConfigError
+from .profiles import DEFAULT_PORT, IDP, PROFILE_NAME, PROVIDERS, Endpoint, pick_profile, profile_kind
 from .urls import split_url
+
+__all__ = ["DEFAULT_PORT", "PROFILE_NAME", "PROVIDERS", "config_path"]  # callers find these next to load_config
 
 ACCOUNT_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 APPLICATION_ARN = r"^arn:aws[a-z-]*:sso::\d{12}:application/ssoins-[0-9a-f]{16}/apl-[0-9a-f]{16}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
-PROVIDERS = ("okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone", "google", "onelogin",
-             "jumpcloud", "oidc")
+#: tipd.profiles.PROVIDERS, as a type (a unit test keeps the two equal)
 Provider = Literal["okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone", "google", "onelogin",
                    "jumpcloud", "oidc"]
 #: IdPs that refuse the `offline_access` scope (invalid_scope) and issue refresh tokens without it
@@ -78,6 +86,9 @@ PROVIDER_DEFAULTS: dict[str, dict[str, object]] = {
     # (https://developers.google.com/identity/protocols/oauth2/native-app#exchange-authorization-code)
     "google": {"auth_params": {"access_type": "offline", "prompt": "consent"}, "client_auth": "client_secret_post"},
 }
+#: the settings of an IdP profile whose default depends on its provider (a profile that changes provider takes
+#: the new one's)
+PROVIDER_KEYS = ("scopes", "redirect_host", "refresh_scope", "exchange_token", "client_auth", "auth_params")
 #: authorization request parameters tipd sets itself: auth_params may not replace them
 RESERVED_AUTH_PARAMS = {"response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
                         "code_challenge_method", "request", "request_uri"}
@@ -235,12 +246,44 @@ class Profile(_Model):
         return v
 
 
+def profile_default(provider: str, key: str) -> Any:
+    """What an IdP profile of `provider` has for `key` when its table leaves the key out (a fresh copy)."""
+    if key == "scopes":
+        return list(DEFAULT_SCOPES[provider])
+    if key in PROVIDER_DEFAULTS.get(provider, {}):
+        value = PROVIDER_DEFAULTS[provider][key]
+        return dict(value) if isinstance(value, dict) else value
+    field = Profile.model_fields[key]
+    if field.is_required():
+        raise KeyError(f"{key} has no default")
+    return field.get_default(call_default_factory=True)
+
+
+def profile_defaults(provider: str) -> dict[str, Any]:
+    """Every setting an IdP profile of `provider` has when its table leaves it out (leaving it out means this)."""
+    return {k: profile_default(provider, k) for k, f in Profile.model_fields.items() if not f.is_required()}
+
+
+#: the model of each kind of profile (tipd.profiles.profile_kind tells the kind from the table's keys)
+PROFILE_MODELS: dict[str, type[BaseModel]] = {IDP: Profile}
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return profile_kind(value)
+    return next((k for k, m in PROFILE_MODELS.items() if isinstance(value, m)), IDP)
+
+
+#: a profile of any kind: a new kind is one more tagged member here and in PROFILE_MODELS
+AnyProfile = Annotated[Union[Annotated[Profile, Tag(IDP)]], Discriminator(_kind)]  # noqa: UP007
+
+
 class Config(_Model):
     default_profile: str | None = None
     server: ServerConfig = ServerConfig()
     refresh: RefreshConfig = RefreshConfig()
     store: StoreConfig = StoreConfig()
-    profiles: dict[str, Profile] = Field(default_factory=dict)
+    profiles: dict[str, AnyProfile] = Field(default_factory=dict)
 
     @field_validator("profiles", mode="before")
     @classmethod
@@ -263,18 +306,51 @@ class Config(_Model):
         """The profile a command means: the one named, the configured default, or the only one."""
         return pick_profile(name, self.default_profile, tuple(self.profiles))
 
+    def idp_profile(self, name: str) -> Profile:
+        """The IdP profile `name` (a ConfigError for a profile of another kind)."""
+        prof = self.profiles[name]
+        if not isinstance(prof, Profile):
+            raise ConfigError(f"profile {name!r} does not sign in at an IdP itself ({_kind(prof)} profile)")
+        return prof
 
-def _describe(err: dict) -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after",))
-    msg = err.get("msg", "invalid")
-    msg = msg.removeprefix("Value error, ")
-    if err.get("type") == "extra_forbidden":
+
+def describe_error(err: ErrorDetails) -> str:
+    """One pydantic error as `key.path: what is wrong`, in words for the person who wrote the file."""
+    path = _path(err["loc"])
+    loc = ".".join(str(p) for p in path)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling)"
-    elif err.get("type") == "missing":
+        near = difflib.get_close_matches(str(path[-1]), _keys_at(err["loc"]), n=1) if path else []
+        if near:
+            msg = f"unknown key; did you mean {near[0]!r}?"
+    elif err["type"] == "missing":
         msg = "is required"
-    elif err.get("type") == "string_pattern_mismatch":
+    elif err["type"] == "string_pattern_mismatch":
         msg = f"does not look right ({_pattern_hint(loc)})"
     return f"{loc or '(top level)'}: {msg}"
+
+
+def _path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The key path of an error, without the parts pydantic adds (a profile's kind tag, validator names)."""
+    parts = [p for p in loc if p not in ("function-after",)]
+    if len(parts) >= 3 and parts[0] == "profiles" and parts[2] in PROFILE_MODELS:
+        del parts[2]
+    return tuple(parts)
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed beside the unknown key at `loc` (as pydantic gives it), for "did you mean"."""
+    parts = [p for p in loc[:-1] if p not in ("function-after",)]
+    model: type[BaseModel] | None = Config
+    if len(parts) == 3 and parts[0] == "profiles":
+        model = PROFILE_MODELS.get(str(parts[2]))
+    elif len(parts) == 1:
+        annotation = Config.model_fields[str(parts[0])].annotation if parts[0] in Config.model_fields else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    elif parts:
+        model = None
+    return list(model.model_fields) if model is not None else []
 
 
 def _pattern_hint(loc: str) -> str:
@@ -288,11 +364,11 @@ def _pattern_hint(loc: str) -> str:
     }.get(key, "unexpected format")
 
 
-def parse_config(data: dict, source: str) -> Config:
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        lines = [_describe(err) for err in e.errors(include_url=False, include_input=False)]
+        lines = [describe_error(err) for err in e.errors(include_url=False, include_input=False)]
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 

@@ -1,23 +1,20 @@
-"""Finding and reading the config file, and the few facts the quick commands need, with the standard library
-only: importing pydantic and building the models (tipd/config.py) costs about 100 ms, most of what `tipctl env`
-may take in all. The full validation stays in tipd/config.py; this module never decides anything it does not."""
+"""Finding and reading the config file, with the standard library only: importing pydantic and building the
+models (tipd/config.py) costs about 100 ms, most of what `tipctl env` may take in all. This is the one reader
+of the file: tipd, the quick commands (tipd/quickconfig.py) and `tipctl configure` (which edits the text it
+returns) all read through it, with the same bounds and the same refusals."""
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, UnknownProfile
+from .errors import ConfigError
 
-DEFAULT_PORT = 9911
 #: a config file is a few KiB: a bigger one is the wrong file, and is not read whole into memory
 MAX_CONFIG = 1024 * 1024
-#: profile names end up in URLs, keyring entries and file names: keep them boring
-PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always .fullmatch: `$` would let a final newline in
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -31,10 +28,21 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Paths.default().config_file
 
 
-def read_config_file(path: str | os.PathLike[str] | None = None, *,
-                     missing_ok: bool = False) -> tuple[dict[str, Any], Path]:
-    """The config file's TOML as a dict; every problem is a ConfigError naming the file. With `missing_ok`, an
-    absent file at the implicit location reads as empty (a fresh install)."""
+@dataclass(frozen=True)
+class RawConfig:
+    """The config file as read: its text (for an editor), its TOML, and whether it exists at all."""
+
+    path: Path
+    text: str
+    data: dict[str, Any]
+    exists: bool
+
+
+def read_raw(path: str | os.PathLike[str] | None = None, *, missing_ok: bool = False,
+             create: bool = False) -> RawConfig:
+    """The config file's text and TOML; every problem is a ConfigError naming the file. An absent file reads as
+    empty with `create` (an editor about to make it), or with `missing_ok` at the implicit location (a fresh
+    install), and is an error otherwise."""
     p = config_path(path)
     try:
         # O_NONBLOCK: a FIFO in the file's place would otherwise hold the open until someone writes to it
@@ -45,21 +53,30 @@ def read_config_file(path: str | os.PathLike[str] | None = None, *,
             check_not_writable_by_others(p, st)
             raw = f.read(MAX_CONFIG + 1)
     except FileNotFoundError:
-        if missing_ok and not path and not os.environ.get("TIPD_CONFIG"):
-            return {}, p
-        raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)") from None
+        if create or (missing_ok and not path and not os.environ.get("TIPD_CONFIG")):
+            return RawConfig(p, "", {}, False)
+        raise ConfigError(f"{p}: no config file here; create it (see `tipctl configure --help` or the README)"
+                          ) from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
     if len(raw) > MAX_CONFIG:
         raise ConfigError(f"{p}: the config file is larger than {MAX_CONFIG // 1024} KiB; is it the right file?")
     try:
-        return tomllib.loads(raw.decode("utf-8")), p
+        text = raw.decode("utf-8")
+        return RawConfig(p, text, tomllib.loads(text), True)
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise ConfigError(f"{p}: not a usable config: its arrays or inline tables nest too deeply") from None
+
+
+def read_config_file(path: str | os.PathLike[str] | None = None, *,
+                     missing_ok: bool = False) -> tuple[dict[str, Any], Path]:
+    """The config file's TOML as a dict (see read_raw)."""
+    raw = read_raw(path, missing_ok=missing_ok)
+    return raw.data, raw.path
 
 
 def check_not_writable_by_others(p: Path, st: os.stat_result) -> None:
@@ -84,58 +101,3 @@ def check_not_writable_by_others(p: Path, st: os.stat_result) -> None:
         raise ConfigError(f"{p}: its directory {d} can be changed by other users (mode "
                           f"{stat.S_IMODE(dst.st_mode):o}, uid {dst.st_uid}), so they could replace the config; "
                           f"tipd refuses it: run `chmod go-w {d}` or keep the config elsewhere")
-
-
-def pick_profile(asked: str | None, default: str | None, names: list[str] | tuple[str, ...]) -> str:
-    """The profile a command means: the one named, the configured default, or the only one."""
-    if asked is not None:
-        if asked not in names:
-            raise UnknownProfile(f"no profile named {asked!r} (configured: {', '.join(sorted(names)) or 'none'})")
-        return asked
-    if default:
-        return default
-    if len(names) == 1:
-        return next(iter(names))
-    if not names:
-        raise UnknownProfile("no profiles are configured: add a [profiles.NAME] section to the config file")
-    raise UnknownProfile("several profiles are configured and no default_profile is set: name one "
-                         f"({', '.join(sorted(names))})")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the credential endpoint listens and which profiles it serves."""
-
-    port: int
-    default_profile: str | None
-    profiles: tuple[str, ...]
-
-    def profile(self, asked: str | None) -> str:
-        return pick_profile(asked, self.default_profile, self.profiles)
-
-
-def endpoint_facts(path: str | os.PathLike[str] | None = None) -> Endpoint:
-    """The endpoint's port and profiles. Read straight from the TOML when they are plainly valid; anything
-    unusual goes through the full validation, so its error is the one the daemon would give. (The rest of the
-    file is not checked here: `tipd` and `tipctl configure --show` do that.)"""
-    raw, _ = read_config_file(path)
-    quick = _quick(raw)
-    if quick is not None:
-        return quick
-    from .config import load_config
-
-    return load_config(path)[0].endpoint()
-
-
-def _quick(raw: dict[str, Any]) -> Endpoint | None:
-    server, profiles, default = raw.get("server", {}), raw.get("profiles", {}), raw.get("default_profile")
-    if not isinstance(server, dict) or not isinstance(profiles, dict):
-        return None
-    port = server.get("port", DEFAULT_PORT)
-    if type(port) is not int or not 1 <= port <= 65535:
-        return None
-    if not all(isinstance(v, dict) and PROFILE_NAME.fullmatch(k) for k, v in profiles.items()):
-        return None
-    if default is not None and default not in profiles:
-        return None
-    return Endpoint(port, default, tuple(profiles))

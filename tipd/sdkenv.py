@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .config_file import Endpoint
+    from .profiles import Endpoint
     from .paths import Paths
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"

@@ -194,7 +194,7 @@ def test_the_new_profile_settings_are_checked(tmp_path, line, words):
 
 def test_a_config_others_can_write_is_refused(tmp_path):
     """Issue 11 #7: with the config at 0666 another user pointed the issuer at its own listener."""
-    from tipd.config_file import endpoint_facts
+    from tipd.quickconfig import endpoint_facts
 
     p = write(tmp_path, GOOD)
     p.chmod(0o666)
@@ -215,7 +215,7 @@ def test_a_config_others_can_write_is_refused(tmp_path):
         tmp_path.chmod(0o700)
 
 
-# -- the quick commands' reading (tipd/config_file.py): no pydantic, same answers --------------------------
+# -- the quick commands' reading (tipd/quickconfig.py, tipd/profiles.py): no pydantic, same answers ---------
 TWO = GOOD.replace("port = 9911", "port = 9922") + GOOD.replace("[server]\nport = 9911\n", "").replace(
     "[profiles.work]", "[profiles.home]")
 
@@ -223,7 +223,7 @@ TWO = GOOD.replace("port = 9911", "port = 9922") + GOOD.replace("[server]\nport 
 @pytest.mark.parametrize("text", [GOOD, TWO, 'default_profile = "home"\n' + TWO, "",
                                   GOOD.replace("port = 9911", 'port = "9933"')])  # the slow path coerces it
 def test_endpoint_facts_agree_with_the_full_validation(tmp_path, text):
-    from tipd.config_file import endpoint_facts
+    from tipd.quickconfig import endpoint_facts
 
     path = write(tmp_path, text)
     assert endpoint_facts(path) == load_config(path)[0].endpoint()
@@ -233,7 +233,7 @@ def test_endpoint_facts_agree_with_the_full_validation(tmp_path, text):
     ('port = "ninety"', "server.port"), ("port = 0", "server.port"), ("port = 70000", "server.port"),
 ])
 def test_endpoint_facts_give_the_full_error_on_anything_unusual(tmp_path, bad, key):
-    from tipd.config_file import endpoint_facts
+    from tipd.quickconfig import endpoint_facts
 
     with pytest.raises(ConfigError) as e:
         endpoint_facts(write(tmp_path, GOOD.replace("port = 9911", bad)))
@@ -241,7 +241,7 @@ def test_endpoint_facts_give_the_full_error_on_anything_unusual(tmp_path, bad, k
 
 
 def test_endpoint_facts_refuse_a_default_that_is_not_a_profile(tmp_path):
-    from tipd.config_file import endpoint_facts
+    from tipd.quickconfig import endpoint_facts
 
     with pytest.raises(ConfigError) as e:
         endpoint_facts(write(tmp_path, 'default_profile = "nope"\n' + GOOD))
@@ -262,7 +262,7 @@ def test_tipctl_env_does_not_import_pydantic(tmp_path):
 
 
 def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
-    from tipd.config_file import endpoint_facts
+    from tipd.quickconfig import endpoint_facts
 
     text = GOOD.replace("[profiles.work]", '[profiles."work\\n"]')
     with pytest.raises(ConfigError, match="profile name"):
@@ -291,3 +291,63 @@ def test_a_fifo_in_place_of_the_config_is_a_sentence_not_a_hang(tmp_path):
     os.mkfifo(fifo, 0o600)
     with pytest.raises(ConfigError, match="not a regular file"):
         read_config_file(fifo)
+
+
+def test_the_config_modules_import_each_other_one_way_only():
+    """config.py <-> config_file.py was a cycle: the light modules (reading, the profile rules) import nothing
+    of the models, and the models import nothing of the quick path."""
+    import ast
+    from pathlib import Path
+
+    import tipd
+
+    root = Path(tipd.__file__).parent
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((root / f"{module}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+
+    assert imports("profiles") == {"errors"}
+    assert "config" not in imports("config_file") and "quickconfig" not in imports("config_file")
+    assert {"quickconfig"}.isdisjoint(imports("config"))
+
+
+@pytest.mark.parametrize("line, words", [
+    ('clinet_id = "x"', "profiles.work.clinet_id: unknown key; did you mean 'client_id'?"),
+    ("acount_id = \"444455556666\"", "did you mean 'account_id'?"),
+    ("zzz = 1", "profiles.work.zzz: unknown key (check the spelling)"),
+])
+def test_an_unknown_key_names_the_nearest_one(tmp_path, line, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
+    assert words in e.value.message
+
+
+def test_an_unknown_key_of_a_section_or_the_top_names_the_nearest_one(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD.replace("port = 9911", "prot = 9911")))
+    assert "server.prot: unknown key; did you mean 'port'?" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, 'defualt_profile = "work"\n' + GOOD))
+    assert "defualt_profile: unknown key; did you mean 'default_profile'?" in e.value.message
+
+
+def test_one_rule_says_which_profile_is_meant(tmp_path):
+    """The daemon's view (tipctl login, logout), the file's (tipd, diag) and the quick path's (tipctl env) all
+    go through tipd.profiles.pick_profile: same answers, same sentences."""
+    from tipd.profiles import pick_profile
+    from tipd.quickconfig import endpoint_facts
+
+    path = write(tmp_path, TWO)
+    cfg = load_config(path)[0]
+    quick = endpoint_facts(path)
+    for asked in (None, "home", "wokr"):
+        answers = set()
+        for pick in (cfg.profile_name, quick.profile, lambda a: pick_profile(a, None, ("work", "home"))):
+            try:
+                answers.add(pick(asked))
+            except UnknownProfile as e:
+                answers.add(e.message)
+        assert len(answers) == 1, answers
+    with pytest.raises(UnknownProfile, match="did you mean 'work'"):
+        quick.profile("wokr")

@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field, SecretStr
 
 from tipd.config import Profile, load_config
 from tipd.configure import presets, tomledit
-from tipd.configure.configfile import ConfigFile, redacted, render
+from tipd.configure.show import redacted, render
+from tipd.configure.tomlfile import ConfigFile
 from tipd.configure.presets import FieldError
-from tipd.configure.profile import build, check_field, parse_text, read_from_file
+from tipd.configure.profile import PROFILE_KEYS, build, check_field, parse_text, read_from_file
 from tipd.configure.prompt import Prompter
 from tipd.errors import ConfigError
 
@@ -106,6 +107,15 @@ def test_an_issuer_gives_back_the_inputs_it_was_made_from(provider, inputs):
 def test_presets_name_the_providers_of_the_config_model():
     assert get_args(Profile.model_fields["provider"].annotation) == presets.PROVIDERS
     assert set(presets.PRESET_INPUTS) == set(presets.REQUIRED_PRESET) == set(presets.PROVIDERS)
+
+
+def test_configure_can_set_every_key_of_an_idp_profile():
+    # the key list once drifted from the model: account_id could not be set with `tipctl configure`
+    assert set(PROFILE_KEYS) == set(Profile.model_fields) <= set(presets.BY_NAME) | {"provider"}  # --provider
+    d = build("w", {"provider": "okta", "org_url": "dev-9", "client_id": "0oa1", "account_id": "444455556666", **AWS})
+    assert d.settings["account_id"] == "444455556666"
+    with pytest.raises(ConfigError, match="account_id: does not look right"):
+        build("w", {"provider": "okta", "org_url": "dev-9", "client_id": "0oa1", "account_id": "4444", **AWS})
 
 
 @pytest.mark.parametrize("provider,inputs,issuer", [
@@ -246,7 +256,7 @@ def test_presets_make_the_issuer_and_the_scopes():
     d = build("c", {"provider": "cognito", "user_pool_id": "eu-west-1_AbC", "cognito_domain": "me", "client_id": "c",
                     **AWS})
     assert d.settings["scopes"] == ["openid", "email"] and d.cognito_domain == "me.auth.eu-west-1.amazoncognito.com"
-    assert list(d.settings) == list(presets.PROFILE_KEYS)
+    assert list(d.settings) == [k for k in PROFILE_KEYS if k != "account_id"]  # not set: not written
 
 
 def test_an_existing_profile_keeps_what_is_not_given():
@@ -566,3 +576,17 @@ def test_a_from_file_of_megabytes_is_refused_without_reading_it_all(tmp_path):
     big.write_text("{" + " " * (2 * MAX_FROM_FILE) + "}")
     with pytest.raises(ConfigError, match="larger than"):
         read_from_file(str(big))
+
+
+def test_configure_reads_the_file_through_the_one_reader(tmp_path):
+    """`tipctl configure` had a reader of its own, without the bounds and refusals of tipd's."""
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        ConfigFile.read(fifo)
+    fifo.unlink()
+    fifo.write_text("")
+    fifo.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by other users"):
+        ConfigFile.read(fifo)
+    assert not ConfigFile.read(tmp_path / "new.toml").exists  # a file configure is about to create

@@ -477,7 +477,7 @@ def test_the_agent_plist_has_what_launchd_needs(base):
 def test_without_a_profile_install_says_so_in_one_line(user):
     user.config_file.write_text("[server]\nport = 9931\n")
     r = user.tipctl("service", "install", expect=1)
-    assert r.stderr == "tipctl: no profiles are configured: add a [profiles.NAME] section to the config file\n"
+    assert r.stderr == "tipctl: no profiles are configured: add one with `tipctl configure`\n"
     assert not user.unit.exists()
 
 

@@ -15,18 +15,12 @@ def client(timeout: float = 30.0) -> ControlClient:
 
 
 def resolve_profile(ctl: ControlClient, name: str | None) -> tuple[str, dict[str, Any]]:
-    """The profile a command means, as the running daemon knows it."""
-    from ..errors import UnknownProfile
+    """The profile a command means, as the running daemon knows it (the rule of tipd.profiles)."""
+    from ..profiles import pick_profile
 
     info = ctl.request("GET", "/v1/profiles")
-    profiles = info["profiles"]
-    if name is None:
-        name = info.get("default_profile")
-        if name is None:
-            raise UnknownProfile("several profiles are configured and none is the default: name one "
-                                 f"({', '.join(sorted(profiles))})" if profiles else "no profiles are configured")
-    if name not in profiles:
-        raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(profiles)) or 'none'})")
+    profiles: dict[str, dict[str, Any]] = info["profiles"]
+    name = pick_profile(name, info.get("default_profile"), tuple(profiles))
     return name, profiles[name]
 
 

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         return _show(args)
     from ..configure import tomledit
-    from ..configure.configfile import ConfigFile
+    from ..configure.tomlfile import ConfigFile
     from ..configure.presets import INPUTS
     from ..configure.profile import build, check_issuer, parse_text, read_from_file
     from ..errors import ConfigError
@@ -156,7 +156,7 @@ def _ask_default(p, cf, name: str) -> bool:
 
 
 def _report(args: argparse.Namespace, draft, path) -> None:
-    from ..configure.configfile import ConfigFile
+    from ..configure.tomlfile import ConfigFile
     from .common import print_json
 
     default = ConfigFile.read(args.config).data.get("default_profile")
@@ -202,7 +202,7 @@ def _daemon_hint(name: str, settings: dict) -> tuple[bool, str | None]:
 
 def _show(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..configure.configfile import redacted, render
+    from ..configure.show import redacted, render
     from .common import print_json
 
     cfg, path = load_config(args.config, missing_ok=True)

@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
 
 
 def variables(profile: str | None, config_path: str | None, imds: bool = False) -> dict[str, str]:
-    from ..config_file import endpoint_facts
+    from ..quickconfig import endpoint_facts
     from ..paths import Paths
     from ..sdkenv import container_variables, imds_variables
 

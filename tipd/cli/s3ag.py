@@ -68,7 +68,7 @@ def query(args: argparse.Namespace) -> str:
 
 
 def run_env(args: argparse.Namespace) -> int:
-    from ..config_file import endpoint_facts
+    from ..quickconfig import endpoint_facts
     from ..paths import Paths
     from ..sdkenv import container_variables
     from .env import CONTAINER_NAMES, print_exports, print_unset

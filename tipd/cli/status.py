@@ -89,7 +89,7 @@ def port_squatter() -> tuple[int, list[int]] | None:
     """(port, uids) when another user listens on the configured credential port (Linux), else None."""
     import os
 
-    from ..config_file import endpoint_facts
+    from ..quickconfig import endpoint_facts
     from ..errors import TipdError
     from ..portowner import listener_uids
 

@@ -5,14 +5,12 @@ the provider defaults of tipd/config.py; docs/idp-setup.md says why for each."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..profiles import PROVIDERS
 from ..urls import split_url
-
-#: the same names as tipd.config.Profile.provider (a unit test keeps the two equal)
-PROVIDERS = ("okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "pingone", "google", "onelogin",
-             "jumpcloud", "oidc")
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
@@ -108,6 +106,9 @@ INPUTS = (
     Input("identity_enhanced_role_arn", "Identity-enhanced role ARN",
           "the IAM role assumed with the Identity Center identity context"),
     Input("region", "Identity Center region", "the Identity Center instance's region, e.g. eu-west-1"),
+    Input("account_id", "S3 Access Grants account",
+          "the 12-digit account of the S3 Access Grants instance (default: the identity-enhanced role's account)",
+          asked=False),
 )
 BY_NAME = {i.name: i for i in INPUTS}
 #: inputs that make the issuer, by provider
@@ -136,10 +137,7 @@ EXACT_PORT = {"okta": "Okta", "cognito": "Cognito", "auth0": "Auth0", "pingfeder
 # (https://developer.pingidentity.com/pingone-api/workflow-library/using-postman-workflow-collections/
 #  using-the-pingone-postman-environment.html)
 PINGONE_REGIONS = ("com", "ca", "eu", "com.au", "sg", "asia")
-#: the profile keys configure sets, in the order it writes them (it leaves any other key as it is)
-PROFILE_KEYS = ("provider", "issuer", "client_id", "scopes", "redirect_host", "redirect_port", "refresh_scope",
-                "exchange_token", "client_auth", "auth_params", "application_arn", "oidc_role_arn",
-                "identity_enhanced_role_arn", "region")
+
 
 
 def okta_org_url(value: str) -> str:
@@ -222,7 +220,8 @@ def cognito_domain(domain: str, pool_region: str) -> str:
         except ValueError as e:
             raise FieldError("cognito_domain", f"is not a valid URL: {e}") from None
         if parts.scheme != "https" or parts.path or parts.query or parts.port:
-            raise FieldError("cognito_domain", "give the domain alone, such as myprefix.auth.eu-west-1.amazoncognito.com")
+            raise FieldError("cognito_domain",
+                             "give the domain alone, such as myprefix.auth.eu-west-1.amazoncognito.com")
         v = parts.hostname or ""
     host = v.lower()
     if re.fullmatch(r"[a-z0-9-]+", host):
@@ -299,7 +298,7 @@ def onelogin_issuer(subdomain: str) -> str:
     return f"https://{v}.onelogin.com/oidc/2"
 
 
-def derive_issuer(provider: str, inputs: dict[str, str | None]) -> str:
+def derive_issuer(provider: str, inputs: Mapping[str, str | None]) -> str:
     """The issuer a provider's inputs make (raises FieldError naming the input that is wrong)."""
     if provider == "okta":
         return okta_issuer(inputs.get("org_url") or "", inputs.get("authorization_server"))

@@ -8,19 +8,18 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from ..config import DEFAULT_SCOPES, PROFILE_NAME, PROVIDER_DEFAULTS, Profile, _describe
+from ..config import PROVIDER_KEYS, Profile, describe_error, profile_default
 from ..errors import ConfigError, TipdError
+from ..profiles import PROFILE_NAME, PROVIDERS
 from .presets import (
     BY_NAME,
     FIXED_ISSUER,
     PRESET_INPUTS,
-    PROFILE_KEYS,
-    PROVIDERS,
     REQUIRED_PRESET,
     FieldError,
     cognito_domain,
@@ -28,6 +27,9 @@ from .presets import (
     derive_issuer,
     preset_inputs,
 )
+
+if TYPE_CHECKING:
+    from ..idp.oidc import ProviderMetadata
 
 #: good values for every required field, so that one field can be validated on its own by the model
 _PLACEHOLDER = {
@@ -40,24 +42,8 @@ _PLACEHOLDER = {
 }
 
 
-#: the settings whose default depends on the provider: a profile that changes provider takes the new one's
-PROVIDER_KEYS = ("scopes", "redirect_host", "refresh_scope", "exchange_token", "client_auth", "auth_params")
-
-
-def provider_default(provider: str, key: str) -> Any:
-    """What a profile of `provider` has for `key` when the file leaves it out."""
-    if key == "scopes":
-        return list(DEFAULT_SCOPES[provider])
-    if key in PROVIDER_DEFAULTS.get(provider, {}):
-        value = PROVIDER_DEFAULTS[provider][key]
-        return dict(value) if isinstance(value, dict) else value
-    field = Profile.model_fields[key]
-    return field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
-
-
-def provider_defaults(provider: str) -> dict[str, Any]:
-    """The values that need not be written for a profile of `provider` (leaving them out means the same)."""
-    return {"provider": "oidc", "redirect_port": 0, **{k: provider_default(provider, k) for k in PROVIDER_KEYS}}
+#: the settings of an IdP profile, in the order configure writes them: the model's (it leaves any other key as it is)
+PROFILE_KEYS = tuple(Profile.model_fields)
 
 
 @dataclass(frozen=True)
@@ -111,7 +97,7 @@ def check_field(field: str, value: Any, provider: str = "oidc") -> Any:
     except ValidationError as e:
         for err in e.errors(include_url=False, include_input=False):
             if err["loc"][:1] == (field,):
-                raise FieldError(field, _describe(err).split(": ", 1)[1]) from None
+                raise FieldError(field, describe_error(err).split(": ", 1)[1]) from None
         raise
 
 
@@ -135,22 +121,22 @@ def read_from_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     try:
         if p.suffix.lower() == ".json" or (p.suffix.lower() != ".toml" and raw.lstrip().startswith("{")):
-            data = json.loads(raw)
+            parsed: object = json.loads(raw)
         else:
-            data = tomllib.loads(raw)
+            parsed = tomllib.loads(raw)
     except (ValueError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{p}: neither valid JSON nor valid TOML ({e})") from None
     except RecursionError:  # both parsers recurse into nested arrays and objects
         raise ConfigError(f"{p}: its arrays or objects nest too deeply") from None
-    if not isinstance(data, dict):
+    if not isinstance(parsed, dict):
         raise ConfigError(f"{p}: expected an object of a profile's values")
     known = {"profile", "provider", "default"} | set(BY_NAME)
-    data = {k.replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(data) - known)
+    values: dict[str, Any] = {str(k).replace("-", "_"): v for k, v in parsed.items()}
+    unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{p}: unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     out: dict[str, Any] = {}
-    for k, v in data.items():
+    for k, v in values.items():
         if k == "default":
             if not isinstance(v, bool):
                 raise ConfigError(f"{p}: default must be true or false")
@@ -215,11 +201,11 @@ def build(name: str, inputs: dict[str, Any], existing: dict[str, Any] | None = N
         elif k in existing and (same_provider or k not in PROVIDER_KEYS):
             settings[k] = existing[k]
         elif k in PROVIDER_KEYS:
-            settings[k] = provider_default(provider, k)
-        elif k == "redirect_port":
-            settings[k] = 0
-        else:
+            settings[k] = profile_default(provider, k)
+        elif Profile.model_fields[k].is_required():
             missing.append(k)
+        else:
+            settings[k] = profile_default(provider, k)
     if missing:
         errors.insert(0, "missing: " + ", ".join(f"{k} ({BY_NAME[k].flag})" for k in missing))
     for k in PROFILE_KEYS[1:]:  # each value given, on its own, so that all the problems show at once
@@ -231,13 +217,13 @@ def build(name: str, inputs: dict[str, Any], existing: dict[str, Any] | None = N
     if not errors:
         try:
             settings = Profile.model_validate(settings).model_dump()
-            settings = {k: settings[k] for k in PROFILE_KEYS}
+            settings = {k: settings[k] for k in PROFILE_KEYS if settings[k] is not None}  # None: not set
         except ValidationError as e:
-            errors += [_describe(err) for err in e.errors(include_url=False, include_input=False)]
+            errors += [describe_error(err) for err in e.errors(include_url=False, include_input=False)]
     domain = None
     if not errors and given.get("cognito_domain"):
         try:
-            domain = cognito_domain_of(issuer, given["cognito_domain"])
+            domain = cognito_domain_of(settings["issuer"], given["cognito_domain"])
         except FieldError as e:
             errors.append(e.message)
     if errors:
@@ -254,7 +240,7 @@ def cognito_domain_of(issuer: str, domain: str) -> str:
 
 
 # -- the discovery check --------------------------------------------------------------------------------
-async def _discover(issuer: str):
+async def _discover(issuer: str) -> ProviderMetadata:
     import aiohttp
 
     from ..idp import oidc

@@ -7,15 +7,14 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ..config import PROVIDERS
+from ..config import PROVIDER_KEYS, profile_defaults
 from ..errors import ConfigError
-from .configfile import ConfigFile
+from ..profiles import PROVIDERS
 from .presets import (
     BY_NAME,
     EXACT_PORT,
     FIXED_ISSUER,
     PRESET_INPUTS,
-    PROFILE_KEYS,
     REQUIRED_PRESET,
     FieldError,
     auth0_issuer,
@@ -31,17 +30,8 @@ from .presets import (
     pingone_issuer,
     preset_inputs,
 )
-from .profile import (
-    PROVIDER_KEYS,
-    Draft,
-    build,
-    check_field,
-    check_issuer,
-    check_name,
-    cognito_domain_of,
-    parse_text,
-    provider_default,
-)
+from .profile import PROFILE_KEYS, Draft, build, check_field, check_issuer, check_name, cognito_domain_of, parse_text
+from .tomlfile import ConfigFile
 
 
 class Prompter:
@@ -147,10 +137,11 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
         p.say("  found its discovery document")
         break
 
+    absent = profile_defaults(provider)
     for k in PROFILE_KEYS[2:]:
         default = defaults.get(k)
         if default is None:
-            default = provider_default(provider, k) if k in PROVIDER_KEYS else {"redirect_port": 0}.get(k)
+            default = absent.get(k)
         if not BY_NAME[k].asked:  # flags only: the provider's default, or what the profile has
             answers[k] = default
             continue

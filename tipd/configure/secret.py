@@ -58,4 +58,5 @@ def save_secret(data: dict[str, Any], profile: str, issuer: str, client_id: str,
     except ConfigError:
         raise
     except OSError as e:
-        raise ConfigError(f"cannot store the client secret: {e.strerror or type(e).__name__}; nothing was saved") from None
+        raise ConfigError(f"cannot store the client secret: {e.strerror or type(e).__name__}; "
+                          "nothing was saved") from None

@@ -5,7 +5,7 @@ formatting of values that do not change). It also writes the few TOML values a p
 It scans statements (headers and key = value lines) with a small lexer that knows where strings, arrays and
 inline tables end, so a `[profiles.x]` inside a multi-line string or a comment is not taken for a header.
 The text it edits has already been parsed by tomllib, and the text it makes is parsed again before it is
-written (configfile.py), so the lexer need not report syntax errors well."""
+written (tomlfile.py), so the lexer need not report syntax errors well."""
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
-"""The config file as `tipctl configure` changes it: read, plan the edit, validate the result before anything
-is written, write atomically (keeping the file's mode); and the effective config `--show` prints."""
+"""The file side of the TOML editor (tomledit.py edits the text): the config file as `tipctl configure` changes
+it: read (through the one reader, tipd/config_file.py), plan the edit, validate the result before anything is
+written, write atomically (keeping the file's mode)."""
 from __future__ import annotations
 
 import os
@@ -9,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
+from pydantic import ValidationError
 
-from ..config import Config, Profile, config_path, parse_config
+from ..config import Config, Profile, parse_config, profile_defaults
+from ..config_file import read_raw
 from ..errors import ConfigError
 from ..fsutil import private_dir, write_private
-from ..secret import Secret
 from . import tomledit
-from .profile import Draft, provider_defaults
+from .profile import Draft
 
 
 @dataclass(frozen=True)
@@ -28,20 +29,12 @@ class ConfigFile:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str] | None = None) -> ConfigFile:
-        p = config_path(path)
+        """The file as it is now; a file that does not exist yet reads as empty (configure creates it)."""
         try:
-            text = p.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            return cls(p, "", {}, False)
-        except OSError as e:
-            raise ConfigError(f"{p}: cannot read the config file: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: not valid TOML ({e}); fix it before configuring a profile") from None
-        return cls(p, text, data, True)
+            raw = read_raw(path, create=True)
+        except ConfigError as e:
+            raise ConfigError(f"{e.message}; fix it before configuring a profile") from None
+        return cls(raw.path, raw.text, raw.data, raw.exists)
 
     @property
     def profiles(self) -> dict[str, Any]:
@@ -70,7 +63,7 @@ class ConfigFile:
 
     def with_profile(self, draft: Draft, make_default: bool = False) -> str:
         """The whole new text, validated as tipd will read it."""
-        absent = provider_defaults(draft.settings["provider"])
+        absent = profile_defaults(draft.settings["provider"])
         raw = self.profiles.get(draft.name)
         written = raw if isinstance(raw, dict) else {}
         # the settings most profiles leave at their provider's default are written only when they differ
@@ -121,48 +114,3 @@ class ConfigFile:
 
 #: see ConfigFile.with_profile
 QUIET_KEYS = ("redirect_host", "refresh_scope", "exchange_token", "client_auth", "auth_params")
-
-
-# -- --show ----------------------------------------------------------------------------------------------
-REDACTED = "***"
-
-
-def redacted(model: BaseModel) -> dict[str, Any]:
-    """A model as plain data, with every secret shown as "***": a field whose type is a secret, or that is
-    marked `Field(json_schema_extra={"secret": True})`."""
-    out: dict[str, Any] = {}
-    for name, field in type(model).model_fields.items():
-        v = getattr(model, name)
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if v is not None and (extra.get("secret") or isinstance(v, (Secret, SecretStr, SecretBytes))):
-            out[name] = REDACTED
-        else:
-            out[name] = _plain(v)
-    return out
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, BaseModel):
-        return redacted(v)
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
-def render(data: dict[str, Any], keys: tuple[str, ...] = ()) -> str:
-    """Plain data as TOML-like text: values that are not set are shown as comments."""
-    lines = []
-    values = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    if keys and (values or not data):
-        lines.append("[" + ".".join(tomledit.toml_key(k) for k in keys) + "]")
-    for k, v in values.items():
-        lines.append(f"# {tomledit.toml_key(k)}: not set" if v is None else
-                     f"{tomledit.toml_key(k)} = {tomledit.toml_value(v)}")
-    for k, v in data.items():
-        if isinstance(v, dict):
-            if lines:
-                lines.append("")
-            lines.append(render(v, keys + (k,)))
-    return "\n".join(lines)
