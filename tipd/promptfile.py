@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .changes import Changes
-from .config_file import PROFILE_NAME
 from .fsutil import remove, write_private
+from .profiles import PROFILE_NAME
 
 log = logging.getLogger("tipd.prompt")
 

@@ -18,11 +18,11 @@ from pydantic import BaseModel, Field, SecretStr
 
 from tipd.config import Profile, load_config
 from tipd.configure import presets, tomledit
-from tipd.configure.show import redacted, render
-from tipd.configure.tomlfile import ConfigFile
 from tipd.configure.presets import FieldError
 from tipd.configure.profile import PROFILE_KEYS, build, check_field, parse_text, read_from_file
 from tipd.configure.prompt import Prompter
+from tipd.configure.show import redacted, render
+from tipd.configure.tomlfile import ConfigFile
 from tipd.errors import ConfigError
 
 APP = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"

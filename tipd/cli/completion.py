@@ -30,7 +30,8 @@ def complete(argv: list[str]) -> int:
         return 2
     path = argv[2] if len(argv) >= 3 and argv[1] == "--config" else None
     try:
-        from ..config_file import PROFILE_NAME, read_config_file
+        from ..config_file import read_config_file
+        from ..profiles import PROFILE_NAME
 
         raw, _ = read_config_file(path)
         profiles = raw.get("profiles", {})

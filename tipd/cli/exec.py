@@ -54,8 +54,9 @@ def split_words(words: list[str]) -> tuple[str | None, list[str]]:
 def environment(profile: str | None, config_path: str | None, base: dict[str, str]) -> tuple[str, dict[str, str]]:
     """The profile's name and the command's environment: `base` without the shadowing variables, with the
     endpoint variables (one computation with `tipctl env`) and the profile's region when the caller set none."""
-    from ..config_file import endpoint_facts, read_config_file
+    from ..config_file import read_config_file
     from ..paths import Paths
+    from ..quickconfig import endpoint_facts
     from ..sdkenv import container_variables
 
     endpoint = endpoint_facts(config_path)
