@@ -160,3 +160,57 @@ def test_an_account_instance_is_the_same_sentence(fake, issuer):
     with pytest.raises(AccountAccessNotEnabled) as e:
         _run(Portal(AwsChain(Clock())).accounts(token, region=REGION, application_arn=APP))
     assert "an account instance cannot" in e.value.message
+
+
+def test_console_signin_url_from_role_credentials(fake, issuer):
+    import urllib.parse
+
+    from tipd.console import signin_url
+
+    fake.portal.assign(ALICE_ID, "111111111111", "Developer")
+    token = _token(fake, issuer)
+    creds = _run(Portal(AwsChain(Clock())).get_role_credentials(
+        region=REGION, access_token=token.access_token, account_id="111111111111", role_name="Developer"))
+    url = signin_url(creds.container_json(), region="eu-west-1", service="s3", federation=fake.url + "/federation")
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url.reveal()).query))
+    assert q["SigninToken"] in fake.portal.issued_signin_tokens
+    assert q["Destination"] == "https://console.aws.amazon.com/s3/home?region=eu-west-1"
+    assert q["SigninToken"] not in repr(url) and q["SigninToken"] not in str(url)
+    bad = dict(creds.container_json(), SecretAccessKey="wrong")
+    with pytest.raises(TipdError) as e:
+        signin_url(bad, region="eu-west-1", federation=fake.url + "/federation")
+    assert "refused these credentials (HTTP 400)" in e.value.message
+    for region, service in (("nowhere", None), ("eu-west-1", "s3/../../evil")):
+        with pytest.raises(TipdError):
+            signin_url(creds.container_json(), region=region, service=service, federation=fake.url + "/federation")
+
+
+def test_the_browser_gets_a_private_page_not_the_url(tmp_path):
+    """BROWSER is handed a file:// path to a 0600 page that redirects; the sign-in URL is on no command line."""
+    import os
+    import stat
+    import subprocess
+    import sys
+    import textwrap
+
+    seen = tmp_path / "argv"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {seen}\n')
+    browser.chmod(0o700)
+    secret_url = "https://signin.aws.amazon.com/federation?Action=login&SigninToken=SECRET-TOKEN-123"
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from tipd.cli.console import _open
+        from tipd.console import redirect_page
+        from tipd.secret import Secret
+        raise SystemExit(_open(Secret({secret_url!r}), Path({str(tmp_path / 'pages')!r}), redirect_page))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, BROWSER=str(browser)),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    arg = seen.read_text()
+    assert arg.startswith("file://") and "SECRET-TOKEN" not in arg and "SECRET-TOKEN" not in r.stdout
+    page = tmp_path / "pages" / arg.rsplit("/", 1)[1]
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "pages").stat().st_mode) == 0o700
+    assert "SigninToken=SECRET-TOKEN-123" in page.read_text()

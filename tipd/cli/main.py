@@ -20,6 +20,8 @@ COMMANDS = [
     "credential_process",
     "exec",
     "aws_config",
+    "accounts",
+    "console",
     "s3ag",
     "service",
     "tray",

@@ -133,6 +133,21 @@ def make_app(broker: Broker) -> web.Application:
         served = await broker.grants[session(request).name].fetch(request.query.items())
         return web.Response(body=served.body, content_type="application/json")
 
+    portals: dict[int, Any] = {}  # one tipd.portal.Portal (and its listing cache) per AWS chain
+
+    async def accounts(request: web.Request) -> web.Response:
+        """The AWS accounts and roles of the profile's sign-in (Identity Center account access)."""
+        from ..portal import Portal  # botocore's side of the daemon: imported at the first use
+
+        s = session(request)
+        portal = portals.get(id(s.aws))
+        if portal is None:
+            portal = portals[id(s.aws)] = Portal(s.aws)
+        token = await s.identity_center_token()
+        listed = await portal.accounts(token, region=s.profile.region, application_arn=s.profile.application_arn,
+                                       fresh=request.query.get("fresh", "") not in ("", "0", "false"))
+        return _json({"profile": s.name, "accounts": [a.to_json() for a in listed]})
+
     async def diag_id_token(request: web.Request) -> web.Response:
         s = session(request)
         token = await s.fresh_id_token()
@@ -158,6 +173,7 @@ def make_app(broker: Broker) -> web.Application:
     app.router.add_post("/v1/logout/{profile}", logout)
     app.router.add_get("/v1/credentials/{profile}", credentials)
     app.router.add_post("/v1/diag/{profile}/id-token", diag_id_token)
+    app.router.add_get("/v1/accounts/{profile}", accounts)
     app.router.add_get("/v1/s3ag/{profile}", s3ag_list)
     app.router.add_get("/v1/s3ag/{profile}/credentials", s3ag_credentials)
     return app
