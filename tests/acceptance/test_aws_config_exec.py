@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import BIN, ENHANCED_ROLE, aws_cli, tipctl, wait_for
+from tests.support.stack import BIN, ENHANCED_ROLE, ROOT, aws_cli, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
 ALICE_ARN_END = f"assumed-role/{ENHANCED_ROLE.split('/')[-1]}/tip-9067e4a2-alice"
@@ -99,3 +99,27 @@ def test_exec_gives_the_command_the_profile_and_no_credentials(home, tipd):
     creds = json.loads(tipctl(home, "credential-process", "work").stdout)
     values = set(child.values())
     assert home.token() not in values and creds["SecretAccessKey"] not in env and creds["SessionToken"] not in env
+
+
+def test_a_tipctl_path_with_spaces_is_quoted_so_botocore_the_aws_cli_and_node_all_run_it(home, tipd):
+    """botocore splits credential_process like a shell line (shlex), the Node SDK hands it to a shell: the double
+    quotes of the AWS CLI guide's rule must work for both."""
+    tipctl(home, "login")
+    spaced = home.dir / "home" / "My Tools"
+    spaced.mkdir()
+    (spaced / "tipctl").symlink_to(BIN / "tipctl")
+    cfg = home.dir / "home" / "aws-config"
+    env = dict(home.env, AWS_CONFIG_FILE=str(cfg))
+    r = subprocess.run([str(spaced / "tipctl"), "aws-config", "sync"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f'credential_process = "{spaced / "tipctl"}" credential-process work\n' in cfg.read_text()
+    clients = {
+        "aws CLI": [aws_cli(), "sts", "get-caller-identity", "--output", "json"],
+        "boto3": [sys.executable, "-c", WHOAMI],
+        "node": ["node", str(ROOT / "tests" / "node" / "whoami.mjs")],
+    }
+    for name, argv in clients.items():
+        out = subprocess.run(argv, env=dict(env, AWS_PROFILE="work"), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+        assert json.loads(out.stdout)["Arn"].endswith(ALICE_ARN_END), name
