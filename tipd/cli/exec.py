@@ -117,4 +117,3 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"tipctl: {command[0]}: cannot run it: {e.strerror}", file=sys.stderr)
         return NOT_EXECUTABLE
-    return 0  # not reached: execvpe returns only by raising
