@@ -7,11 +7,22 @@ import logging
 import time
 from dataclasses import dataclass
 
+from .clock import iso_utc
 from .server.peer import Peer, Process, processes_of_inodes
 
 log = logging.getLogger("tipd.audit")
 FLUSH_EVERY = 1.0
 RECENT = 20
+
+
+class _Tally:
+    """Requests of one client for one profile since the last flush, and when the last one came."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self, last: float) -> None:
+        self.count = 1
+        self.last = last
 
 
 @dataclass
@@ -27,16 +38,16 @@ class Client:
 
 class Audit:
     def __init__(self) -> None:
-        #: (profile, endpoint, peer) -> [count, last time]: counted as they happen, so a flush costs one
+        #: (profile, endpoint, peer) -> its tally: counted as they happen, so a flush costs one
         #: entry per client, not one per request
-        self._pending: dict[tuple[str, str, Peer | None], list] = {}
+        self._pending: dict[tuple[str, str, Peer | None], _Tally] = {}
         #: the client process of each connection (by socket inode), looked up in a worker thread as soon
         #: as the connection is first seen, while the client still holds it; one /proc walk serves every
         #: connection that arrived meanwhile
         self._processes: dict[int, Process | None] = {}
         self._unresolved: set[int] = set()
-        self._walk: asyncio.Future | None = None
-        self.recent: dict[tuple, Client] = {}
+        self._walk: asyncio.Future[dict[int, Process]] | None = None
+        self.recent: dict[tuple[int | None, str | None, str, str], Client] = {}
         self._wake = asyncio.Event()  # the writer sleeps until there is something to write
 
     def record(self, profile: str, endpoint: str, peer: Peer | None) -> None:
@@ -44,11 +55,11 @@ class Audit:
         key = (profile, endpoint, peer)
         entry = self._pending.get(key)
         if entry is None:
-            self._pending[key] = [1, time.time()]
+            self._pending[key] = _Tally(time.time())
             self._wake.set()
         else:
-            entry[0] += 1
-            entry[1] = time.time()
+            entry.count += 1
+            entry.last = time.time()
         if peer is not None and peer.inode not in self._processes and peer.inode not in self._unresolved:
             self._unresolved.add(peer.inode)
             if self._walk is None:
@@ -59,7 +70,7 @@ class Audit:
         self._walk = asyncio.get_running_loop().run_in_executor(None, processes_of_inodes, batch)
         self._walk.add_done_callback(lambda f: self._walked(batch, f))
 
-    def _walked(self, batch: set[int], fut: asyncio.Future) -> None:
+    def _walked(self, batch: set[int], fut: asyncio.Future[dict[int, Process]]) -> None:
         found = fut.result() if not fut.cancelled() and fut.exception() is None else {}
         for inode in batch:
             self._processes[inode] = found.get(inode)
@@ -78,7 +89,8 @@ class Audit:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
-        for (profile, endpoint, peer), (n, last) in batch.items():
+        for (profile, endpoint, peer), tally in batch.items():
+            n, last = tally.count, tally.last
             proc = await self._process(peer)
             pid, exe = (proc.pid, proc.exe) if proc else (None, None)
             uid = peer.uid if peer else None
@@ -102,9 +114,7 @@ class Audit:
             await asyncio.wait({self._walk})
         return self._processes.get(peer.inode)
 
-    def clients(self) -> list[dict]:
-        from .clock import iso_utc
-
+    def clients(self) -> list[dict[str, str | int | None]]:
         return [{"time": iso_utc(c.last_seen), "profile": c.profile, "endpoint": c.endpoint, "pid": c.pid,
                  "exe": c.exe, "uid": c.uid, "count": c.count}
                 for c in sorted(self.recent.values(), key=lambda c: -c.last_seen)]

@@ -103,18 +103,23 @@ def _param(description: str, default: str, pattern: str, message: str) -> dict[s
             "Description": description}
 
 
+#: a service's Parameters, Conditions and statements (template JSON)
+_Service = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]
+
+
 # Each service: the Parameters it adds, the Conditions they need, and the statements of the identity-enhanced
 # role. Every action is one AWS lets through an identity-enhanced session (the managed policy
 # AWSIAMIdentityCenterAllowListForIdentityContext, and the Redshift Data API's trusted identity propagation).
-def _s3ag() -> tuple[dict, dict, list]:
-    params = {"AccessGrantsInstanceArn": _param(
+def _s3ag() -> _Service:
+    params: dict[str, Any] = {"AccessGrantsInstanceArn": _param(
         "S3 Access Grants instance the users' grants live in; empty: this account's instance in this region",
         "", r"^(arn:aws[a-z-]*:s3:[a-z0-9-]+:\d{12}:access-grants/default)?$",
         "empty, or arn:aws:s3:<region>:<account>:access-grants/default")}
-    conditions = {"HasAccessGrantsInstanceArn": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AccessGrantsInstanceArn"}, ""]}]}}
+    conditions: dict[str, Any] = {
+        "HasAccessGrantsInstanceArn": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AccessGrantsInstanceArn"}, ""]}]}}
     instance = {"Fn::If": ["HasAccessGrantsInstanceArn", {"Ref": "AccessGrantsInstanceArn"},
                            _sub("arn:${AWS::Partition}:s3:${AWS::Region}:${AWS::AccountId}:access-grants/default")]}
-    statements = [
+    statements: list[dict[str, Any]] = [
         {"Sid": "S3AccessGrantsCredentialsForTheUsersGrants", "Effect": "Allow",
          "Action": ["s3:GetDataAccess", "s3:ListCallerAccessGrants"], "Resource": instance},
         # has no resource of its own: it only tells which instance covers an S3 prefix
@@ -124,11 +129,11 @@ def _s3ag() -> tuple[dict, dict, list]:
     return params, conditions, statements
 
 
-def _athena() -> tuple[dict, dict, list]:
-    params = {"AthenaWorkgroupName": _param(
+def _athena() -> _Service:
+    params: dict[str, Any] = {"AthenaWorkgroupName": _param(
         "Athena workgroup enabled for IAM Identity Center (* for every workgroup)", "*",
         r"^[a-zA-Z0-9._*-]{1,128}$", "a workgroup name, or *")}
-    statements = [
+    statements: list[dict[str, Any]] = [
         {"Sid": "AthenaRunQueriesInTheWorkgroup", "Effect": "Allow",
          "Action": ["athena:StartQueryExecution", "athena:StopQueryExecution", "athena:GetQueryExecution",
                     "athena:BatchGetQueryExecution", "athena:GetQueryResults", "athena:GetQueryResultsStream",
@@ -144,8 +149,8 @@ def _athena() -> tuple[dict, dict, list]:
     return params, {}, statements
 
 
-def _redshift_data() -> tuple[dict, dict, list]:
-    params = {
+def _redshift_data() -> _Service:
+    params: dict[str, Any] = {
         "RedshiftClusterIdentifier": _param(
             "provisioned Redshift cluster integrated with IAM Identity Center (* for every cluster)", "*",
             r"^[a-z0-9*-]{1,63}$", "a cluster identifier, or *"),
@@ -153,7 +158,7 @@ def _redshift_data() -> tuple[dict, dict, list]:
             "Redshift Serverless workgroup id (a UUID) integrated with IAM Identity Center (* for every workgroup)",
             "*", r"^[a-f0-9*-]{1,36}$", "a workgroup id, or *"),
     }
-    statements = [
+    statements: list[dict[str, Any]] = [
         {"Sid": "RedshiftDataRunStatementsOnTheWarehouse", "Effect": "Allow",
          "Action": ["redshift-data:ExecuteStatement", "redshift-data:BatchExecuteStatement"],
          "Resource": [
@@ -171,11 +176,11 @@ def _redshift_data() -> tuple[dict, dict, list]:
     return params, {}, statements
 
 
-def _qbusiness() -> tuple[dict, dict, list]:
-    params = {"QBusinessApplicationId": _param(
+def _qbusiness() -> _Service:
+    params: dict[str, Any] = {"QBusinessApplicationId": _param(
         "Amazon Q Business application id (* for every application)", "*",
         r"^[a-zA-Z0-9*-]{1,36}$", "an application id, or *")}
-    statements = [
+    statements: list[dict[str, Any]] = [
         {"Sid": "QBusinessConverseWithTheApplication", "Effect": "Allow",
          "Action": ["qbusiness:Chat", "qbusiness:ChatSync", "qbusiness:ListConversations", "qbusiness:ListMessages",
                     "qbusiness:DeleteConversation", "qbusiness:PutFeedback"],
@@ -185,11 +190,11 @@ def _qbusiness() -> tuple[dict, dict, list]:
     return params, {}, statements
 
 
-def _lakeformation() -> tuple[dict, dict, list]:
-    params = {"GlueDatabaseName": _param(
+def _lakeformation() -> _Service:
+    params: dict[str, Any] = {"GlueDatabaseName": _param(
         "Glue database whose tables Lake Formation governs for these users (* for every database)", "*",
         r"^[a-zA-Z0-9_*-]{1,255}$", "a database name, or *")}
-    statements = [
+    statements: list[dict[str, Any]] = [
         # Lake Formation decides per user and table; this only lets the session ask it for credentials
         {"Sid": "LakeFormationCredentialsForGrantedTables", "Effect": "Allow",
          "Action": ["lakeformation:GetDataAccess"], "Resource": "*"},

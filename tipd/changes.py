@@ -84,7 +84,7 @@ def sse(event: str, data: Any, event_id: int) -> bytes:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def follow(hub: Changes, snapshot: Callable[[], dict], send: Callable[[bytes], Awaitable[Any]], *,
+async def follow(hub: Changes, snapshot: Callable[[], dict[str, Any]], send: Callable[[bytes], Awaitable[Any]], *,
                  keepalive: float = KEEPALIVE, coalesce: float = COALESCE) -> None:
     """Send `snapshot()` as a `status` event now and again after every change that alters its profiles,
     a keep-alive comment when idle, until the hub closes. A failed `send` (the client went away) raises

@@ -12,6 +12,10 @@ from __future__ import annotations
 import os
 import resource
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 PR_GET_DUMPABLE = 3
@@ -41,7 +45,7 @@ def dumpable() -> int | None:
     return int(_libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
-def _libc():
+def _libc() -> ctypes.CDLL:
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)

@@ -1,6 +1,8 @@
 """A wrapper that keeps token values out of logs, reprs and exception messages."""
 from __future__ import annotations
 
+from typing import NoReturn
+
 
 class Secret:
     """A secret string. `str()` and `repr()` never show it; call `reveal()` where the value is needed."""
@@ -26,7 +28,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self):  # pickling would be a way to leak it into a file
+    def __reduce__(self) -> NoReturn:  # pickling would be a way to leak it into a file
         raise TypeError("Secret values are not picklable")
 
 

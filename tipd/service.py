@@ -191,7 +191,8 @@ def _plist(name: str, values: dict[str, Any]) -> dict[str, Any]:
             return {k: sub(x) for k, x in v.items()}
         return v
 
-    return sub(plistlib.loads(template(name).encode()))
+    data: dict[str, Any] = sub(plistlib.loads(template(name).encode()))
+    return data
 
 
 def _agent_plist(paths: Paths, args: list[str], port: str) -> str:

@@ -17,11 +17,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import TipdError
 from .fsutil import leftovers, pid_alive, private_dir, remove, sync_dir, write_private
 from .secret import Secret
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+
+_Record = TypeVar("_Record")
 
 log = logging.getLogger(__name__)
 SERVICE = "tipd"
@@ -188,10 +193,10 @@ class FileStore:
         except UnicodeDecodeError:
             return "\0"  # damaged: fails to parse below
 
-    def _newest(self, path: Path, parse: Callable[[str], Any]) -> tuple[Any, bool]:
+    def _newest(self, path: Path, parse: Callable[[str], _Record]) -> tuple[_Record | None, bool]:
         """The newest complete record among `path` and the temp files an interrupted save left beside it
         (made the file again), and whether `path` itself was damaged."""
-        best: tuple[int, Path, Any] | None = None
+        best: tuple[int, Path, _Record] | None = None
         damaged = False
         for candidate, pid in [(path, 0), *leftovers(path)]:
             if pid and pid != os.getpid() and pid_alive(pid):
@@ -276,7 +281,7 @@ class KeyringStore:
 
     name = "keyring"
 
-    def __init__(self, backend) -> None:
+    def __init__(self, backend: KeyringBackend) -> None:
         self.backend = backend
 
     async def _get(self, key: str) -> str | None:
@@ -324,7 +329,7 @@ class KeyringStore:
         await self._delete(profile + SECRET_KEY)
 
 
-def usable_keyring():
+def usable_keyring() -> KeyringBackend | None:
     """The keyring backend if a real one is available, else None (headless Linux often has none)."""
     try:
         import keyring
@@ -425,7 +430,7 @@ class ProbingStore:
     def __init__(self, tokens_dir: Path) -> None:
         self.files = FileStore(tokens_dir)
         self.name = "keyring"
-        self._probe: asyncio.Future | None = None
+        self._probe: asyncio.Future[KeyringBackend | None] | None = None
         self._store: TokenStore | None = None
 
     async def resolve(self) -> TokenStore:
@@ -457,7 +462,7 @@ class ProbingStore:
         await (await self.resolve()).delete_secret(profile)
 
 
-def _chosen(kr: Any, files: FileStore) -> TokenStore:
+def _chosen(kr: KeyringBackend | None, files: FileStore) -> TokenStore:
     if kr is not None:
         log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
         return FallbackStore(KeyringStore(kr), files)

@@ -150,8 +150,9 @@ def authorization_url(meta: ProviderMetadata, client_id: str, scopes: list[str],
     own parameters (Google: access_type=offline, prompt=consent); it never replaces the ones above."""
     params = {k: v for k, v in (extra or {}).items() if k not in PROTECTED_PARAMS}
     params.update(nonce=req.nonce, code_challenge=req.challenge, code_challenge_method="S256")
-    return prepare_grant_uri(meta.authorization_endpoint, client_id, "code", redirect_uri=redirect_uri,
-                             scope=scopes, state=req.state, **params)
+    url: str = prepare_grant_uri(meta.authorization_endpoint, client_id, "code", redirect_uri=redirect_uri,
+                                 scope=scopes, state=req.state, **params)
+    return url
 
 
 async def browser_login(idp: IdpClient, *, scopes: list[str] | None = None, timeout: float = 300,

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -238,7 +238,8 @@ def parse_token_response(data: dict[str, Any], what: str, requested_scope: str |
 
 
 # -- client authentication (RFC 6749 section 2.3) ----------------------------------------------------------
-def _encode_client_secret_basic(client: ClientAuth, method: str, uri: str, headers: dict, body: str):
+def _encode_client_secret_basic(client: ClientAuth, method: str, uri: str, headers: dict[str, str],
+                                body: str) -> tuple[str, dict[str, str], str]:
     """RFC 6749 section 2.3.1: id and secret are form-urlencoded before base64 (authlib's own encoder
     skips that step, which breaks secrets with ':' or '%')."""
     import base64
@@ -276,7 +277,8 @@ async def post_form(http: aiohttp.ClientSession, endpoint: str, body: str, heade
         raise connection_error(what, e) from None
 
 
-async def token_request(http: aiohttp.ClientSession, endpoint: str, grant_type: str, params: dict[str, str | None],
+async def token_request(http: aiohttp.ClientSession, endpoint: str, grant_type: str,
+                        params: Mapping[str, str | None],
                         what: str, *, client_id: str, client_auth: str = "none", client_secret: Secret | None = None,
                         requested_scope: str | None = None) -> TokenResponse:
     """One token endpoint request (RFC 6749 section 4.1.3, 6; RFC 8628 section 3.4); None values are left out."""
@@ -354,7 +356,7 @@ class IdpClient:
     def _auth(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_auth": self.client_auth, "client_secret": self.client_secret}
 
-    async def token(self, grant_type: str, params: dict[str, str | None], what: str,
+    async def token(self, grant_type: str, params: Mapping[str, str | None], what: str,
                     requested_scope: str | None = None) -> TokenResponse:
         meta = await self.metadata()
         return await token_request(self.http, meta.token_endpoint, grant_type, params, what,

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from dataclasses import dataclass, field
-
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 
 def _b64(raw: bytes) -> str:
@@ -13,7 +12,8 @@ def _b64(raw: bytes) -> str:
 
 
 def s256(verifier: str) -> str:
-    return create_s256_code_challenge(verifier)
+    """RFC 7636 section 4.2: BASE64URL-ENCODE(SHA256(ASCII(code_verifier)))."""
+    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 @dataclass(frozen=True)

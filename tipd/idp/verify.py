@@ -60,8 +60,8 @@ def _signed_claims(token: str, jwks: dict[str, Any]) -> tuple[dict[str, Any], di
     if not candidates:
         raise UnknownSigningKey("the id_token is signed with a key the IdP does not publish")
     # signature only here: the claims follow OIDC's rules below
-    options = {"verify_signature": True, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
-               "verify_aud": False, "verify_iss": False}
+    options: jwt.types.Options = {"verify_signature": True, "verify_exp": False, "verify_nbf": False,
+                                  "verify_iat": False, "verify_aud": False, "verify_iss": False}
     last: Exception | None = None
     for key in candidates:
         try:

@@ -50,7 +50,8 @@ def _applescript(text: str) -> str:
 class Runner:
     """Runs an action; a failure (or the lack of a terminal) becomes a desktop notification."""
 
-    def __init__(self, notify: Callable[[str, str], None], popen: Callable[..., subprocess.Popen] = subprocess.Popen,
+    def __init__(self, notify: Callable[[str, str], None],
+                 popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
                  open_status: Callable[[], list[str] | None] = open_status_command) -> None:
         self.notify = notify
         self.popen = popen
@@ -72,7 +73,7 @@ class Runner:
         t.start()
         return t
 
-    def _start(self, cmd: list[str], stderr) -> subprocess.Popen | None:
+    def _start(self, cmd: list[str], stderr: int) -> subprocess.Popen[bytes] | None:
         try:
             # its own session: a Ctrl-C meant for the tray's terminal does not reach a sign-in under way
             return self.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
@@ -81,7 +82,7 @@ class Runner:
             self.notify("tipd: could not start a command", f"{shlex.join(cmd[:3])}...: {e.strerror or e}")
             return None
 
-    def _wait(self, action: Action, proc: subprocess.Popen) -> None:
+    def _wait(self, action: Action, proc: subprocess.Popen[bytes]) -> None:
         _, err = proc.communicate()
         if proc.returncode != 0:
             text = err.decode("utf-8", "replace") if isinstance(err, bytes) else (err or "")

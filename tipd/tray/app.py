@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,15 @@ class Tray:
         _dock_once(self.icon)
 
     # -- the menu --------------------------------------------------------------------------
-    def _items(self) -> list:
+    def _items(self) -> list[Any]:
         """pystray asks for the menu when it shows it (and after update_menu)."""
         P = self.pystray
         return [P.Menu.SEPARATOR if e is SEPARATOR else
                 P.MenuItem(e.label, self._handler(e), enabled=e.enabled, default=e.default)
                 for e in self.view.menu()]
 
-    def _handler(self, entry: Entry):
-        def handler(icon, item):
+    def _handler(self, entry: Entry) -> Callable[[Any, Any], None]:
+        def handler(icon: Any, item: Any) -> None:
             if entry.action is None:
                 return
             if entry.action.kind == "quit":
@@ -95,7 +96,7 @@ class Tray:
             self.stopping.wait(RETRY)
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _setup(self, icon) -> None:
+    def _setup(self, icon: Any) -> None:
         icon.visible = True
         threading.Thread(target=self.follow, name="tray-follow", daemon=True).start()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 #: the daemon is not there: not one of its states, the tray's own
 NOT_RUNNING = "not-running"
@@ -58,7 +59,7 @@ class View:
     message: str | None = None  # why the daemon is not there
 
     @classmethod
-    def from_summary(cls, summary: dict) -> View:
+    def from_summary(cls, summary: dict[str, Any]) -> View:
         return cls(summary["state"], tuple(
             ProfileView(p["profile"], p["state"], p.get("user"), p.get("credentials_expire"), p.get("last_error"))
             for p in summary["profiles"]))
