@@ -178,12 +178,11 @@ def write(path: Path, old: str, new: str) -> None:
     if read(target) != old:
         raise ConfigError(f"{path} changed while tipd was editing it; run the command again")
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o600
-        if not target.parent.exists():
-            target.parent.mkdir(mode=0o700, parents=True)
-    try:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o600
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(target, new.encode("utf-8"), mode, tag="aws-config")
     except OSError as e:
         raise ConfigError(f"{path}: cannot write the AWS config file: {e.strerror}") from None

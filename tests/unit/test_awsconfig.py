@@ -184,3 +184,17 @@ def test_a_path_no_config_can_carry_is_refused(monkeypatch):
     with pytest.raises(ConfigError) as e:
         awsconfig.tipctl_command()
     assert "plainer path" in e.value.message
+
+
+def test_a_file_tipd_cannot_read_or_write_is_a_sentence(tmp_path):
+    from tipd.fsutil import temp_name
+
+    path = tmp_path / "config"
+    path.write_text("[profile a]\n")
+    temp_name(path).mkdir()  # the temp file cannot be created (works as root too, unlike a read-only directory)
+    with pytest.raises(ConfigError) as e:
+        sync(path, [prof("work")])
+    assert "cannot write the AWS config file" in e.value.message and path.read_text() == "[profile a]\n"
+    with pytest.raises(ConfigError) as e:
+        sync(path / "below-a-file", [prof("work")])
+    assert "cannot read the AWS config file" in e.value.message
