@@ -60,7 +60,7 @@ _HZ = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------------------------------
 
 async def _simulated_day(fetch_every: float, hours: int) -> dict:
-    from tests.unit.test_schedule import Rig
+    from tests.support.session_rig import Rig
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     rig = Rig()  # RefreshConfig() defaults: the production settings

@@ -162,11 +162,10 @@ def alice(issuer: JwtIssuer, **kw) -> str:
 
 
 def without_jti(issuer: JwtIssuer) -> str:
-    """alice's token with no jti at all (JwtIssuer always adds one: sign with its current key directly)."""
+    """alice's token with no jti at all (JwtIssuer.token always adds one)."""
     claims = jwt.decode(alice(issuer), options={"verify_signature": False})
     del claims["jti"]
-    kid, key = issuer._keys[-1]
-    return jwt.encode(claims, key, algorithm=issuer.algorithm, headers={"kid": kid})
+    return issuer.sign(claims)
 
 
 # -- a correct set-up ---------------------------------------------------------------------------------------

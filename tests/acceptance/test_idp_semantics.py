@@ -13,57 +13,10 @@ import json
 
 import pytest
 
-from tests.support.stack import Home, Tipd, in_tipd_env, status, tipctl, wait_for
+from tests.support.idp_rig import BOTO3, REFRESH, Rig
+from tests.support.stack import Tipd, in_tipd_env, status, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
-
-LIFETIME = 30  # every upstream lifetime: each stage renews within a minute
-REFRESH = "[refresh]\nmin_remaining = 8\nrotate_remaining = 14\nsession_duration = 30\n"
-BOTO3 = "python -c 'import boto3; print(boto3.client(\"sts\").get_caller_identity()[\"Arn\"])'"
-_apps = iter(range(1, 1000))
-
-
-class Rig:
-    """One IdP with the given switches, its own Identity Center application in the shared fake, a home."""
-
-    def __init__(self, fake, switches: dict, profile_extra: str = "", claim: str = "email") -> None:
-        from tests.support.aws import AppConfig
-        from tests.support.idp import IdP
-
-        self.fake = fake
-        ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME)
-        self.idp = IdP(switches=switches, **ttl) if switches else IdP(**ttl)
-        self.app = f"arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-{next(_apps):016x}"
-        fake.config.applications[self.app] = AppConfig(issuer_url=self.idp.issuer, audiences=[self.idp.client_id],
-                                                       claim=claim, access_token_ttl=LIFETIME)
-        fake.config.users.setdefault("alice", "9067e4a2-alice")  # by `sub`: access tokens carry no email
-        self.home = Home(self.idp.issuer, self.idp.client_id, fake.url, extra_config=REFRESH,
-                         profile_extra=profile_extra, app_arn=self.app)
-        self.tipd: Tipd | None = None
-
-    def start(self) -> Rig:
-        self.tipd = Tipd(self.home).start()
-        return self
-
-    def restart(self) -> None:
-        assert self.tipd is not None
-        self.tipd.stop()
-        self.tipd = Tipd(self.home).start()
-
-    def stage(self, name: str) -> dict:
-        return status(self.home)["profiles"][0]["stages"][name]
-
-    def whoami(self) -> str:
-        r = in_tipd_env(self.home, BOTO3)
-        assert r.returncode == 0, r.stderr + (self.tipd.output()[-3000:] if self.tipd else "")
-        return r.stdout.strip()
-
-    def close(self) -> None:
-        if self.tipd is not None:
-            self.tipd.stop()
-        self.idp.stop()
-        self.home.cleanup()
-
 
 @pytest.fixture
 def rigs(fake):

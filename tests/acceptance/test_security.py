@@ -438,7 +438,7 @@ def test_no_client_secret_or_identity_center_refresh_token_in_logs_outputs_or_fi
     for restarts) at DEBUG through configure, sign-in, a restart that resumes from them, a reload, a sign-in
     refused by AWS, a second sign-in and logout: no value in the daemon's log, a tipctl output, or any file but
     the store's own."""
-    from tests.acceptance.test_idp_semantics import Rig
+    from tests.support.idp_rig import Rig
 
     rig = Rig(fake, {"client_auth": "client_secret_post"}, profile_extra='client_auth = "client_secret_post"')
     home, outputs, secrets, logs = rig.home, [], {rig.idp.client_secret}, []

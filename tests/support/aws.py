@@ -1271,6 +1271,12 @@ class JwtIssuer:
         if email is not None:
             claims["email"] = email
         claims.update(extra or {})
+        return self.sign(claims, unpublished=unpublished, kid=kid, typ=typ)
+
+    def sign(self, claims: dict[str, Any], *, unpublished: bool = False, kid: str | None = None,
+             typ: str | None = None) -> str:
+        """Exactly these claims, signed with the current key (or one never published); the header's kid is the
+        key's unless one is given."""
         with self._lock:
             current_kid, key = self._keys[-1]
         if unpublished:

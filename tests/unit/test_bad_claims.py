@@ -8,7 +8,7 @@ import pytest
 
 from tipd.clock import numeric_date
 
-from .test_schedule import Rig
+from tests.support.session_rig import Rig
 
 
 @pytest.mark.parametrize("ttl", [float("inf"), 1e300, 10 ** 30])

@@ -3,17 +3,7 @@ import pytest
 from tipd.config import load_config, parse_config
 from tipd.errors import ConfigError, UnknownProfile
 
-GOOD = """
-[server]
-port = 9911
-[profiles.work]
-issuer = "https://dev-123.okta.com/oauth2/default"
-client_id = "0oa1"
-application_arn = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
-oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"
-identity_enhanced_role_arn = "arn:aws:iam::111122223333:role/tip-enhanced"
-region = "eu-west-1"
-"""
+from tests.support.profiles import GOOD_CONFIG
 
 
 def write(tmp_path, text):
@@ -23,7 +13,7 @@ def write(tmp_path, text):
 
 
 def test_minimal_config_loads_with_defaults(tmp_path):
-    cfg, path = load_config(write(tmp_path, GOOD))
+    cfg, path = load_config(write(tmp_path, GOOD_CONFIG))
     p = cfg.profiles["work"]
     assert p.scopes == ["openid", "email", "offline_access"]
     assert p.redirect_port == 0
@@ -32,7 +22,7 @@ def test_minimal_config_loads_with_defaults(tmp_path):
 
 
 def test_config_path_from_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("TIPD_CONFIG", str(write(tmp_path, GOOD)))
+    monkeypatch.setenv("TIPD_CONFIG", str(write(tmp_path, GOOD_CONFIG)))
     cfg, path = load_config(None)
     assert path == tmp_path / "config.toml" and "work" in cfg.profiles
 
@@ -61,7 +51,7 @@ def test_toml_syntax_error_names_the_file(tmp_path):
 ])
 def test_bad_values_name_key_and_problem(tmp_path, old, new, key, words):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace(old, new)))
+        load_config(write(tmp_path, GOOD_CONFIG.replace(old, new)))
     msg = e.value.message
     assert str(tmp_path / "config.toml") in msg and key in msg and words in msg, msg
     assert "Traceback" not in msg
@@ -69,13 +59,13 @@ def test_bad_values_name_key_and_problem(tmp_path, old, new, key, words):
 
 def test_http_issuer_allowed_on_loopback(tmp_path):
     for host in ("127.0.0.1:8080", "localhost:1", "[::1]:9"):
-        cfg, _ = load_config(write(tmp_path, GOOD.replace("https://dev-123.okta.com/oauth2/default", f"http://{host}")))
+        cfg, _ = load_config(write(tmp_path, GOOD_CONFIG.replace("https://dev-123.okta.com/oauth2/default", f"http://{host}")))
         assert cfg.profiles["work"].issuer.startswith("http://")
 
 
 def test_scopes_need_openid_and_offline_access(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid"]')))
+        load_config(write(tmp_path, GOOD_CONFIG.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid"]')))
     assert "offline_access" in e.value.message
 
 
@@ -87,7 +77,7 @@ def test_profile_names_cannot_traverse_paths():
 
 
 def test_default_profile_rules(tmp_path):
-    two = GOOD + GOOD.split("[profiles.work]")[1].join(["\n[profiles.home]", ""])
+    two = GOOD_CONFIG + GOOD_CONFIG.split("[profiles.work]")[1].join(["\n[profiles.home]", ""])
     cfg, _ = load_config(write(tmp_path, two))
     with pytest.raises(UnknownProfile) as e:
         cfg.profile_name(None)
@@ -102,13 +92,13 @@ def test_default_profile_rules(tmp_path):
 
 def test_refresh_settings_are_validated_against_each_other(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD + "[refresh]\nmin_remaining = 1800\nrotate_remaining = 1200\n"))
+        load_config(write(tmp_path, GOOD_CONFIG + "[refresh]\nmin_remaining = 1800\nrotate_remaining = 1200\n"))
     assert "rotate_remaining must be greater than min_remaining" in e.value.message
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD + "[refresh]\nsession_duration = 1800\n"))
+        load_config(write(tmp_path, GOOD_CONFIG + "[refresh]\nsession_duration = 1800\n"))
     assert "session_duration must be greater" in e.value.message
     with pytest.raises(ConfigError):
-        load_config(write(tmp_path, GOOD + "[refresh]\nsession_duration = 7200\n"))
+        load_config(write(tmp_path, GOOD_CONFIG + "[refresh]\nsession_duration = 7200\n"))
 
 
 def test_missing_implicit_config_is_empty_but_explicit_one_is_an_error(tmp_path, monkeypatch):
@@ -121,10 +111,10 @@ def test_missing_implicit_config_is_empty_but_explicit_one_is_an_error(tmp_path,
 
 
 def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
-    cfg, _ = load_config(write(tmp_path, GOOD))
+    cfg, _ = load_config(write(tmp_path, GOOD_CONFIG))
     assert cfg.profiles["work"].provider == "oidc"
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "ping"')))
+        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "ping"')))
     assert "profiles.work.provider" in e.value.message and "okta" in e.value.message
 
 
@@ -136,12 +126,12 @@ def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
     ("keycloak", ["openid", "email", "offline_access"]),
 ])
 def test_default_scopes_follow_the_provider(tmp_path, provider, scopes):
-    cfg, _ = load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"')))
+    cfg, _ = load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"')))
     assert cfg.profiles["work"].scopes == scopes
 
 
 def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
-    cognito = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
+    cognito = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
     cfg, _ = load_config(write(tmp_path, cognito.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid", "profile"]')))
     assert cfg.profiles["work"].scopes == ["openid", "profile"]
     with pytest.raises(ConfigError) as e:
@@ -151,19 +141,19 @@ def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
 
 
 def test_a_refresh_never_asks_for_more_than_the_grant(tmp_path):
-    cfg, _ = load_config(write(tmp_path, GOOD))
+    cfg, _ = load_config(write(tmp_path, GOOD_CONFIG))
     p = cfg.profiles["work"]
     assert p.refresh_scope == "omit" and p.refresh_scope_for("openid email") is None  # RFC 6749 section 6
-    granted = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nrefresh_scope = "granted"')
+    granted = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nrefresh_scope = "granted"')
     p = load_config(write(tmp_path, granted))[0].profiles["work"]
     assert p.refresh_scope_for("openid email") == "openid email"  # what was granted, not what was asked
     assert p.refresh_scope_for(None) == "openid email offline_access"  # the IdP did not say: what was asked
-    entra = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "entra"')
+    entra = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "entra"')
     assert load_config(write(tmp_path, entra))[0].profiles["work"].refresh_scope == "granted"  # Entra requires one
 
 
 def test_provider_defaults_fill_only_what_the_profile_leaves_out(tmp_path):
-    google = GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "google"')
+    google = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "google"')
     p = load_config(write(tmp_path, google))[0].profiles["work"]
     assert p.auth_params == {"access_type": "offline", "prompt": "consent"} and p.client_auth == "client_secret_post"
     own = google.replace('provider = "google"', 'provider = "google"\nauth_params = { access_type = "offline" }\n'
@@ -188,7 +178,7 @@ def test_provider_defaults_fill_only_what_the_profile_leaves_out(tmp_path):
 ])
 def test_the_new_profile_settings_are_checked(tmp_path, line, words):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
+        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
     assert words in e.value.message
 
 
@@ -196,7 +186,7 @@ def test_a_config_others_can_write_is_refused(tmp_path):
     """Issue 11 #7: with the config at 0666 another user pointed the issuer at its own listener."""
     from tipd.quickconfig import endpoint_facts
 
-    p = write(tmp_path, GOOD)
+    p = write(tmp_path, GOOD_CONFIG)
     p.chmod(0o666)
     with pytest.raises(ConfigError) as e:
         load_config(p)
@@ -216,12 +206,12 @@ def test_a_config_others_can_write_is_refused(tmp_path):
 
 
 # -- the quick commands' reading (tipd/quickconfig.py, tipd/profiles.py): no pydantic, same answers ---------
-TWO = GOOD.replace("port = 9911", "port = 9922") + GOOD.replace("[server]\nport = 9911\n", "").replace(
+TWO = GOOD_CONFIG.replace("port = 9911", "port = 9922") + GOOD_CONFIG.replace("[server]\nport = 9911\n", "").replace(
     "[profiles.work]", "[profiles.home]")
 
 
-@pytest.mark.parametrize("text", [GOOD, TWO, 'default_profile = "home"\n' + TWO, "",
-                                  GOOD.replace("port = 9911", 'port = "9933"')])  # the slow path coerces it
+@pytest.mark.parametrize("text", [GOOD_CONFIG, TWO, 'default_profile = "home"\n' + TWO, "",
+                                  GOOD_CONFIG.replace("port = 9911", 'port = "9933"')])  # the slow path coerces it
 def test_endpoint_facts_agree_with_the_full_validation(tmp_path, text):
     from tipd.quickconfig import endpoint_facts
 
@@ -236,7 +226,7 @@ def test_endpoint_facts_give_the_full_error_on_anything_unusual(tmp_path, bad, k
     from tipd.quickconfig import endpoint_facts
 
     with pytest.raises(ConfigError) as e:
-        endpoint_facts(write(tmp_path, GOOD.replace("port = 9911", bad)))
+        endpoint_facts(write(tmp_path, GOOD_CONFIG.replace("port = 9911", bad)))
     assert key in e.value.message and str(tmp_path) in e.value.message
 
 
@@ -244,7 +234,7 @@ def test_endpoint_facts_refuse_a_default_that_is_not_a_profile(tmp_path):
     from tipd.quickconfig import endpoint_facts
 
     with pytest.raises(ConfigError) as e:
-        endpoint_facts(write(tmp_path, 'default_profile = "nope"\n' + GOOD))
+        endpoint_facts(write(tmp_path, 'default_profile = "nope"\n' + GOOD_CONFIG))
     assert "default_profile" in e.value.message
 
 
@@ -256,7 +246,7 @@ def test_tipctl_env_does_not_import_pydantic(tmp_path):
     code = ("import sys; from tipd.cli.env import variables; v = variables(None, sys.argv[1]); "
             "assert v['AWS_CONTAINER_CREDENTIALS_FULL_URI'].endswith(':9911/v1/credentials/work'), v; "
             "print('pydantic' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD))], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD_CONFIG))], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -264,7 +254,7 @@ def test_tipctl_env_does_not_import_pydantic(tmp_path):
 def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
     from tipd.quickconfig import endpoint_facts
 
-    text = GOOD.replace("[profiles.work]", '[profiles."work\\n"]')
+    text = GOOD_CONFIG.replace("[profiles.work]", '[profiles."work\\n"]')
     with pytest.raises(ConfigError, match="profile name"):
         load_config(write(tmp_path, text))
     with pytest.raises(ConfigError, match="profile name"):  # the quick path hands it to the full check
@@ -273,10 +263,10 @@ def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
 
 def test_offline_access_may_be_left_out_where_the_grant_type_gives_the_refresh_token(tmp_path):
     for provider in ("pingfederate", "jumpcloud"):
-        text = GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"\nscopes = ["openid", "email"]')
+        text = GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"\nscopes = ["openid", "email"]')
         assert load_config(write(tmp_path, text))[0].profiles["work"].scopes == ["openid", "email"]
     with pytest.raises(ConfigError):  # where offline_access is what brings the refresh token, it stays required
-        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "okta"\n'
+        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "okta"\n'
                                                  'scopes = ["openid", "email"]')))
 
 
@@ -319,16 +309,16 @@ def test_the_config_modules_import_each_other_one_way_only():
 ])
 def test_an_unknown_key_names_the_nearest_one(tmp_path, line, words):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
+        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
     assert words in e.value.message
 
 
 def test_an_unknown_key_of_a_section_or_the_top_names_the_nearest_one(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD.replace("port = 9911", "prot = 9911")))
+        load_config(write(tmp_path, GOOD_CONFIG.replace("port = 9911", "prot = 9911")))
     assert "server.prot: unknown key; did you mean 'port'?" in e.value.message
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, 'defualt_profile = "work"\n' + GOOD))
+        load_config(write(tmp_path, 'defualt_profile = "work"\n' + GOOD_CONFIG))
     assert "defualt_profile: unknown key; did you mean 'default_profile'?" in e.value.message
 
 

@@ -11,16 +11,9 @@ from tipd.server import container
 from tipd.server.guards import Guard
 from tipd.session import ProfileSession, Served
 
-from .fakes import FakeClock
-
-TOKEN = b"t0ken-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
-PROFILE = {
-    "issuer": "http://127.0.0.1:1", "client_id": "cid",
-    "application_arn": "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd",
-    "oidc_role_arn": "arn:aws:iam::111122223333:role/a", "identity_enhanced_role_arn": "arn:aws:iam::111122223333:role/b",
-    "region": "eu-west-1",
-}
-
+from tests.support.endpoint import TOKEN, headers
+from tests.support.fakes import FakeClock
+from tests.support.profiles import PROFILE
 
 class NoStore:
     name = "none"
@@ -43,12 +36,6 @@ async def client(aiohttp_client, clock):
     c = await aiohttp_client(container.make_app(broker, Guard(TOKEN, 9911)), server_kwargs={"port": 0})
     c.broker = broker
     return c
-
-
-def headers(**extra):
-    h = {"Host": "127.0.0.1:9911", "Authorization": TOKEN.decode()}
-    h.update(extra)
-    return h
 
 
 def serve(session, clock, remaining):

@@ -15,8 +15,8 @@ from tipd.idp.device import DEVICE_GRANT, device_login
 from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata
 from tipd.idp.verify import verify_id_token
 
-from .fakes import FakeClock
-from .profiles import profile
+from tests.support.fakes import FakeClock
+from tests.support.profiles import profile
 
 DEVICE_CODE = "dc-0123456789-secret"
 SCOPES = ["openid", "email", "offline_access"]

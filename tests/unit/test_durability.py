@@ -19,8 +19,8 @@ from tipd.secret import Secret
 from tipd.session import State
 from tipd.store import FileStore, Grant, StoreError
 
-from .fakes import FakeClock
-from .test_schedule import HOUR, Rig
+from tests.support.fakes import FakeClock
+from tests.support.session_rig import HOUR, Rig
 
 # -- 3: a failed sign-in never destroys a working one ---------------------------------------------
 
@@ -199,13 +199,12 @@ async def test_sts_credentials_already_expired_are_never_served():
     await rig.start(fetch_every=5)
     await rig.run(60)
     good = rig.session.served
-    make = rig.aws._creds
-    rig.aws._creds = lambda duration, role: make(-60, role)  # an STS Expiration in the past
+    rig.aws.sts_duration = -60  # an STS Expiration in the past
     rig.session.served = None  # nothing valid at hand: the request must refresh
     with pytest.raises(UpstreamError, match="valid for only"):
         await rig.session.credentials()
     assert rig.session.served is None
-    rig.aws._creds = make
+    rig.aws.sts_duration = None
     await rig.run(120)  # the scheduler retries after its backoff
     assert rig.session.served.creds.expires_at - rig.clock.t > HOUR - 180
     await rig.stop()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .test_config import GOOD
+from tests.support.profiles import GOOD_CONFIG
 
 HEAVY = ("authlib", "joserfc", "jwt", "aiohttp")
 PROBE = ("import atexit, sys\n"
@@ -19,7 +19,7 @@ PROBE = ("import atexit, sys\n"
 
 def imported(tmp_path, *args: str) -> str:
     cfg = tmp_path / "config.toml"
-    cfg.write_text(GOOD)
+    cfg.write_text(GOOD_CONFIG)
     cfg.chmod(0o600)
     env = dict(os.environ, TIPD_CONFIG=str(cfg), XDG_RUNTIME_DIR=str(tmp_path), XDG_STATE_HOME=str(tmp_path))
     r = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=60)

@@ -20,7 +20,7 @@ from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata
 from tipd.idp.pkce import AuthRequest
 from tipd.secret import Secret
 
-from .profiles import profile
+from tests.support.profiles import profile
 
 SECRET = "s3:cr%41t"  # a raw "%41" would decode to "A": the encoding shows
 TOKEN_OK = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "id_token": "h.p.s",

@@ -6,7 +6,7 @@ import pytest
 from tipd.errors import UpstreamError
 from tipd.refresh import Stage
 
-from .fakes import FakeClock
+from tests.support.fakes import FakeClock
 
 
 async def test_concurrent_callers_share_one_fetch():

@@ -21,9 +21,10 @@ from tipd.server import container
 from tipd.server.guards import Guard
 from tipd.session import ProfileSession
 
-from .fakes import FakeAws, FakeIdp, VirtualClock
-from .test_container_endpoint import PROFILE, TOKEN, headers
-from .test_schedule import MemStore
+from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
+from tests.support.endpoint import TOKEN, headers
+from tests.support.profiles import PROFILE
+from tests.support.session_rig import MemStore
 
 HOUR = 3600
 

@@ -15,9 +15,9 @@ from tipd.secret import Secret
 from tipd.session import ProfileSession, State
 from tipd.store import ClientSecret, FileStore, Grant
 
-from .fakes import FakeAws, FakeIdp, VirtualClock
-from .test_container_endpoint import PROFILE
-from .test_schedule import MemStore
+from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
+from tests.support.profiles import PROFILE
+from tests.support.session_rig import MemStore
 
 HOUR = 3600
 

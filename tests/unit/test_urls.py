@@ -6,7 +6,7 @@ import pytest
 from tipd.cfn import TemplateError, check_issuer
 from tipd.configure.presets import FieldError, cognito_domain, okta_org_url
 from tipd.diag.facts import loose_url
-from tipd.thumbprint import ThumbprintError, _host_port
+from tipd.thumbprint import ThumbprintError, fetch_thumbprints
 from tipd.urls import split_url
 
 BAD = ["https://[::1", "https://idp.example.com:99999", "https://idp.example.com:port"]
@@ -23,7 +23,7 @@ def test_each_caller_turns_a_bad_url_into_its_own_sentence(url):
     with pytest.raises(TemplateError, match="not a valid URL"):
         check_issuer(url)
     with pytest.raises(ThumbprintError, match="not a valid URL"):
-        _host_port(url)
+        fetch_thumbprints(url)  # refused before any connection
     with pytest.raises(FieldError):
         okta_org_url(url)
     with pytest.raises(FieldError):

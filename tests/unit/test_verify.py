@@ -131,7 +131,7 @@ async def test_an_unknown_kid_refetches_the_jwks_once_and_not_again_at_once(aioh
 
     from tipd.idp.oidc import JWKS_REFETCH_INTERVAL, IdpClient, ProviderMetadata
 
-    from .profiles import profile
+    from tests.support.profiles import profile
 
     published = {"keys": jwks()["keys"]}
     fetches = []

@@ -134,10 +134,14 @@ class FakeAws:
         self.calls = {"AssumeRoleWithWebIdentity": 0, "CreateTokenWithIAM": 0, "AssumeRole": 0}
         self.assertions: list[str] = []
         self.fail: dict[str, Exception] = {}
+        #: when set, every STS answer lasts this long whatever was asked (negative: expired before it arrives)
+        self.sts_duration: float | None = None
         self.n = 0
 
     def _creds(self, duration, role):
         self.n += 1
+        if self.sts_duration is not None:
+            duration = self.sts_duration
         return AwsCredentials(f"ASIA{self.n:016d}", Secret("s"), Secret("t"), self.clock.time() + duration,
                               "111122223333", f"arn:aws:sts::111122223333:assumed-role/{role}/x")
 

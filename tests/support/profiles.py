@@ -1,4 +1,5 @@
-"""Profiles for the IdP client's unit tests: a valid config.Profile with the fields a test names."""
+"""Profiles for unit tests: a valid config.Profile with the fields a test names, a profile table for
+parse_config, and a whole valid config file."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,6 +10,28 @@ BASE = dict(issuer="http://127.0.0.1:1", client_id="cid", scopes=["openid", "ema
             application_arn="arn:aws:sso::123456789012:application/ssoins-0123456789abcdef/apl-0123456789abcdef",
             oidc_role_arn="arn:aws:iam::123456789012:role/oidc",
             identity_enhanced_role_arn="arn:aws:iam::123456789012:role/enhanced", region="eu-west-1")
+
+
+# the [profiles.work] table of a config, for parse_config({"profiles": {"work": PROFILE}}, ...)
+PROFILE = {
+    "issuer": "http://127.0.0.1:1", "client_id": "cid",
+    "application_arn": "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd",
+    "oidc_role_arn": "arn:aws:iam::111122223333:role/a", "identity_enhanced_role_arn": "arn:aws:iam::111122223333:role/b",
+    "region": "eu-west-1",
+}
+
+# a whole valid config file
+GOOD_CONFIG = """
+[server]
+port = 9911
+[profiles.work]
+issuer = "https://dev-123.okta.com/oauth2/default"
+client_id = "0oa1"
+application_arn = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
+oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"
+identity_enhanced_role_arn = "arn:aws:iam::111122223333:role/tip-enhanced"
+region = "eu-west-1"
+"""
 
 
 def profile(**over: Any) -> Profile:
