@@ -18,8 +18,8 @@ import pytest
 from tests.support.browser import complete_login
 from tests.support.device import deny_device_code
 from tests.support.idp import IdP
-from tests.support.stack import Home, Tipd, tipctl
 from tests.support.profiles import profile
+from tests.support.stack import Home, Tipd, tipctl
 from tipd.clock import Clock
 from tipd.errors import ConfigError, LoginError
 from tipd.idp.browser import browser_login

@@ -580,8 +580,8 @@ def test_a_reload_during_a_sign_in_serves_the_new_sign_in_not_the_one_before(hom
     """Bob signs in over Alice's sign-in while a reload replaces the profile. The replacement read the store before
     Bob's sign-in was saved: it served Alice's credentials and saved her rotated token over Bob's record. Now a
     reload lets a sign-in under way finish first."""
-    from tests.support.login import Login
     from tests.support.device import approve_device_code
+    from tests.support.login import Login
 
     d = Tipd(home).start()
     login = reload = None

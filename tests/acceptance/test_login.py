@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import urllib.parse
 
 import pytest
@@ -16,7 +14,7 @@ import pytest
 from tests.support.device import approve_device_code, deny_device_code
 from tests.support.login import Login
 from tests.support.net import free_port
-from tests.support.stack import BIN, ENHANCED_ROLE, Tipd, in_tipd_env, status, tipctl, wait_for
+from tests.support.stack import ENHANCED_ROLE, Tipd, in_tipd_env, status, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
 BOB_ID = "9067e4a2-bob"

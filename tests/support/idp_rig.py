@@ -3,8 +3,6 @@ the shared AWS fake, and a home for the real tipd; every upstream lifetime short
 a minute."""
 from __future__ import annotations
 
-from .aws import AppConfig
-from .idp import IdP
 from .stack import Home, Tipd, in_tipd_env, status
 
 LIFETIME = 30  # every upstream lifetime: each stage renews within a minute
@@ -17,8 +15,8 @@ class Rig:
     """One IdP with the given switches, its own Identity Center application in the shared fake, a home."""
 
     def __init__(self, fake, switches: dict, profile_extra: str = "", claim: str = "email") -> None:
-        from tests.support.aws import AppConfig
-        from tests.support.idp import IdP
+        from .aws import AppConfig  # moto and the IdP's modules only when a rig is made
+        from .idp import IdP
 
         self.fake = fake
         ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME)

@@ -16,7 +16,8 @@ BASE = dict(issuer="http://127.0.0.1:1", client_id="cid", scopes=["openid", "ema
 PROFILE = {
     "issuer": "http://127.0.0.1:1", "client_id": "cid",
     "application_arn": "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd",
-    "oidc_role_arn": "arn:aws:iam::111122223333:role/a", "identity_enhanced_role_arn": "arn:aws:iam::111122223333:role/b",
+    "oidc_role_arn": "arn:aws:iam::111122223333:role/a",
+    "identity_enhanced_role_arn": "arn:aws:iam::111122223333:role/b",
     "region": "eu-west-1",
 }
 

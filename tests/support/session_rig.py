@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from tipd.config import RefreshConfig, parse_config
-from tipd.session import ProfileSession
-
 from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
 from tests.support.profiles import PROFILE
+from tipd.config import RefreshConfig, parse_config
+from tipd.session import ProfileSession
 
 HOUR = 3600
 

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from tipd.clock import numeric_date
-
 from tests.support.session_rig import Rig
+from tipd.clock import numeric_date
 
 
 @pytest.mark.parametrize("ttl", [float("inf"), 1e300, 10 ** 30])

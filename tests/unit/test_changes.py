@@ -11,14 +11,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.profiles import PROFILE
+from tests.support.session_rig import HOUR, Rig
 from tipd.changes import Changes, TooManySubscribers, follow, worst_state
 from tipd.config import parse_config
 from tipd.daemon import Broker
 from tipd.server import control
 from tipd.session import State
-
-from tests.support.profiles import PROFILE
-from tests.support.session_rig import HOUR, Rig
 
 
 # -- the hub ---------------------------------------------------------------------------------

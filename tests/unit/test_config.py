@@ -1,9 +1,8 @@
 import pytest
 
+from tests.support.profiles import GOOD_CONFIG
 from tipd.config import load_config, parse_config
 from tipd.errors import ConfigError, UnknownProfile
-
-from tests.support.profiles import GOOD_CONFIG
 
 
 def write(tmp_path, text):
@@ -246,7 +245,8 @@ def test_tipctl_env_does_not_import_pydantic(tmp_path):
     code = ("import sys; from tipd.cli.env import variables; v = variables(None, sys.argv[1]); "
             "assert v['AWS_CONTAINER_CREDENTIALS_FULL_URI'].endswith(':9911/v1/credentials/work'), v; "
             "print('pydantic' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD_CONFIG))], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, str(write(tmp_path, GOOD_CONFIG))], capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

@@ -3,6 +3,9 @@ import json
 
 import pytest
 
+from tests.support.endpoint import TOKEN, headers
+from tests.support.fakes import FakeClock
+from tests.support.profiles import PROFILE
 from tipd.config import parse_config
 from tipd.daemon import Broker
 from tipd.exchange import AwsCredentials
@@ -11,9 +14,6 @@ from tipd.server import container
 from tipd.server.guards import Guard
 from tipd.session import ProfileSession, Served
 
-from tests.support.endpoint import TOKEN, headers
-from tests.support.fakes import FakeClock
-from tests.support.profiles import PROFILE
 
 class NoStore:
     name = "none"

@@ -10,13 +10,12 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.fakes import FakeClock
+from tests.support.profiles import profile
 from tipd.errors import LoginError, UpstreamError
 from tipd.idp.device import DEVICE_GRANT, device_login
 from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata
 from tipd.idp.verify import verify_id_token
-
-from tests.support.fakes import FakeClock
-from tests.support.profiles import profile
 
 DEVICE_CODE = "dc-0123456789-secret"
 SCOPES = ["openid", "email", "offline_access"]

@@ -10,6 +10,8 @@ import sys
 import jwt
 import pytest
 
+from tests.support.fakes import FakeClock
+from tests.support.session_rig import HOUR, Rig
 from tipd.clock import local_expiry
 from tipd.errors import UpstreamError
 from tipd.exchange import AwsChain
@@ -18,9 +20,6 @@ from tipd.refresh import MAX_PER_MINUTE, Stage
 from tipd.secret import Secret
 from tipd.session import State
 from tipd.store import FileStore, Grant, StoreError
-
-from tests.support.fakes import FakeClock
-from tests.support.session_rig import HOUR, Rig
 
 # -- 3: a failed sign-in never destroys a working one ---------------------------------------------
 

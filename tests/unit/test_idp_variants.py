@@ -13,14 +13,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support.profiles import profile
 from tipd.errors import ConfigError, UpstreamError
 from tipd.idp import oidc
 from tipd.idp.browser import LoopbackReceiver, authorization_url
 from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata
 from tipd.idp.pkce import AuthRequest
 from tipd.secret import Secret
-
-from tests.support.profiles import profile
 
 SECRET = "s3:cr%41t"  # a raw "%41" would decode to "A": the encoding shows
 TOKEN_OK = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "id_token": "h.p.s",

@@ -2,12 +2,11 @@
 import aiohttp
 import pytest
 
+from tests.support.profiles import profile
 from tipd.errors import LoginError
 from tipd.idp.browser import LoopbackReceiver, authorization_url, browser_login
 from tipd.idp.oidc import IdpClient, ProviderMetadata
 from tipd.idp.pkce import AuthRequest, s256
-
-from tests.support.profiles import profile
 
 META = ProviderMetadata(issuer="http://127.0.0.1:1", authorization_endpoint="http://127.0.0.1:1/auth",
                         token_endpoint="http://127.0.0.1:1/token", jwks_uri="http://127.0.0.1:1/jwks")

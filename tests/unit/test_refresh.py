@@ -3,10 +3,9 @@ import random
 
 import pytest
 
+from tests.support.fakes import FakeClock
 from tipd.errors import UpstreamError
 from tipd.refresh import Stage
-
-from tests.support.fakes import FakeClock
 
 
 async def test_concurrent_callers_share_one_fetch():

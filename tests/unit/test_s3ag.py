@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 
+from tests.support.endpoint import TOKEN, headers
+from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
+from tests.support.profiles import PROFILE
+from tests.support.session_rig import MemStore
 from tipd import s3ag
 from tipd.config import parse_config
 from tipd.daemon import Broker
@@ -20,11 +24,6 @@ from tipd.secret import Secret
 from tipd.server import container
 from tipd.server.guards import Guard
 from tipd.session import ProfileSession
-
-from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
-from tests.support.endpoint import TOKEN, headers
-from tests.support.profiles import PROFILE
-from tests.support.session_rig import MemStore
 
 HOUR = 3600
 

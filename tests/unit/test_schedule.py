@@ -1,11 +1,10 @@
 """The refresh schedule over long stretches of virtual time (a day runs in well under a second)."""
 from __future__ import annotations
 
+from tests.support.session_rig import HOUR, Rig
 from tipd.config import RefreshConfig
 from tipd.errors import UpstreamError
 from tipd.session import State
-
-from tests.support.session_rig import HOUR, Rig
 
 
 async def test_a_simulated_day_serves_only_fresh_credentials_with_bounded_upstream_calls():

@@ -9,15 +9,14 @@ import asyncio
 import jwt
 import pytest
 
+from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
+from tests.support.profiles import PROFILE
+from tests.support.session_rig import MemStore
 from tipd.config import RefreshConfig, parse_config
 from tipd.errors import ConfigError, LoginRequired, TipdError
 from tipd.secret import Secret
 from tipd.session import ProfileSession, State
 from tipd.store import ClientSecret, FileStore, Grant
-
-from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
-from tests.support.profiles import PROFILE
-from tests.support.session_rig import MemStore
 
 HOUR = 3600
 

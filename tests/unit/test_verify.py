@@ -129,9 +129,8 @@ async def test_an_unknown_kid_refetches_the_jwks_once_and_not_again_at_once(aioh
     import aiohttp
     from aiohttp import web
 
-    from tipd.idp.oidc import JWKS_REFETCH_INTERVAL, IdpClient, ProviderMetadata
-
     from tests.support.profiles import profile
+    from tipd.idp.oidc import JWKS_REFETCH_INTERVAL, IdpClient, ProviderMetadata
 
     published = {"keys": jwks()["keys"]}
     fetches = []
