@@ -121,7 +121,7 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
         from . import promptfile  # what shell prompts read: kept current here, removed at stop
 
-        self._tasks.append(promptfile.start(self.broker, self.paths.prompt_file, os.getpid()))
+        self._tasks.append(promptfile.start(self.broker, self.paths.prompt_dir, os.getpid()))
         self._started = True
         self._say_ready()
 

@@ -72,10 +72,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600, *, tag: str = "file") -> None:
+def write_private(path: Path, data: bytes, mode: int = 0o600, *, tag: str = "file", durable: bool = True) -> None:
     """Write `data` to `path` atomically (temp file + rename) with `mode` (0600 unless said) from the first
     byte, whatever the umask. A crash leaves either the old file or the new one, and perhaps a complete or
-    partial temp file beside it (see `leftovers`). `tag` names its crash points (`<tag>:opened`, ...)."""
+    partial temp file beside it (see `leftovers`). `tag` names its crash points (`<tag>:opened`, ...).
+    `durable=False` skips the fsyncs, for files derived from memory that are rewritten anyway (prompt files)."""
     tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode & 0o600)
     try:
@@ -85,7 +86,8 @@ def write_private(path: Path, data: bytes, mode: int = 0o600, *, tag: str = "fil
             f.write(data)
             f.flush()
             crash_point(f"{tag}:written")
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         crash_point(f"{tag}:synced")
         os.replace(tmp, path)
     except BaseException:
@@ -93,7 +95,8 @@ def write_private(path: Path, data: bytes, mode: int = 0o600, *, tag: str = "fil
             os.unlink(tmp)
         raise
     crash_point(f"{tag}:renamed")
-    sync_dir(path.parent)
+    if durable:
+        sync_dir(path.parent)
 
 
 def sync_dir(path: Path) -> None:

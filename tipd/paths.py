@@ -43,7 +43,7 @@ class Paths(NamedTuple):  # not a dataclass: importing dataclasses costs tipctl 
         return self.runtime_dir / "control.sock"
 
     @property
-    def prompt_file(self) -> Path:
+    def prompt_dir(self) -> Path:
         """What shell prompts show, kept current by tipd (tipd/promptfile.py; nothing secret)."""
         return self.runtime_dir / "prompt"
 

@@ -212,12 +212,13 @@ def test_profile_names_at_tab_time_are_fast_and_silent_on_a_broken_config(env: d
         assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
-# -- the prompt segment over a prompt file -----------------------------------------------------------------
-def write_prompt(env: dict[str, str], text: str) -> Path:
-    p = Path(env["XDG_RUNTIME_DIR"]) / "tipd" / "prompt"
-    p.parent.mkdir(mode=0o700, exist_ok=True)
-    p.write_text(text)
-    return p
+# -- the prompt segment over prompt files ------------------------------------------------------------------
+def write_prompt(env: dict[str, str], files: dict[str, str]) -> Path:
+    d = Path(env["XDG_RUNTIME_DIR"]) / "tipd" / "prompt"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
 
 
 def segment(shell: str, env: dict[str, str], tmp_path: Path, **extra: str) -> str:
@@ -232,35 +233,40 @@ def test_the_segment_shows_the_profile_this_shell_uses_its_state_and_minutes_lef
         shell: str, env: dict[str, str], tmp_path: Path,
 ) -> None:
     now = int(time.time())
-    write_prompt(env, f"tipd-prompt 1 {os.getpid()}\ndefault work\nprofile work fresh {now + 42 * 60 + 30}\n"
-                      f"profile dev-2 login-required 0\nprofile old degraded {now - 5}\n")
+    files = promptfile.render(os.getpid(), "work", [("work", "fresh", now + 42 * 60 + 30),
+                                                    ("dev-2", "login-required", 0), ("old", "degraded", now - 5)])
+    write_prompt(env, {k: v.decode() for k, v in files.items()})
     assert segment(shell, env, tmp_path) == "work fresh 42m"
     uri = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
     dev = "http://127.0.0.1:9911/v1/credentials/dev-2"
     assert segment(shell, env, tmp_path, **{uri: dev}) == "dev-2 login-required"
     assert segment(shell, env, tmp_path, **{uri: "http://127.0.0.1:9911/v1/s3ag/old?target=s3%3A%2F%2Fb%2F"}) == \
         "old degraded expired"
-    assert segment(shell, env, tmp_path, **{uri: "http://127.0.0.1:9911/v1/credentials/gone"}) == ""
+    for unknown in ("gone", "_tipd", "..", "%2e%2e"):
+        assert segment(shell, env, tmp_path, **{uri: f"http://127.0.0.1:9911/v1/credentials/{unknown}"}) == ""
+    assert segment(shell, env, tmp_path, **{uri: "http://example.com/v1/credentials/dev-2"}) == "work fresh 42m"
 
 
 @pytest.mark.parametrize("shell", PROMPT_SHELLS)
-@pytest.mark.parametrize("content", [
-    None,  # no file: tipd is not running
-    "tipd-prompt 1 {dead}\ndefault work\nprofile work fresh 0\n",  # left by a tipd killed with SIGKILL
-    "tipd-prompt 2 {pid}\ndefault work\nprofile work fresh 0\n",  # a format this segment does not know
-    "tipd-prompt 1 {pid}\ndefault work\nprofile work fresh 1+a[$(touch {pwned})]\n",  # no arithmetic on junk
-    "\x00\xff garbage\n\n",
-    "",
+@pytest.mark.parametrize("files", [
+    {},  # no files: tipd is not running
+    {"_tipd": "tipd-prompt 1 {dead} work\n", "work": "fresh 0\n"},  # left by a tipd killed with SIGKILL
+    {"_tipd": "tipd-prompt 2 {pid} work\n", "work": "fresh 0\n"},  # a format this segment does not know
+    {"_tipd": "tipd-prompt 1 {pid} work\n", "work": "fresh 1+a[$(touch {pwned})]\n"},  # no arithmetic on junk
+    {"_tipd": "tipd-prompt 1 {pid} ../../x\n"},  # a default that is no profile name
+    {"_tipd": "tipd-prompt 1 {pid} work\n", "work": "$(touch {pwned}) 5\n"},
+    {"_tipd": "tipd-prompt 1 {pid} work\n"},  # the profile's file not (yet) there
+    {"_tipd": "\x00\xff garbage\n\n", "work": "fresh 0\n"},
+    {"_tipd": ""},
 ])
-def test_a_missing_stale_or_odd_file_shows_nothing_and_never_an_error(
-        shell: str, content: str | None, env: dict[str, str], tmp_path: Path,
+def test_missing_stale_or_odd_files_show_nothing_and_never_an_error(
+        shell: str, files: dict[str, str], env: dict[str, str], tmp_path: Path,
 ) -> None:
     pwned = tmp_path / "pwned"
-    if content is not None:
-        dead = subprocess.Popen(["true"])
-        dead.wait()
-        write_prompt(env, content.format(dead=dead.pid, pid=os.getpid(), pwned=pwned))
-    junk_expiry = content is not None and "1+a" in content
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    write_prompt(env, {k: v.format(dead=dead.pid, pid=os.getpid(), pwned=pwned) for k, v in files.items()})
+    junk_expiry = "1+a" in files.get("work", "")
     assert segment(shell, env, tmp_path) == ("work fresh" if junk_expiry else "")
     assert not pwned.exists()
 
@@ -288,14 +294,18 @@ class _Broker:
         self.default_profile: str | None = "work"
 
 
-def test_the_writer_rewrites_the_file_only_when_what_it_says_changes_and_removes_it_at_the_end(tmp_path: Path) -> None:
+def test_the_writer_rewrites_a_file_only_when_what_it_says_changes_and_removes_them_at_the_end(
+        tmp_path: Path,
+) -> None:
     run = tmp_path / "run"
     run.mkdir(mode=0o700)
-    path = run / "prompt"
+    d = run / "prompt"
+    d.mkdir()
+    (d / "left-by-a-killed-tipd").write_text("fresh 1\n")
 
     async def scenario() -> None:
         b = _Broker()
-        task = asyncio.create_task(promptfile.keep(b, path, 4242))
+        task = asyncio.create_task(promptfile.keep(b, d, 4242))
 
         async def until(pred: Any) -> None:
             for _ in range(1000):
@@ -304,23 +314,35 @@ def test_the_writer_rewrites_the_file_only_when_what_it_says_changes_and_removes
                 await asyncio.sleep(0.001)  # yields to the writer task; bounded by the count, not timing
             raise AssertionError("the writer did not get there")
 
-        await until(path.exists)
-        assert path.read_text() == "tipd-prompt 1 4242\ndefault work\nprofile work signed-out 0\n"
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        first = path.stat().st_ino
-        b.changes.signal()  # a change no prompt can see: the file stays as it is
+        await until(lambda: (d / "_tipd").exists())
+        assert sorted(os.listdir(d)) == ["_tipd", "work"]
+        assert (d / "_tipd").read_text() == "tipd-prompt 1 4242 work\n"
+        assert (d / "work").read_text() == "signed-out 0\n"
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        assert {stat.S_IMODE((d / n).stat().st_mode) for n in os.listdir(d)} == {0o600}
+        first = (d / "work").stat().st_ino, (d / "_tipd").stat().st_ino
+        b.changes.signal()  # a change no prompt can see: the files stay as they are
         await until(lambda: b.changes.version == 1)
         await asyncio.sleep(0)
-        assert path.stat().st_ino == first
+        assert ((d / "work").stat().st_ino, (d / "_tipd").stat().st_ino) == first
         b.sessions["work"] = _Session("fresh", "2030-01-01T00:00:00Z")
         b.sessions["bad name"] = _Session("fresh")
+        b.sessions["dev"] = _Session("signed-out")
         b.changes.signal()
-        await until(lambda: "fresh" in path.read_text())
-        assert path.read_text() == "tipd-prompt 1 4242\ndefault work\nprofile work fresh 1893456000\n"
-        assert "alice" not in path.read_text()  # only names, states and times
+        await until(lambda: (d / "work").read_text() != "signed-out 0\n")
+        assert (d / "work").read_text() == "fresh 1893456000\n"
+        assert (d / "_tipd").stat().st_ino == first[1]  # unchanged: not rewritten
+        await until(lambda: (d / "dev").exists())
+        del b.sessions["dev"]
+        b.default_profile = None
+        b.changes.signal()
+        await until(lambda: not (d / "dev").exists())
+        assert sorted(os.listdir(d)) == ["_tipd", "work"]  # no "bad name", no temp files
+        await until(lambda: (d / "_tipd").read_text() == "tipd-prompt 1 4242 -\n")
+        assert "alice" not in "".join((d / n).read_text() for n in os.listdir(d))  # names, states, times only
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not path.exists()
+        assert not d.exists()
 
     asyncio.run(scenario())
