@@ -178,7 +178,7 @@ def test_a_correct_set_up_is_all_ok(world, issuer, jwt_home, fake):
     assert not [ln for ln in lines if ln.startswith(("  FAIL", "  warn", "  skip"))], r.stdout
     assert "  ok   application 'tipd' is enabled" in lines
     assert f"  ok   exactly one user has emails.value = 'alice@example.com': alice ({world.user_id})" in lines
-    assert lines[-1] == "28 ok, 0 warnings, 0 failures, 0 skipped"
+    assert lines[-1] == "30 ok, 0 warnings, 0 failures, 0 skipped"
     # it read the set-up with the admin's own credentials: every sso-admin call was signed with them
     sso = [c for c in fake.calls if c.service == "sso-admin"]
     assert len(sso) >= 8 and {c.access_key_id for c in sso} == {ADMIN["AWS_ACCESS_KEY_ID"]}
@@ -189,7 +189,7 @@ def test_json_output(world, issuer, jwt_home):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["profile"] == "work" and data["application_arn"] == APP_ARN and data["region"] == REGION
-    assert data["ok"] is True and data["counts"] == {"ok": 28, "warning": 0, "failure": 0, "skipped": 0}
+    assert data["ok"] is True and data["counts"] == {"ok": 30, "warning": 0, "failure": 0, "skipped": 0}
     assert [c["section"] for c in data["checks"]][:5] == ["token"] * 5
     for c in data["checks"]:
         assert set(c) == {"id", "section", "status", "detail", "fix"} and c["status"] == "ok" and c["fix"] is None
@@ -423,3 +423,15 @@ def test_diag_checks_a_fresh_token_of_the_signed_in_profile(moto, fake, idp, hom
         assert tipctl(home, "credential-process").returncode == 0
     finally:
         w.close()
+
+
+def test_account_access_and_the_instance_kind_are_reported(world, issuer, jwt_home):
+    code, checks = diag_json(jwt_home, alice(issuer))
+    assert code == 0 and checks["application.account_access"]["status"] == "ok"
+    assert "not enabled (sso:account:access)" in checks["application.account_access"]["detail"]
+    assert "an organization instance" in checks["instance.kind"]["detail"]
+    world.scenario.app.scopes.append("sso:account:access")
+    world.scenario.permission_sets = False
+    code, checks = diag_json(jwt_home, alice(issuer))
+    assert "AWS account access is enabled" in checks["application.account_access"]["detail"]
+    assert "an account instance" in checks["instance.kind"]["detail"]

@@ -91,19 +91,21 @@ class Scenario:
     regions: list[str] = field(default_factory=lambda: ["us-east-1"])  # the first is the primary
     user_status: dict[str, str] = field(default_factory=dict)  # identity store user id -> ENABLED / DISABLED
     external_ids: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # user id -> SCIM ExternalIds
+    #: DescribeInstance's PermissionSetsEnabled: False on an account instance (no AWS account access there)
+    permission_sets: bool = True
 
     @classmethod
     def build(cls, app_arn: str, *, issuer_url: str, audiences: list[str], oidc_role_arn: str,
               identity_store_id: str, account_id: str = "123456789012", region: str = "us-east-1",
               claim: str = "email", refresh_token_grant: bool = True, scopes: list[str] | None = None,
-              assignment_required: bool = False) -> Scenario:
+              assignment_required: bool = False, permission_sets: bool = True) -> Scenario:
         """A correct set-up: one application with an ActorPolicy naming the OIDC role and a jwt-bearer grant
         for the one trusted token issuer of `issuer_url`."""
         instance_id = app_arn.split("/")[1]  # the application ARN names its instance
         tti_arn = f"arn:aws:sso::{account_id}:trustedTokenIssuer/{instance_id}/tti-{uuid.uuid4().hex[:12]}"
         return cls(
             instance_arn=f"arn:aws:sso:::instance/{instance_id}", identity_store_id=identity_store_id,
-            account_id=account_id, regions=[region],
+            account_id=account_id, regions=[region], permission_sets=permission_sets,
             issuers={tti_arn: TrustedTokenIssuer(tti_arn, issuer_url, claim=claim)},
             applications={app_arn: Application(
                 app_arn, actor_policy=actor_policy(oidc_role_arn), assignment_required=assignment_required,
@@ -118,7 +120,8 @@ class Scenario:
         return cls.build(app_arn, issuer_url=app.issuer_url, audiences=app.audiences, oidc_role_arn=oidc_role_arn,
                          identity_store_id=config.identity_store_id, account_id=config.account_id,
                          region=config.region, claim=app.claim, refresh_token_grant=app.refresh_token_grant,
-                         scopes=app.scopes, assignment_required=app.assigned is not None)
+                         scopes=app.scopes, assignment_required=app.assigned is not None,
+                         permission_sets=config.instance_kind == "organization")
 
     @property
     def app(self) -> Application:
@@ -235,6 +238,7 @@ class IdentityCenter:
         return {"InstanceArn": s.instance_arn, "IdentityStoreId": s.identity_store_id,
                 "IdentityStoreArn": f"arn:aws:identitystore::{s.account_id}:identitystore/{s.identity_store_id}",
                 "OwnerAccountId": s.account_id, "Name": "test", "Status": "ACTIVE", "PrimaryRegion": s.regions[0],
+                "PermissionSetsEnabled": s.permission_sets,
                 "Regions": [{"RegionName": r, "Status": "ACTIVE", "IsPrimaryRegion": i == 0}
                             for i, r in enumerate(s.regions)]}
 

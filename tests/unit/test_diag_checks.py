@@ -182,3 +182,33 @@ def test_json_report():
     data = json.loads(json.dumps(to_json(TARGET, checks)))
     assert data["profile"] == "work" and data["ok"] is True and data["counts"]["failure"] == 0
     assert set(data["checks"][0]) == {"id", "section", "status", "detail", "fix"}
+
+
+def _with_accounts(f: Facts, n: int) -> Facts:
+    from dataclasses import replace
+
+    f.target = replace(f.target, account_profiles=n)
+    return f
+
+
+def test_account_access_is_a_note_without_account_profiles_and_a_failure_with_them():
+    checks = judged(good_facts())
+    assert checks["application.account_access"].status == Status.OK
+    assert "not enabled" in checks["application.account_access"].detail
+    checks = judged(_with_accounts(good_facts(), 2))
+    c = checks["application.account_access"]
+    assert c.status == Status.FAILURE and "2 account profile(s)" in c.detail
+    assert f"put-application-access-scope --application-arn {APP} --scope sso:account:access" in c.fix
+    f = _with_accounts(good_facts(), 2)
+    f.scopes = [{"Scope": "s3:access"}, {"Scope": "sso:account:access"}]
+    assert judged(f)["application.account_access"].status == Status.OK
+
+
+def test_an_account_instance_cannot_have_account_access():
+    f = good_facts()
+    f.instance = dict(f.instance, PermissionSetsEnabled=True)
+    assert "organization instance" in judged(f)["instance.kind"].detail
+    f.instance = dict(f.instance, PermissionSetsEnabled=False)
+    assert judged(f)["instance.kind"].status == Status.OK  # nothing needs account access
+    c = judged(_with_accounts(f, 1))["instance.kind"]
+    assert c.status == Status.FAILURE and "account instance" in c.detail and "organization instance" in c.fix

@@ -53,7 +53,9 @@ def _target(args: argparse.Namespace):
     return Target(profile=name, issuer=prof.issuer, client_id=prof.client_id,
                   application_arn=args.application_arn or prof.application_arn, oidc_role_arn=prof.oidc_role_arn,
                   enhanced_role_arn=prof.identity_enhanced_role_arn, region=args.region or prof.region,
-                  session_duration=config.refresh.session_duration)
+                  session_duration=config.refresh.session_duration,
+                  account_profiles=sum(1 for a in (getattr(config, "accounts", None) or {}).values()
+                                       if getattr(a, "source", None) == name))
 
 
 #: --jwt's size limit: an id_token is a few KiB

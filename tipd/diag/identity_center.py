@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from .facts import Facts, claim_value, issuer_for, issuer_url, oidc_config
 from .model import Check, Failure, cannot_read, failure, ok, skipped, warning
@@ -52,6 +53,7 @@ def check_application(f: Facts) -> list[Check]:
     out.append(_assignment(f))
     out += _grants(f)
     out.append(_scopes(f))
+    out.append(_account_access(f))
     return out
 
 
@@ -271,8 +273,55 @@ def _claim_and_user(f: Facts, tti) -> list[Check]:
     return out
 
 
+#: the scope that lets the application's tokens call the portal API (AWS account access); see docs/accounts.md
+ACCOUNT_ACCESS = "sso:account:access"
+ACCOUNT_ACCESS_DOC = ("https://docs.aws.amazon.com/singlesignon/latest/userguide/"
+                      "enable-account-access-customer-managed-apps.html")
+
+
+def _account_access(f: Facts) -> Check:
+    """`tipctl accounts`, `tipctl console` and account profiles need sso:account:access on the application: a
+    failure when this profile has account profiles, else a note (the identity-enhanced session does not need it)."""
+    cid, t = "application.account_access", f.target
+    if isinstance(f.scopes, Failure) or f.scopes is None:
+        return skipped(cid, "the access scopes were not read (see application.scopes)")
+    if any(s.get("Scope") == ACCOUNT_ACCESS for s in f.scopes):
+        return ok(cid, f"AWS account access is enabled ({ACCOUNT_ACCESS}): `tipctl accounts` lists your accounts")
+    fix = (f"An Identity Center administrator of the management or delegated administrator account enables it: "
+           f"aws sso-admin put-application-access-scope --application-arn {t.application_arn} --scope "
+           f"{ACCOUNT_ACCESS} (organization instances only; {ACCOUNT_ACCESS_DOC}).")
+    if t.account_profiles:
+        return failure(cid, f"the application lacks {ACCOUNT_ACCESS}, which this profile's {t.account_profiles} "
+                            "account profile(s) need", fix)
+    return ok(cid, f"AWS account access is not enabled ({ACCOUNT_ACCESS}); only `tipctl accounts`, `tipctl console` "
+                   "and account profiles need it")
+
+
+def _instance_kind(f: Facts, inst: dict[str, Any]) -> Check:
+    """AWS account access exists only on organization instances; an account instance has no permission sets
+    (DescribeInstance's PermissionSetsEnabled), so nothing can enable it there."""
+    cid, t = "instance.kind", f.target
+    enabled = inst.get("PermissionSetsEnabled")
+    if enabled is None:
+        return ok(cid, "the instance does not say whether permission sets are enabled (PermissionSetsEnabled)")
+    if enabled:
+        return ok(cid, "an organization instance (permission sets enabled): AWS account access is possible")
+    detail = "an account instance (no permission sets): AWS account access (sso:account:access) is not possible"
+    if t.account_profiles:
+        return failure(cid, detail + f", yet this profile has {t.account_profiles} account profile(s)",
+                       "Use the organization instance of Identity Center for tipd's application (an account "
+                       "instance cannot reach AWS accounts), or remove the account profiles.")
+    return ok(cid, detail + " (the identity-enhanced session does not need it)")
+
+
 # -- the instance ----------------------------------------------------------------------------------------
 def check_instance(f: Facts) -> list[Check]:
+    if isinstance(f.instance, dict):
+        return [*_check_region(f), _instance_kind(f, f.instance)]
+    return _check_region(f)
+
+
+def _check_region(f: Facts) -> list[Check]:
     t = f.target
     inst = f.instance
     fix = "Set the profile's `region` to the Identity Center instance's region (its Settings page shows it)."

@@ -66,6 +66,8 @@ class Target:
     enhanced_role_arn: str
     region: str
     session_duration: int = 3600
+    #: the account profiles signing in through this profile (they need AWS account access)
+    account_profiles: int = 0
 
     @property
     def partition(self) -> str:
