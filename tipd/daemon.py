@@ -1,4 +1,7 @@
-"""`tipd`: load the config, start one session per profile, serve the endpoints, stop cleanly."""
+"""`tipd`: load the config, start one session per profile, serve the endpoints, stop cleanly.
+
+`Daemon.serve` runs the three phases, as uvicorn's Server does: `startup` (named steps, in order),
+`main_loop` (until SIGTERM/SIGINT; SIGHUP and `tipctl reload` reload the config meanwhile) and `shutdown`."""
 from __future__ import annotations
 
 import argparse
@@ -13,27 +16,38 @@ import signal
 import socket
 import stat
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from . import __version__, limits, sdnotify
-from .audit import Audit
-from .changes import Changes
+from aiohttp import ClientSession, web
+
+from . import __version__, limits, promptfile, sdnotify
+from .activation import inherited_listener
+from .broker import Broker, ReloadResult
 from .clock import Clock
 from .config import Config, Profile, RefreshConfig, load_config
 from .coredump import forbid_core_dumps
 from .errors import ConfigError, TipdError
+from .exchange import AwsChain
+from .fsutil import private_dir, write_private
+from .idp.oidc import IdpClient, new_session
 from .instance import AlreadyRunning, InstanceLock
+from .notify import desktop_notify
 from .paths import Paths
+from .portowner import listener_uids
+from .s3ag import GrantCache
+from .server import container, control
+from .server.guards import Guard
+from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
+from .session import ProfileSession
+from .store import TokenStore, client_secret, open_store
+from .tasks import Tasks, cancel
 
 log = logging.getLogger("tipd")
 #: on SIGTERM, in-flight requests get this long to finish (a login hand-off may be waiting on AWS)
 SHUTDOWN_GRACE = 3.0
 #: request size limits, and how long a connection may sit without completing a request: aiohttp's
 #: keep-alive timer is not reset by partial data, so it also ends slow-loris connections
-LIMITS = dict(max_line_size=4096, max_field_size=4096, max_headers=32, keepalive_timeout=15.0)
+LIMITS: dict[str, float] = dict(max_line_size=4096, max_field_size=4096, max_headers=32, keepalive_timeout=15.0)
 #: on shutdown, a connection accepted but with no request yet gets this long to send it
 ACCEPTED_SETTLE = 2.0
 #: how long a just-accepted connection may take to reach the server's list (a few loop iterations)
@@ -51,31 +65,9 @@ def new_endpoint_token() -> bytes:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=")
 
 
-@dataclass
-class Broker:
-    """What the listeners share: the config and the live sessions."""
-
-    config: Config
-    sessions: dict = field(default_factory=dict)
-    #: per profile, its S3 Access Grants (tipd.s3ag.GrantCache)
-    grants: dict = field(default_factory=dict)
-    audit: Audit = field(default_factory=Audit)
-    changes: Changes = field(default_factory=Changes)
-    guard: Guard | None = None
-    rotate_token: Callable[[], None] | None = None
-    #: re-read the config (SIGHUP, `tipctl reload`); returns what changed
-    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None
-
-    @property
-    def default_profile(self) -> str | None:
-        try:
-            return self.config.profile_name(None)
-        except TipdError:
-            return None
-
-
 class Daemon:
-    """Start-up (`start`: named steps, in order), the main loop (`wait`, `reload`), shutdown (`stop`)."""
+    """Start-up (`startup`: named steps, in order), the main loop (`main_loop`, `reload`), shutdown
+    (`shutdown`); `serve` runs the three."""
 
     def __init__(self, config: Config, paths: Paths, clock: Clock | None = None,
                  config_path: str | None = None) -> None:
@@ -84,16 +76,18 @@ class Daemon:
         self.clock = clock or Clock()
         #: the --config it was started with (None: $TIPD_CONFIG or the default), for reloads
         self.config_path = config_path
-        self.broker = Broker(config)
+        self.broker = Broker(config, tasks=Tasks(self.clock.time))
         self.broker.rotate_token = self.rotate_token
         self.broker.reload = self.reload
+        self.tasks = self.broker.tasks
+        self.tasks.on_failure = self.broker.changes.signal  # a stopped task shows in open status streams
         self._lock = InstanceLock(paths.state_dir)
-        self._runners: list = []
-        self._tasks: list[asyncio.Task] = []
-        self._session_tasks: dict[str, list[asyncio.Task]] = {}
-        self._http = None
-        self._store = None
-        self._aws = None
+        self._runners: list[web.AppRunner] = []
+        self._guard: Guard | None = None
+        self._imds = False
+        self._http: ClientSession | None = None
+        self._store: TokenStore | None = None
+        self._aws: AwsChain | None = None
         self._listener: socket.socket | None = None
         #: (st_dev, st_ino) of the control socket this process bound: shutdown removes only that one
         self._socket_id: tuple[int, int] | None = None
@@ -102,8 +96,24 @@ class Daemon:
         #: start() has finished: only then may a reload compare configs (start is still adding sessions)
         self._started = False
 
+    async def serve(self) -> None:
+        """Start, serve until asked to stop, stop. A start-up that fails undoes what it did, then raises."""
+        try:
+            await self.startup()
+        except TipdError:
+            await self.shutdown()
+            raise
+        # both listeners are up: a Type=notify unit counts tipd as started only now
+        sdnotify.notify("READY=1", f"STATUS=serving on 127.0.0.1:{self.config.server.port}, control socket "
+                        f"{self.paths.control_socket}")
+        try:
+            await self.main_loop()
+        finally:
+            sdnotify.notify("STOPPING=1")
+            await self.shutdown()
+
     # -- start-up ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def startup(self) -> None:
         """Nothing shared (endpoint token, control socket) is touched before this process holds the
         instance lock and the port: a second tipd fails having changed nothing."""
         self._prepare_directories()
@@ -113,21 +123,15 @@ class Daemon:
         token = self._endpoint_token()
         await self._open_sessions()
         await self._serve_credentials(token)
-        # the stored sign-ins are read behind the listeners (the keyring probe is slow); the control socket,
-        # whose status people and tests read, comes up once they are
-        await asyncio.wait([t for s in self.broker.sessions.values() if (t := s.loading) is not None] or
-                           [asyncio.sleep(0)])
+        await self._sessions_loaded()
         await self._serve_control()
-        self._tasks.append(asyncio.create_task(self.broker.audit.run(), name="audit"))
-        from . import promptfile  # what shell prompts read: kept current here, removed at stop
-
-        self._tasks.append(promptfile.start(self.broker, self.paths.prompt_dir, os.getpid()))
+        self.tasks.spawn(self.broker.audit.run(), "audit")
+        # what shell prompts read: kept current here, removed at stop
+        self.tasks.spawn(promptfile.keep(self.broker, self.paths.prompt_dir, os.getpid()), "prompt-files")
         self._started = True
         self._say_ready()
 
     def _prepare_directories(self) -> None:
-        from .fsutil import private_dir
-
         for what, d in (("state", self.paths.state_dir), ("runtime", self.paths.runtime_dir)):
             try:
                 private_dir(d)
@@ -136,8 +140,6 @@ class Daemon:
 
     def _claim_port(self) -> None:
         """The socket the service manager holds for us, else one bound here."""
-        from .activation import inherited_listener
-
         port = self.config.server.port
         sock = inherited_listener(port)
         if sock is None:
@@ -162,8 +164,6 @@ class Daemon:
     def _endpoint_token(self) -> bytes:
         """The endpoint token: the one a previous tipd left (so a request that read the file just before a
         restart is still accepted after it), else a new one. `tipctl rotate-token` replaces it."""
-        from .fsutil import write_private
-
         path = self.paths.token_file
         if path.is_dir() and not path.is_symlink():
             raise ConfigError(f"{path} is a directory, where tipd writes the endpoint token: remove it")
@@ -178,10 +178,6 @@ class Daemon:
         return token
 
     async def _open_sessions(self) -> None:
-        from .exchange import AwsChain
-        from .idp.oidc import new_session
-        from .store import open_store
-
         self._store = open_store(self.config.store.backend, self.paths.tokens_dir, probe_later=True)
         self._http = new_session(headers={"User-Agent": f"tipd/{__version__}"})  # the IdPs' only client
         self._aws = AwsChain(self.clock)
@@ -189,14 +185,8 @@ class Daemon:
             await self._add_session(name, profile, self.config.refresh, load_later=True)
 
     async def _serve_credentials(self, token: bytes) -> None:
-        from aiohttp import web
-
-        from .server import container
-        from .server.guards import Guard
-        from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
-
         server = self.config.server
-        guard = self.broker.guard = Guard(token, server.port, allow_other_users=server.allow_other_users)
+        guard = self._guard = Guard(token, server.port, allow_other_users=server.allow_other_users)
         imds = server.imds if server.imds is not None else PEER_UID_SUPPORTED
         runner = container.make_runner(self.broker, guard, imds=imds, access_log=None,
                                        handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
@@ -206,11 +196,14 @@ class Daemon:
         await web.SockSite(runner, self._listener).start()
         self._imds = imds
 
+    async def _sessions_loaded(self) -> None:
+        """The stored sign-ins are read behind the listeners (the keyring probe is slow); the control socket,
+        whose status people and tests read, comes up once they are."""
+        loading = [t for s in self.broker.sessions.values() if (t := s.loading) is not None]
+        if loading:
+            await asyncio.wait(loading)
+
     async def _serve_control(self) -> None:
-        from aiohttp import web
-
-        from .server import control
-
         runner = web.AppRunner(control.make_app(self.broker), access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
@@ -231,8 +224,6 @@ class Daemon:
         self._socket_id = (st.st_dev, st.st_ino)
 
     def _say_ready(self) -> None:
-        from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
-
         port = self.config.server.port
         log.info("tipd %s ready: credentials on http://127.0.0.1:%d/v1/credentials/<profile>%s, control socket %s, "
                  "profiles: %s", __version__, port,
@@ -247,19 +238,16 @@ class Daemon:
                            load_later: bool = False) -> None:
         """Make a profile's session, read its stored sign-in, and put it (and its schedule) in service.
         `load_later` (start-up): in service at once, reading the store in the background (`s.loading`)."""
-        from .idp.oidc import IdpClient
-        from .notify import desktop_notify
-        from .s3ag import GrantCache
-        from .session import ProfileSession
-        from .store import client_secret
-
+        assert self._http is not None and self._store is not None and self._aws is not None
+        store = self._store
         idp = IdpClient(self._http, profile, None)
-        s = ProfileSession(name, profile, refresh, store=self._store, aws=self._aws, idp=idp, clock=self.clock,
+        s = ProfileSession(name, profile, refresh, store=store, aws=self._aws, idp=idp, clock=self.clock,
                            notify=desktop_notify, on_change=self.broker.changes.signal)
 
         async def load() -> None:
+            problem: ConfigError | None
             try:
-                idp.client_secret, problem = await client_secret(self._store, name, profile), None
+                idp.client_secret, problem = await client_secret(store, name, profile), None
             except ConfigError as e:  # this profile cannot renew until it is set; the others run
                 problem = e
             await s.start()
@@ -268,14 +256,14 @@ class Daemon:
             s.on_change()
 
         if load_later:
-            s.loading = asyncio.create_task(load(), name=f"load-{name}")
+            s.loading = self.tasks.spawn(load(), f"load-{name}", profile=name)
         else:
             await load()
         grants = GrantCache(s, self._aws, self.clock, refresh)
         self.broker.sessions[name] = s  # from here on the endpoints serve it
         self.broker.grants[name] = grants
-        self._session_tasks[name] = [asyncio.create_task(s.run(), name=f"schedule-{name}"),
-                                     asyncio.create_task(grants.run(), name=f"s3ag-{name}")]
+        self.tasks.spawn(s.run(), f"schedule-{name}", profile=name)
+        self.tasks.spawn(grants.run(), f"s3ag-{name}", profile=name)
 
     async def _remove_session(self, name: str) -> None:
         """Take a profile out of service: stop its schedule, then let a refresh under way finish (it may
@@ -286,12 +274,11 @@ class Daemon:
             log.info("profile %s: a sign-in is under way; it finishes before the profile is replaced", name)
             try:
                 await asyncio.wait_for(s.no_sign_in_running.wait(), RELOAD_SETTLE)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 log.warning("profile %s: replaced while a sign-in was still under way", name)
         s = self.broker.sessions.pop(name, None)
         self.broker.grants.pop(name, None)
-        tasks = self._session_tasks.pop(name, [])
-        await _cancel(tasks)
+        await self.tasks.stop(name)
         if s is not None:
             inflight = [t for st in s.stages if (t := getattr(st, "_inflight", None)) is not None and not t.done()]
             if inflight:
@@ -299,12 +286,16 @@ class Daemon:
         self.broker.changes.signal()
 
     # -- the main loop -----------------------------------------------------------------------
-    async def reload(self) -> dict[str, Any]:
+    async def main_loop(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def reload(self) -> ReloadResult:
         """Re-read the config: new profiles start, removed ones stop, changed ones restart, unchanged ones
         are not touched (they keep serving). A config that does not load raises its ConfigError and
         changes nothing. [server] and [store] changes need a restart; they are reported, not applied."""
-        from .config import load_config
-
         if not self._started:
             log.warning("reload ignored: tipd is still starting (it reads the config as it starts)")
             raise TipdError("tipd is still starting and reads the config as it does; try again in a moment",
@@ -341,8 +332,8 @@ class Daemon:
                     log.error("profile %s was removed with a sign-in the store refused (%s); it is lost", name,
                               s.save_error.message if s.save_error else "store error")
             self.broker.changes.signal()
-            result = {"config": str(path), "added": added, "removed": removed, "restarted": changed,
-                      "unchanged": unchanged, "needs_restart": needs_restart}
+            result = ReloadResult(config=str(path), added=added, removed=removed, restarted=changed,
+                                  unchanged=unchanged, needs_restart=needs_restart)
             log.info("config reloaded from %s: added %s, removed %s, restarted %s, unchanged %s%s", path,
                      added or "none", removed or "none", changed or "none", unchanged or "none",
                      f"; [{'], ['.join(needs_restart)}] changed: restart tipd to apply" if needs_restart else "")
@@ -356,8 +347,6 @@ class Daemon:
 
     def rotate_token(self) -> None:
         """A new endpoint token, written atomically; SDKs re-read the file on every fetch."""
-        from .fsutil import write_private
-
         token = new_endpoint_token()
         try:
             write_private(self.paths.token_file, token)
@@ -366,23 +355,16 @@ class Daemon:
                             f"{self.paths.token_file}", e, self.paths.token_file)
             err.status = 503
             raise err from None
-        assert self.broker.guard is not None
-        self.broker.guard.rotate(token)
+        assert self._guard is not None
+        self._guard.rotate(token)
         log.info("the endpoint token was rotated")
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    async def wait(self) -> None:
-        await self._stop.wait()
-
     # -- shutdown ----------------------------------------------------------------------------
-    async def stop(self) -> None:
-        """Undo what start did, and only that: a start that failed (another tipd holds the lock) leaves the
+    async def shutdown(self) -> None:
+        """Undo what startup did, and only that: a start that failed (another tipd holds the lock) leaves the
         running one's socket and token alone."""
         self.broker.changes.close()  # open event streams end now, not at the shutdown timeout
-        tasks = self._tasks + [t for ts in self._session_tasks.values() for t in ts]
-        await _cancel(tasks)
+        await self.tasks.stop(everything=True)
         await self.broker.audit.flush()
         if self._runners:
             await _stop_accepting(self._runners[0])
@@ -409,18 +391,7 @@ class Daemon:
             log.info("tipd stopped")
 
 
-async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel the tasks and wait until each has ended (whatever it ended with: it is going away)."""
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        try:
-            await t
-        except BaseException:
-            pass
-
-
-async def _stop_accepting(runner: Any) -> None:
+async def _stop_accepting(runner: web.AppRunner) -> None:
     """Stop taking connections, then give those already taken (an SDK that connected a moment ago, whose
     request is in the socket buffer) up to ACCEPTED_SETTLE to deliver their request before idle connections
     are closed: under socket activation the next tipd serves whatever connects later, so no client
@@ -480,8 +451,6 @@ def _os_error(what: str, e: OSError, path: Path) -> TipdError:
 def _port_hint(e: OSError, port: int) -> str:
     if e.errno != errno.EADDRINUSE:
         return ""
-    from .portowner import listener_uids
-
     others = listener_uids(port) - {os.getuid()}
     if others:
         return (f" (another user, uid {', '.join(map(str, sorted(others)))}, holds it: do not use this port; "
@@ -506,7 +475,7 @@ async def _serve(config: Config, paths: Paths, config_path: str | None = None) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
-    reloads: set[asyncio.Task] = set()  # a strong reference until each is done
+    reloads: set[asyncio.Task[None]] = set()  # a strong reference until each is done
 
     def on_sighup() -> None:
         task = loop.create_task(daemon.reload_from_signal(), name="reload")
@@ -514,19 +483,7 @@ async def _serve(config: Config, paths: Paths, config_path: str | None = None) -
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    try:
-        await daemon.start()
-    except TipdError:
-        await daemon.stop()
-        raise
-    # both listeners are up: a Type=notify unit counts tipd as started only now
-    sdnotify.notify("READY=1", f"STATUS=serving on 127.0.0.1:{config.server.port}, control socket "
-                    f"{paths.control_socket}")
-    try:
-        await daemon.wait()
-    finally:
-        sdnotify.notify("STOPPING=1")
-        await daemon.stop()
+    await daemon.serve()
     return 0
 
 

@@ -15,7 +15,7 @@ from tests.support.profiles import PROFILE
 from tests.support.session_rig import HOUR, Rig
 from tipd.changes import Changes, TooManySubscribers, follow, worst_state
 from tipd.config import parse_config
-from tipd.daemon import Broker
+from tipd.broker import Broker
 from tipd.server import control
 from tipd.session import State
 

@@ -7,7 +7,7 @@ from tests.support.endpoint import TOKEN, headers
 from tests.support.fakes import FakeClock
 from tests.support.profiles import PROFILE
 from tipd.config import parse_config
-from tipd.daemon import Broker
+from tipd.broker import Broker
 from tipd.exchange import AwsCredentials
 from tipd.secret import Secret
 from tipd.server import container

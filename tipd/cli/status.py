@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 def render(status: dict) -> str:
     from .common import when
 
-    if not status["profiles"]:
+    if not status["profiles"] and not status.get("failed_tasks"):
         return "No profiles are configured: add one with `tipctl configure` (see docs/quickstart.md)."
     rows = [("PROFILE", "USER", "STATE", "CREDENTIALS VALID UNTIL", "NEXT REFRESH")]
     errors = []
@@ -42,6 +42,10 @@ def render(status: dict) -> str:
         lines += ["", f"Worst state: {status['state']}"]
     if errors:
         lines += ["", "Last error:"] + errors
+    # tipd's own tasks (a profile's show in its last error): a stopped one needs a restart
+    failed = [f for f in status.get("failed_tasks") or [] if f.get("profile") is None]
+    if failed:
+        lines += ["", "Background tasks that stopped:"] + [f"  {when(f['at'])}  {f['detail']}" for f in failed]
     clients = status.get("recent_clients") or []
     if clients:
         lines += ["", "Recent clients:"]
@@ -52,7 +56,8 @@ def render(status: dict) -> str:
 
 
 def needs_attention(status: dict) -> bool:
-    return any(p["state"] not in ("fresh", "signed-out", "refreshing") for p in status["profiles"])
+    return bool(status.get("failed_tasks")) or any(p["state"] not in ("fresh", "signed-out", "refreshing")
+                                                   for p in status["profiles"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,25 +3,21 @@ logout, status and credentials for tipctl. The wire format is documented in docs
 from __future__ import annotations
 
 import json
-import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from .. import __version__
+from ..broker import BROKER, Broker
 from ..changes import follow, worst_state
 from ..clock import numeric_date
 from ..errors import TipdError, UnknownProfile
 from ..idp.oidc import TokenResponse, parse_token_response
 from ..idp.verify import unverified_claims
 from ..session import ProfileSession
-from .guards import error, peer_uid
+from .guards import Routes, same_user
 
-if TYPE_CHECKING:
-    from ..daemon import Broker
-
-log = logging.getLogger(__name__)
 #: a profile's status as /v1/summary and `/v1/events?brief=1` give it
 SUMMARY_KEYS = ("profile", "state", "user", "credentials_expire", "next_refresh", "last_error")
 
@@ -30,7 +26,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json")
 
 
-def hand_off(data: Any, needs_id_token: bool = True) -> TokenResponse:
+def hand_off(data: Any, needs_id_token: bool = True) -> TokenResponse:  # Any: a JSON body
     """The login hand-off's tokens, checked before the session sees them: a JSON object of strings, and an
     id_token (when present) that is a JWT whose `exp` is a time. A bad one never touches a working sign-in."""
     what = "the login hand-off"
@@ -51,18 +47,6 @@ def hand_off(data: Any, needs_id_token: bool = True) -> TokenResponse:
 
 
 def make_app(broker: Broker) -> web.Application:
-    uid = os.getuid()
-
-    @web.middleware
-    async def same_user(request: web.Request, handler):
-        if peer_uid(request) != uid:
-            log.warning("control socket: refused a connection from another user")
-            return error(403, "Forbidden", "the control socket serves only the user running tipd")
-        try:
-            return await handler(request)
-        except TipdError as e:
-            return error(e.status, e.code, e.message)
-
     def session(request: web.Request) -> ProfileSession:
         name = request.match_info["profile"]
         s = broker.sessions.get(name)
@@ -70,16 +54,36 @@ def make_app(broker: Broker) -> web.Application:
             raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(broker.sessions))})")
         return s
 
-    def full_status() -> dict:
-        profiles = [s.status() for s in broker.sessions.values()]
-        return {"version": __version__, "pid": os.getpid(), "port": broker.config.server.port,
-                "default_profile": broker.default_profile, "state": worst_state(p["state"] for p in profiles),
-                "profiles": profiles, "recent_clients": broker.audit.clients()}
+    def profile_statuses() -> list[dict[str, Any]]:
+        """Each profile's status; one whose background task stopped is degraded and says so."""
+        out = []
+        for name, s in broker.sessions.items():
+            st = s.status()
+            failed = broker.tasks.failed(name)
+            if failed is not None:
+                if st["state"] != "login-required":  # its renewals (or tipd's part in them) stopped
+                    st["state"] = "degraded"
+                st["last_error"] = failed.sentence() + (f"; before that: {st['last_error']}" if st["last_error"]
+                                                        else "")
+            out.append(st)
+        return out
 
-    def summary() -> dict:
+    def overall(states: list[str]) -> str:
+        # a stopped task of tipd's own (not a profile's) needs attention too
+        daemon_failed = any(f.profile is None for f in broker.tasks.failures)
+        return worst_state([*states, "degraded"] if daemon_failed else states)
+
+    def full_status() -> dict[str, Any]:
+        profiles = profile_statuses()
+        return {"version": __version__, "pid": os.getpid(), "port": broker.config.server.port,
+                "default_profile": broker.default_profile, "state": overall([p["state"] for p in profiles]),
+                "profiles": profiles, "recent_clients": broker.audit.clients(),
+                "failed_tasks": [f.to_json() for f in broker.tasks.failures]}
+
+    def summary() -> dict[str, Any]:
         """What a tray or a shell prompt shows: no stages, no audit."""
-        profiles = [{k: st[k] for k in SUMMARY_KEYS} for st in (s.status() for s in broker.sessions.values())]
-        return {"version": __version__, "pid": os.getpid(), "state": worst_state(p["state"] for p in profiles),
+        profiles = [{k: st[k] for k in SUMMARY_KEYS} for st in profile_statuses()]
+        return {"version": __version__, "pid": os.getpid(), "state": overall([p["state"] for p in profiles]),
                 "profiles": profiles}
 
     async def status(request: web.Request) -> web.Response:
@@ -108,11 +112,12 @@ def make_app(broker: Broker) -> web.Application:
         try:
             data = await request.json()
         except (ValueError, RecursionError):  # a body nested thousands deep exhausts json's recursion
-            return error(400, "BadRequest", "the login hand-off must be the IdP's token response as JSON")
+            raise TipdError("the login hand-off must be the IdP's token response as JSON", code="BadRequest",
+                            status=400) from None
         try:
             tokens = hand_off(data, needs_id_token=s.profile.exchange_token == "id_token")
         except TipdError as e:  # the caller's mistake, whatever the checks' own status: a 400
-            return error(400, "BadRequest", e.message)
+            raise TipdError(e.message, code="BadRequest", status=400) from None
         return _json(await s.login(tokens))
 
     async def logout(request: web.Request) -> web.Response:
@@ -154,26 +159,30 @@ def make_app(broker: Broker) -> web.Application:
         return _json({"profile": s.name, "id_token": token.reveal()})
 
     async def rotate_token(request: web.Request) -> web.Response:
-        assert broker.rotate_token is not None
         broker.rotate_token()
         return _json({"rotated": True})
 
     async def reload(request: web.Request) -> web.Response:
-        assert broker.reload is not None
         return _json(await broker.reload())  # a config that does not load: its ConfigError, as a 400
 
-    app = web.Application(middlewares=[same_user], client_max_size=256 * 1024)
-    app.router.add_post("/v1/reload", reload)
-    app.router.add_post("/v1/rotate-token", rotate_token)
-    app.router.add_get("/v1/status", status)
-    app.router.add_get("/v1/summary", get_summary)
-    app.router.add_get("/v1/events", events)
-    app.router.add_get("/v1/profiles", profiles)
-    app.router.add_post("/v1/login/{profile}", login)
-    app.router.add_post("/v1/logout/{profile}", logout)
-    app.router.add_get("/v1/credentials/{profile}", credentials)
-    app.router.add_post("/v1/diag/{profile}/id-token", diag_id_token)
-    app.router.add_get("/v1/accounts/{profile}", accounts)
-    app.router.add_get("/v1/s3ag/{profile}", s3ag_list)
-    app.router.add_get("/v1/s3ag/{profile}/credentials", s3ag_credentials)
+    app = web.Application(client_max_size=256 * 1024)
+    app[BROKER] = broker
+    # every route, and a request no route matches, is for the user running tipd only
+    check = same_user()
+    routes = Routes(app, unmatched=check)
+    for method, path, handler in (
+            ("POST", "/v1/reload", reload),
+            ("POST", "/v1/rotate-token", rotate_token),
+            ("GET", "/v1/status", status),
+            ("GET", "/v1/summary", get_summary),
+            ("GET", "/v1/events", events),
+            ("GET", "/v1/profiles", profiles),
+            ("POST", "/v1/login/{profile}", login),
+            ("POST", "/v1/logout/{profile}", logout),
+            ("GET", "/v1/credentials/{profile}", credentials),
+            ("POST", "/v1/diag/{profile}/id-token", diag_id_token),
+            ("GET", "/v1/accounts/{profile}", accounts),
+            ("GET", "/v1/s3ag/{profile}", s3ag_list),
+            ("GET", "/v1/s3ag/{profile}/credentials", s3ag_credentials)):
+        routes.add(method, path, handler, check)
     return app

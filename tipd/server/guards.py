@@ -1,30 +1,82 @@
-"""Checks every credential request passes before anything else happens. Cheap by design: a dict
-lookup, a header scan and one constant-time compare (no I/O, no other crypto)."""
+"""The checks a request passes before its handler runs, as one aiohttp middleware per app that picks each
+route's check (`Routes.add`), and the one place a `TipdError` becomes an HTTP answer (its JSON). Cheap by
+design: a dict lookup, a header scan and one constant-time compare (no I/O, no other crypto)."""
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
+import logging
 import os
-import socket
-import struct
 import weakref
+from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
+from ..errors import TipdError
 from .peer import SUPPORTED as PEER_UID_SUPPORTED
-from .peer import Peer, tcp_peer
+from .peer import Peer, peer_uid, tcp_peer
+
+log = logging.getLogger(__name__)
 
 #: headers browsers add and SDKs never send: a request carrying one came from a web page
 BROWSER_MARKERS = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Referer")
 
+#: a route's check: None when the request may go on, else the refusal to answer with
+Check = Callable[[web.Request], TipdError | None]
+
+FORBIDDEN = TipdError("request refused", code="Forbidden", status=403)
+UNAUTHORIZED = TipdError("missing or wrong authorization token", code="Unauthorized", status=401)
+OTHER_USER = TipdError("tipd serves only the user it runs as", code="Forbidden", status=403)
+CONTROL_OTHER_USER = TipdError("the control socket serves only the user running tipd", code="Forbidden", status=403)
+
+
+def error_response(e: TipdError) -> web.Response:
+    """How every endpoint answers with an error: its status, and {"code", "message"} as JSON."""
+    return web.Response(status=e.status, body=json.dumps(e.to_json()).encode(), content_type="application/json")
+
 
 def error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(status=status, body=json.dumps({"code": code, "message": message}).encode(),
-                        content_type="application/json")
+    return error_response(TipdError(message, code=code, status=status))
+
+
+class Routes:
+    """An app's routes, each with its check, and the middleware that runs the check before the handler and
+    renders a TipdError (a refusal, or one the handler raised) as the answer."""
+
+    def __init__(self, app: web.Application, unmatched: Check | None = None) -> None:
+        self.app = app
+        self.checks: dict[Handler, Check | None] = {}
+        #: the check of a request no route matches (before its 404 or 405)
+        self.unmatched = unmatched
+        app.middlewares.append(self.middleware())
+
+    def add(self, method: str, path: str, handler: Handler, check: Check | None) -> None:
+        self.app.router.add_route(method, path, handler)
+        self.checks[handler] = check
+
+    def middleware(self) -> Middleware:
+        checks, unmatched = self.checks, self.unmatched
+
+        @web.middleware
+        async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+            check = checks.get(request.match_info.handler, unmatched)
+            try:
+                if check is not None:
+                    refused = check(request)
+                    if refused is not None:
+                        return error_response(refused)
+                return await handler(request)
+            except TipdError as e:
+                return error_response(e)
+
+        return guarded
 
 
 class Guard:
+    """The credential port's checks (container credentials, S3 Access Grants, IMDS)."""
+
     def __init__(self, token: bytes, port: int, *, allow_other_users: bool = False) -> None:
         self.token = token
         #: DNS rebinding: a page at evil.example resolving to 127.0.0.1 still sends Host: evil.example
@@ -32,7 +84,7 @@ class Guard:
         self.check_uid = PEER_UID_SUPPORTED and not allow_other_users
         self.uid = os.getuid()
         #: the client of each connection, looked up once (a file read) and kept while it lives
-        self._peers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._peers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Peer | None] = weakref.WeakKeyDictionary()
 
     def rotate(self, token: bytes) -> None:
         self.token = token
@@ -55,24 +107,29 @@ class Guard:
         peer = self.peer_of(transport)
         return peer.uid if peer is not None else None
 
-    def refuse_browser(self, request: web.Request) -> web.Response | None:
-        """The checks every endpoint shares: our Host, no browser, and (Linux) the same user."""
+    def refuse_browser(self, request: web.Request) -> TipdError | None:
+        """The checks every endpoint shares: our Host, no browser."""
         headers = request.headers
         if headers.get("Host") not in self.hosts:
-            return error(403, "Forbidden", "request refused")
+            return FORBIDDEN
         for marker in BROWSER_MARKERS:
             if marker in headers:
-                return error(403, "Forbidden", "request refused")
+                return FORBIDDEN
         return None
 
-    def refuse_user(self, request: web.Request) -> web.Response | None:
+    def refuse_user(self, request: web.Request) -> TipdError | None:
+        """(Linux) the client runs as the user tipd runs as."""
         if self.check_uid:
             peer = self.peer(request)
             if peer is None or peer.uid != self.uid:
-                return error(403, "Forbidden", "tipd serves only the user it runs as")
+                return OTHER_USER
         return None
 
-    def refuse(self, request: web.Request) -> web.Response | None:
+    def refuse_tokenless(self, request: web.Request) -> TipdError | None:
+        """IMDS's check: no shared token (the IMDS session token is its own), the rest as for the others."""
+        return self.refuse_browser(request) or self.refuse_user(request)
+
+    def refuse(self, request: web.Request) -> TipdError | None:
         """None when a container-credentials request may proceed, else the refusal to send. The token
         is checked before the (per-connection) peer lookup, so unauthenticated floods cost no file read."""
         refused = self.refuse_browser(request)
@@ -80,19 +137,19 @@ class Guard:
             return refused
         presented = request.headers.get("Authorization")
         if presented is None or not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self.token):
-            return error(401, "Unauthorized", "missing or wrong authorization token")
+            return UNAUTHORIZED
         return self.refuse_user(request)
 
 
-def peer_uid(request: web.Request) -> int | None:
-    """The uid of the process at the other end of a unix socket (SO_PEERCRED / getpeereid)."""
-    sock: socket.socket | None = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is None:
+def same_user(uid: int | None = None) -> Check:
+    """The control socket's check: the peer of the unix socket is the user tipd runs as."""
+    owner = os.getuid() if uid is None else uid
+
+    def check(request: web.Request) -> TipdError | None:
+        if peer_uid(request) != owner:
+            log.warning("control socket: refused a connection from another user")
+            return CONTROL_OTHER_USER
         return None
-    if hasattr(socket, "SO_PEERCRED"):
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", creds)[1]
-    try:  # macOS / BSD
-        return os.getpeereid(sock.fileno())  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return None
+
+    return check
+

@@ -9,15 +9,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..errors import TipdError
-from .guards import Guard, error
-
-if TYPE_CHECKING:
-    from ..daemon import Broker
+from ..broker import Broker
+from .guards import Guard, Routes
 
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -25,7 +21,7 @@ MAX_TOKENS = 4096  # bounded memory whatever a client does
 BASE = "/latest/meta-data/iam/security-credentials"
 
 
-def _text(body: str, status: int = 200, headers: dict | None = None) -> web.Response:
+def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/plain", headers=headers)
 
 
@@ -36,20 +32,16 @@ class Imds:
         self.allow_v1 = allow_v1
         self._tokens: OrderedDict[str, float] = OrderedDict()  # token -> monotonic expiry
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_put("/latest/api/token", self.put_token)
+    def add_routes(self, routes: Routes) -> None:
+        """Each behind the guard's checks but the token's (IMDS has its own session tokens)."""
+        check = self.guard.refuse_tokenless
+        routes.add("PUT", "/latest/api/token", self.put_token, check)
         for base in (BASE, BASE + "-extended"):
-            app.router.add_get(base + "/", self.list_roles)
-            app.router.add_get(base, self.list_roles)
-            app.router.add_get(base + "/{name}", self.credentials)
-
-    def _refuse(self, request: web.Request) -> web.Response | None:
-        return self.guard.refuse_browser(request) or self.guard.refuse_user(request)
+            routes.add("GET", base + "/", self.list_roles, check)
+            routes.add("GET", base, self.list_roles, check)
+            routes.add("GET", base + "/{name}", self.credentials, check)
 
     async def put_token(self, request: web.Request) -> web.Response:
-        refused = self._refuse(request)
-        if refused is not None:
-            return refused
         if "X-Forwarded-For" in request.headers:
             return _text("Forbidden", 403)
         raw = request.headers.get(TTL_HEADER, "")
@@ -75,37 +67,24 @@ class Imds:
             return False
         return True
 
-    def _check(self, request: web.Request) -> web.Response | None:
-        refused = self._refuse(request)
-        if refused is not None:
-            return refused
+    async def list_roles(self, request: web.Request) -> web.Response:
         if not self._token_ok(request):
             return _text("Unauthorized", 401)
-        return None
-
-    async def list_roles(self, request: web.Request) -> web.Response:
-        refused = self._check(request)
-        if refused is not None:
-            return refused
         name = self.broker.default_profile
         if name is None:
             return _text("Not Found", 404)
         return _text(name)
 
     async def credentials(self, request: web.Request) -> web.Response:
-        refused = self._check(request)
-        if refused is not None:
-            return refused
+        if not self._token_ok(request):
+            return _text("Unauthorized", 401)
         name = request.match_info["name"]
         session = self.broker.sessions.get(name) if name == self.broker.default_profile else None
         if session is None:
             return _text("Not Found", 404)
         served = session.served if session.cached_body() is not None else None
         if served is None:
-            try:
-                served = await session.credentials()
-            except TipdError as e:
-                return error(e.status, e.code, e.message)
+            served = await session.credentials()  # a TipdError: rendered by the guard's middleware
         self.broker.audit.record(name, "imds", self.guard.peer(request))
         extended = request.path.startswith(BASE + "-extended")
         return web.Response(body=served.imds_extended_body if extended else served.imds_body,

@@ -1,5 +1,6 @@
-"""Who is at the other end of a loopback TCP connection (Linux): the client socket's owner uid and inode
-from /proc/net/tcp, and the process holding that inode. Other platforms cannot tell: None."""
+"""Who is at the other end of a connection: for loopback TCP (Linux), the client socket's owner uid and inode
+from /proc/net/tcp, and the process holding that inode (other platforms cannot tell: None); for a unix socket,
+the peer's uid (SO_PEERCRED / getpeereid)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,10 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 PROC_NET_TCP = Path("/proc/net/tcp")
 SUPPORTED = sys.platform.startswith("linux") and PROC_NET_TCP.exists()
@@ -100,3 +105,18 @@ def processes_of_inodes(inodes: set[int], proc: Path = Path("/proc")) -> dict[in
         if len(found) == len(targets):
             break
     return found
+
+
+def peer_uid(request: web.Request) -> int | None:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED / getpeereid)."""
+    sock: socket.socket | None = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None:
+        return None
+    if hasattr(socket, "SO_PEERCRED"):
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        uid: int = struct.unpack("3i", creds)[1]
+        return uid
+    try:  # macOS / BSD
+        return os.getpeereid(sock.fileno())  # type: ignore[attr-defined,no-any-return]
+    except (AttributeError, OSError):
+        return None
