@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import errno
 import logging
 import os
@@ -40,7 +41,7 @@ from .server.guards import Guard
 from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
 from .session import ProfileSession
 from .store import TokenStore, client_secret, open_store
-from .tasks import Tasks, cancel
+from .tasks import Tasks
 
 log = logging.getLogger("tipd")
 #: on SIGTERM, in-flight requests get this long to finish (a login hand-off may be waiting on AWS)
@@ -274,7 +275,7 @@ class Daemon:
             log.info("profile %s: a sign-in is under way; it finishes before the profile is replaced", name)
             try:
                 await asyncio.wait_for(s.no_sign_in_running.wait(), RELOAD_SETTLE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("profile %s: replaced while a sign-in was still under way", name)
         s = self.broker.sessions.pop(name, None)
         self.broker.grants.pop(name, None)
@@ -340,10 +341,8 @@ class Daemon:
             return result
 
     async def reload_from_signal(self) -> None:
-        try:
+        with contextlib.suppress(TipdError):  # logged by reload(); the running config stays
             await self.reload()
-        except TipdError:
-            pass  # logged by reload(); the running config stays
 
     def rotate_token(self) -> None:
         """A new endpoint token, written atomically; SDKs re-read the file on every fetch."""

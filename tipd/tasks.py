@@ -4,6 +4,7 @@ that holds no secret) and kept for `tipctl status` until its profile is restarte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import Callable, Coroutine
@@ -101,7 +102,5 @@ async def cancel(tasks: list[asyncio.Task[Any]]) -> None:
     for t in tasks:
         t.cancel()
     for t in tasks:
-        try:
+        with contextlib.suppress(BaseException):
             await t
-        except BaseException:
-            pass

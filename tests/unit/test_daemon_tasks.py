@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.net import free_port
 from tipd.cli.status import needs_attention, render
 from tipd.config import parse_config
 from tipd.daemon import Daemon
 from tipd.paths import Paths
 from tipd.session import ProfileSession
-from tests.support.net import free_port
 
 from .test_container_endpoint import PROFILE
 
@@ -26,11 +26,10 @@ SECRET = "refresh-token-s3cr3t-value"
 
 async def status(daemon: Daemon) -> dict[str, Any]:
     conn = aiohttp.UnixConnector(path=str(daemon.paths.control_socket))
-    async with aiohttp.ClientSession(connector=conn) as http:
-        async with http.get("http://tipd/v1/status") as r:
-            assert r.status == 200
-            body: dict[str, Any] = await r.json()
-            return body
+    async with aiohttp.ClientSession(connector=conn) as http, http.get("http://tipd/v1/status") as r:
+        assert r.status == 200
+        body: dict[str, Any] = await r.json()
+        return body
 
 
 async def until(check: Any, timeout: float = 20.0) -> None:

@@ -37,11 +37,11 @@ def render(status: dict) -> str:
         if p.get("last_error"):
             errors.append(f"  {p['profile']}: {p['last_error']}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     if len(rows) > 2 and status.get("state"):
         lines += ["", f"Worst state: {status['state']}"]
     if errors:
-        lines += ["", "Last error:"] + errors
+        lines += ["", "Last error:", *errors]
     # tipd's own tasks (a profile's show in its last error): a stopped one needs a restart
     failed = [f for f in status.get("failed_tasks") or [] if f.get("profile") is None]
     if failed:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..broker import BROKER, Broker
 from ..errors import UnknownProfile
-from .conns import Caps, CappedRunner
+from .conns import CappedRunner, Caps
 from .guards import Guard, Routes
 from .imds import Imds
 from .peer import SUPPORTED as PEER_UID_SUPPORTED

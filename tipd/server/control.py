@@ -2,6 +2,7 @@
 logout, status and credentials for tipctl. The wire format is documented in docs/control-api.md."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -97,10 +98,9 @@ def make_app(broker: Broker) -> web.Application:
         with broker.changes.subscribe():  # before the answer starts, so a refusal can still be a 503
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
             await resp.prepare(request)
-            try:
+            # a ConnectionError: the client went away (noticed at the latest by the next keep-alive)
+            with contextlib.suppress(ConnectionError):
                 await follow(broker.changes, summary if brief else full_status, resp.write)
-            except ConnectionError:
-                pass  # the client went away (noticed at the latest by the next keep-alive)
             return resp
 
     async def profiles(request: web.Request) -> web.Response:
