@@ -115,3 +115,11 @@ role_name = "AdministratorAccess"
         assert q["SigninToken"] not in json.dumps([c.params for c in fake.calls])
     finally:
         daemon.stop()
+
+
+def test_accounts_before_sign_in_and_for_an_unknown_profile_are_sentences(home, tipd, portal):
+    r = tipctl(home, "accounts", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "tipctl: not signed in: run `tipctl login work`"
+    r = tipctl(home, "accounts", "nope", check=False)
+    assert r.returncode == 1 and "no profile named 'nope'" in r.stderr
