@@ -92,6 +92,7 @@ def test_console_print_gives_the_fake_federation_url_and_no_log_has_it(home, fak
 source = "work"
 account_id = "{PROD}"
 role_name = "AdministratorAccess"
+region = "ap-southeast-2"
 """)
     try:
         daemon = Tipd(home).start()
@@ -102,6 +103,9 @@ role_name = "AdministratorAccess"
     try:
         tipctl(home, "login")
         env = {"TIPD_FEDERATION_URL": fake.url + "/federation"}
+        home_url = tipctl(home, "console", "prod-admin", "--print", env=env).stdout.strip()
+        home_q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(home_url).query))
+        assert home_q["Destination"] == "https://console.aws.amazon.com/console/home?region=ap-southeast-2"
         r = tipctl(home, "console", "prod-admin", "--print", "--service", "s3", "--region", "eu-west-1", env=env)
         url = r.stdout.strip()
         assert r.stderr == "" and "\n" not in url

@@ -51,13 +51,30 @@ def run(args: argparse.Namespace) -> int:
     if profile and not (profile.get("source") or profile.get("role_name")):
         raise TipdError(IDENTITY_ENHANCED.format(name=name), code="NotForConsole", status=400)
     creds = ctl.request("GET", f"/v1/credentials/{quote(name, safe='')}")
-    region = (args.region or profile.get("region") or os.environ.get("AWS_REGION")
+    region = (args.region or profile.get("region") or _account_region(name) or os.environ.get("AWS_REGION")
               or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
     url = signin_url(creds, region=region, service=args.service, federation=os.environ.get(FEDERATION_ENV) or None)
     if args.print_url:
         print(url.reveal())
         return 0
     return _open(url, Paths.default().runtime_dir / "console", redirect_page)
+
+
+def _account_region(name: str) -> str | None:
+    """An account profile's region from the config file (its own, else its source sign-in's), if it has one."""
+    from ..config import load_config
+    from ..errors import TipdError
+
+    try:
+        config, _ = load_config(None, missing_ok=True)
+    except TipdError:
+        return None
+    account = (getattr(config, "accounts", None) or {}).get(name)
+    if account is None:
+        return None
+    source = config.profiles.get(getattr(account, "source", ""))
+    region = getattr(account, "region", None) or (source.region if source is not None else None)
+    return str(region) if region else None
 
 
 def _open(url: Any, folder: Path, page: Any) -> int:
