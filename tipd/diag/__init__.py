@@ -3,17 +3,24 @@ read once (gather.py) and judged by small check groups (token.py, identity_cente
 answering ok / warning / failure with the fix in one sentence. docs/diag.md describes every check."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .facts import Facts
 from .iam import check_iam
 from .identity_center import check_application, check_instance, check_issuer
 from .model import Check, Failure, Status, Target, cannot_read, ok, skipped
 from .token import check_token, parse
 
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ..secret import Secret
+
 __all__ = ["Check", "Failure", "Status", "Target", "diagnose", "judge"]
 
 
-async def diagnose(target: Target, token, *, aws_profile: str | None = None, now: float, skew: float = 60.0,
-                   http=None) -> list[Check]:
+async def diagnose(target: Target, token: Secret | Failure, *, aws_profile: str | None = None, now: float,
+                   skew: float = 60.0, http: aiohttp.ClientSession | None = None) -> list[Check]:
     """`token` is the Secret to check, or a Failure saying why there is none."""
     from .gather import gather  # aiobotocore: only when diagnosing
 

@@ -98,7 +98,7 @@ def issuer_for(issuers: list[dict[str, Any]], iss: str) -> tuple[dict[str, Any] 
 
 
 def issuer_url(tti: dict[str, Any]) -> str:
-    return ((tti.get("TrustedTokenIssuerConfiguration") or {}).get("OidcJwtConfiguration") or {}).get("IssuerUrl", "")
+    return str(oidc_config(tti).get("IssuerUrl", ""))
 
 
 def oidc_config(tti: dict[str, Any]) -> dict[str, Any]:

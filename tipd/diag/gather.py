@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .facts import Facts, UserFacts, claim_value, issuer_for, oidc_config
 from .model import Failure, Target
 from .token import TokenFacts, fetch_jwks
+
+if TYPE_CHECKING:
+    import aiohttp
+
+#: the services diag reads (the operation is named at run time, so the clients are used untyped)
+Service = Literal["sts", "sso-admin", "iam", "identitystore"]
 
 #: a list call is followed for at most this many pages (a diagnosis, not an inventory)
 MAX_PAGES = 20
@@ -32,7 +38,7 @@ class AwsReader:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
-    async def _client(self, service: str):
+    async def _client(self, service: Service) -> Any:
         from aiobotocore.config import AioConfig
 
         async with self._lock:
@@ -43,14 +49,14 @@ class AwsReader:
                     self.session.create_client(service, region_name=self.region, config=cfg))
             return self._clients[service]
 
-    async def call(self, service: str, operation: str, **params: Any) -> dict[str, Any] | Failure:
+    async def call(self, service: Service, operation: str, **params: Any) -> dict[str, Any] | Failure:
         from botocore import xform_name
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
         what = f"{service} {operation}"
         try:
             client = await self._client(service)
-            r = await getattr(client, xform_name(operation))(**params)
+            r: dict[str, Any] = await getattr(client, xform_name(operation))(**params)
         except ClientError as e:
             err = e.response.get("Error", {})
             return Failure(what, err.get("Code") or "Unknown", (err.get("Message") or "")[:300])
@@ -63,7 +69,7 @@ class AwsReader:
         r.pop("ResponseMetadata", None)
         return r
 
-    async def pages(self, service: str, operation: str, key: str, **params: Any) -> list[Any] | Failure:
+    async def pages(self, service: Service, operation: str, key: str, **params: Any) -> list[Any] | Failure:
         items: list[Any] = []
         for _ in range(MAX_PAGES):
             r = await self.call(service, operation, **params)
@@ -77,7 +83,7 @@ class AwsReader:
 
 
 async def gather(target: Target, token: TokenFacts | Failure, *, aws_profile: str | None = None,
-                 http=None) -> Facts:
+                 http: aiohttp.ClientSession | None = None) -> Facts:
     """Everything at once: the IdP's keys and every AWS read that does not depend on another."""
     import aiohttp
 
@@ -101,16 +107,18 @@ async def _none() -> None:
 
 async def _identity_center(aws: AwsReader, f: Facts) -> None:
     app = f.target.application_arn
-    (f.application, auth, config, f.assignments, grants, f.scopes, f.instance, issuers) = await asyncio.gather(
+    calls = asyncio.gather(
         aws.call("sso-admin", "DescribeApplication", ApplicationArn=app),
         aws.call("sso-admin", "GetApplicationAuthenticationMethod", ApplicationArn=app, AuthenticationMethodType="IAM"),
         aws.call("sso-admin", "GetApplicationAssignmentConfiguration", ApplicationArn=app),
+        aws.call("sso-admin", "DescribeInstance", InstanceArn=f.target.instance_arn))
+    pages = asyncio.gather(
         aws.pages("sso-admin", "ListApplicationAssignments", "ApplicationAssignments", ApplicationArn=app),
         aws.pages("sso-admin", "ListApplicationGrants", "Grants", ApplicationArn=app),
         aws.pages("sso-admin", "ListApplicationAccessScopes", "Scopes", ApplicationArn=app),
-        aws.call("sso-admin", "DescribeInstance", InstanceArn=f.target.instance_arn),
-        aws.pages("sso-admin", "ListTrustedTokenIssuers", "TrustedTokenIssuers", InstanceArn=f.target.instance_arn),
-    )
+        aws.pages("sso-admin", "ListTrustedTokenIssuers", "TrustedTokenIssuers", InstanceArn=f.target.instance_arn))
+    ((f.application, auth, config, f.instance),
+     (f.assignments, grants, f.scopes, issuers)) = await asyncio.gather(calls, pages)
     if isinstance(auth, Failure):
         f.actor_policy = None if auth.not_found else auth
     else:
@@ -123,7 +131,7 @@ async def _identity_center(aws: AwsReader, f: Facts) -> None:
         described = await asyncio.gather(*(aws.call("sso-admin", "DescribeTrustedTokenIssuer",
                                                     TrustedTokenIssuerArn=i["TrustedTokenIssuerArn"]) for i in issuers))
         failed = next((d for d in described if isinstance(d, Failure)), None)
-        f.issuers = failed or list(described)
+        f.issuers = failed or [d for d in described if not isinstance(d, Failure)]
 
 
 async def _iam(aws: AwsReader, f: Facts) -> None:
@@ -149,11 +157,11 @@ async def _role_policies(aws: AwsReader, role: str) -> list[tuple[str, Any]] | F
     if isinstance(attached, Failure):
         return attached
 
-    async def inline_doc(name: str):
+    async def inline_doc(name: str) -> tuple[str, Any] | Failure:
         r = await aws.call("iam", "GetRolePolicy", RoleName=role, PolicyName=name)
         return r if isinstance(r, Failure) else (name, r.get("PolicyDocument"))
 
-    async def managed_doc(arn: str):
+    async def managed_doc(arn: str) -> tuple[str, Any] | Failure:
         p = await aws.call("iam", "GetPolicy", PolicyArn=arn)
         if isinstance(p, Failure):
             return p
@@ -163,7 +171,7 @@ async def _role_policies(aws: AwsReader, role: str) -> list[tuple[str, Any]] | F
     docs = await asyncio.gather(*(inline_doc(n) for n in inline),
                                 *(managed_doc(a["PolicyArn"]) for a in attached))
     failed = next((d for d in docs if isinstance(d, Failure)), None)
-    return failed or [(n, _decoded(d)) for n, d in docs]
+    return failed or [(n, _decoded(d)) for n, d in (d for d in docs if not isinstance(d, Failure))]
 
 
 def _decoded(doc: Any) -> Any:
@@ -205,7 +213,7 @@ def _identity_store_id(f: Facts) -> str | None:
     for source in (f.instance, f.application):
         if isinstance(source, dict):
             if source.get("IdentityStoreId"):
-                return source["IdentityStoreId"]
+                return str(source["IdentityStoreId"])
             if source.get("IdentityStoreArn"):
-                return source["IdentityStoreArn"].rsplit("/", 1)[-1]
+                return str(source["IdentityStoreArn"]).rsplit("/", 1)[-1]
     return None

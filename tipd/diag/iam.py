@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from .facts import Facts
-from .model import Check, Failure, cannot_read, failure, ok, skipped, warning
+from .model import Check, Failure, Target, cannot_read, failure, ok, skipped, warning
 from .policy import Decision, Request, evaluate, names_exactly
 
 #: an audience no real client has: a trust policy that accepts it does not check aud at all
@@ -44,7 +45,7 @@ def _provider(f: Facts) -> list[Check]:
     return out
 
 
-def _trust_document(role: dict) -> dict:
+def _trust_document(role: dict[str, Any]) -> dict[str, Any]:
     doc = role.get("AssumeRolePolicyDocument")
     if isinstance(doc, str):  # botocore decodes it; other clients hand over the URL-encoded JSON
         from urllib.parse import unquote
@@ -153,11 +154,11 @@ def _permission_fix(role: str, action: str, resource: str) -> str:
     return f"Add this statement to a policy of {role}: {json.dumps(st, separators=(',', ':'))}."
 
 
-def _same_account(t) -> bool:
+def _same_account(t: Target) -> bool:
     return t.oidc_role_arn.split(":")[4] == t.enhanced_role_arn.split(":")[4]
 
 
-def _trust_names_role(trust: dict, action: str, role_arn: str) -> bool:
+def _trust_names_role(trust: dict[str, Any], action: str, role_arn: str) -> bool:
     d = evaluate([trust], Request(action, "*", ("AWS", role_arn), {"aws:principalarn": role_arn},
                                   ("aws:principalarn",)))
     return d.allowed and not d.caveats and any(names_exactly(st, ("AWS", role_arn)) for st in d.statements)
@@ -176,7 +177,8 @@ def _enhanced_trust(f: Facts) -> Check:
     if role is None:
         return skipped(cid, "not read")
     doc = _trust_document(role)
-    missing, caveats = [], []
+    missing: list[str] = []
+    caveats: list[str] = []
     for action in ("sts:AssumeRole", "sts:SetContext"):
         d = evaluate([doc], Request(action, "*", ("AWS", t.oidc_role_arn), {"aws:principalarn": t.oidc_role_arn},
                                     ("aws:principalarn",)))

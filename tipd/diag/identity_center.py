@@ -13,7 +13,7 @@ CUSTOM_PROVIDER = "arn:aws:sso::aws:applicationProvider/custom"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
-def _relevant_issuer(f: Facts):
+def _relevant_issuer(f: Facts) -> tuple[dict[str, Any] | None, bool]:
     if isinstance(f.issuers, list):
         return issuer_for(f.issuers, f.iss)
     return None, False
@@ -178,7 +178,7 @@ def _scopes(f: Facts) -> Check:
         return cannot_read("application.scopes", f.scopes, "the application's access scopes")
     if f.scopes is None:
         return skipped("application.scopes", "the access scopes were not read")
-    names = [s.get("Scope") for s in f.scopes if s.get("Scope")]
+    names = [str(s["Scope"]) for s in f.scopes if s.get("Scope")]
     if names:
         return ok("application.scopes", f"access scopes: {', '.join(names)}")
     return failure("application.scopes", "the application has no access scopes",
@@ -214,7 +214,7 @@ def check_issuer(f: Facts) -> list[Check]:
     return out
 
 
-def _claim_and_user(f: Facts, tti) -> list[Check]:
+def _claim_and_user(f: Facts, tti: dict[str, Any] | None) -> list[Check]:
     ids = ("issuer.claim", "issuer.user", "issuer.user_status")
     if tti is None:
         return [skipped(i, "no trusted token issuer for the profile's issuer") for i in ids]

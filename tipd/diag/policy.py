@@ -51,7 +51,7 @@ class Request:
 @dataclass(frozen=True)
 class Decision:
     effect: str  # "allow", "deny" (explicit), or "none" (implicitly denied)
-    statements: tuple[dict, ...] = ()  # the statements that decided it
+    statements: tuple[dict[str, Any], ...] = ()  # the statements that decided it
     caveats: tuple[str, ...] = ()  # what could not be judged
 
     @property
@@ -59,7 +59,7 @@ class Decision:
         return self.effect == "allow"
 
 
-def statements(document: Any) -> list[dict]:
+def statements(document: Any) -> list[dict[str, Any]]:
     if not isinstance(document, dict):
         return []
     st = document.get("Statement", [])
@@ -67,7 +67,7 @@ def statements(document: Any) -> list[dict]:
     return [s for s in st if isinstance(s, dict)]
 
 
-def _as_list(v: Any) -> list:
+def _as_list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [v]
 
 
@@ -108,7 +108,7 @@ def principal_matches(principal: Any, req: tuple[str, str]) -> bool:
     return False
 
 
-def names_exactly(statement: dict, req: tuple[str, str]) -> bool:
+def names_exactly(statement: dict[str, Any], req: tuple[str, str]) -> bool:
     """True when the statement names the caller itself rather than its whole account or everyone: only then
     does a same-account resource policy grant access without an identity policy."""
     principal = statement.get("Principal")
@@ -143,7 +143,7 @@ def _condition(block: Any, req: Request) -> tuple[bool | None, list[str]]:
     return result, caveats
 
 
-def _one_condition(op: str, qualifier: str, if_exists: bool, key: str, wanted: list, ctx: dict,
+def _one_condition(op: str, qualifier: str, if_exists: bool, key: str, wanted: list[Any], ctx: dict[str, Any],
                    namespaces: tuple[str, ...]) -> bool | None:
     k = key.lower()
     present = k in ctx
@@ -178,7 +178,7 @@ def _one_condition(op: str, qualifier: str, if_exists: bool, key: str, wanted: l
     return not hits if negated else hits
 
 
-def _statement_applies(st: dict, req: Request) -> tuple[bool | None, list[str]]:
+def _statement_applies(st: dict[str, Any], req: Request) -> tuple[bool | None, list[str]]:
     if "Action" in st:
         if not _matches_any(st["Action"], req.action, True):
             return False, []
@@ -203,8 +203,8 @@ def _statement_applies(st: dict, req: Request) -> tuple[bool | None, list[str]]:
 
 def evaluate(documents: list[Any], req: Request) -> Decision:
     """Judge `req` against the policy documents together (as IAM does within one policy type)."""
-    allows: list[dict] = []
-    maybe_allows: list[dict] = []
+    allows: list[dict[str, Any]] = []
+    maybe_allows: list[dict[str, Any]] = []
     caveats: list[str] = []
     for doc in documents:
         for st in statements(doc):
@@ -229,5 +229,5 @@ def evaluate(documents: list[Any], req: Request) -> Decision:
     return Decision("none", (), tuple(caveats))
 
 
-def _sid(st: dict) -> str:
+def _sid(st: dict[str, Any]) -> str:
     return f" {st['Sid']!r}" if st.get("Sid") else ""

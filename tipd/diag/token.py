@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..clock import iso_utc
@@ -11,6 +11,9 @@ from ..config import is_loopback_host
 from ..errors import TipdError
 from ..secret import Secret
 from .model import Check, Failure, Target, failure, ok, skipped, warning
+
+if TYPE_CHECKING:
+    import aiohttp
 
 #: the signature check leaves time to the lifetime check (which uses the real skew and says more)
 _ANY_TIME = 10 ** 10
@@ -52,7 +55,7 @@ def fetchable_issuer(iss: str) -> bool:
     return (p.scheme == "https" and bool(p.hostname)) or (p.scheme == "http" and is_loopback_host(p.hostname))
 
 
-async def fetch_jwks(http, iss: str) -> dict[str, Any] | Failure:
+async def fetch_jwks(http: aiohttp.ClientSession, iss: str) -> dict[str, Any] | Failure:
     """The issuer's published keys: OIDC discovery at `iss` (the profile's issuer, not whatever URL a token
     names), then its jwks_uri."""
     from ..idp import oidc
@@ -66,7 +69,7 @@ async def fetch_jwks(http, iss: str) -> dict[str, Any] | Failure:
         return Failure("OIDC discovery", e.code, e.message)
 
 
-def check_token(target: Target, token: TokenFacts | Failure, jwks: dict | Failure | None, now: float,
+def check_token(target: Target, token: TokenFacts | Failure, jwks: dict[str, Any] | Failure | None, now: float,
                 skew: float) -> list[Check]:
     if isinstance(token, Failure):
         fix = ("Sign in (`tipctl login`) and make sure tipd is running, or pass the token with --jwt."
@@ -76,7 +79,7 @@ def check_token(target: Target, token: TokenFacts | Failure, jwks: dict | Failur
             _lifetime(token, now, skew), _jti(token)]
 
 
-def _signature(target: Target, t: TokenFacts, jwks: dict | Failure | None) -> Check:
+def _signature(target: Target, t: TokenFacts, jwks: dict[str, Any] | Failure | None) -> Check:
     from ..errors import LoginError
     from ..idp.verify import verify_id_token
 
