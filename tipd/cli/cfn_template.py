@@ -8,7 +8,7 @@ HELP = "print a CloudFormation template with the IAM OIDC provider and the two r
 SERVICE_NAMES = "s3ag, athena, redshift-data, qbusiness, lakeformation"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "cfn-template", help=HELP,
         description=HELP + ": the OIDC role (assumed with the IdP's id_token for AUDIENCE; may call "

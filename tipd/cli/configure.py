@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         return _show(args)
     from ..configure import tomledit
-    from ..configure.tomlfile import ConfigFile
     from ..configure.presets import INPUTS
     from ..configure.profile import build, check_issuer, parse_text, read_from_file
+    from ..configure.tomlfile import ConfigFile
     from ..errors import ConfigError
 
     cf = ConfigFile.read(args.config)

@@ -52,7 +52,8 @@ class ControlClient:
                 return  # it went away between connecting and answering
             if status >= 400:
                 _payload(status, stream.read())
-            event, data = "message", []
+            event = "message"
+            data: list[str] = []
             while True:
                 try:
                     line = stream.readline()
@@ -75,7 +76,8 @@ class ControlClient:
                     elif name == "data":
                         data.append(value)
 
-    def _send(self, method: str, url: str, body: Any, timeout: float, accept: str = "application/json"):
+    def _send(self, method: str, url: str, body: Any, timeout: float,
+              accept: str = "application/json") -> socket.socket:
         """Connect and send one request; returns the connected socket (a context manager)."""
         data = b"" if body is None else json.dumps(body).encode()
         head = f"{method} {url} HTTP/1.0\r\nHost: tipd\r\nAccept: {accept}\r\n"

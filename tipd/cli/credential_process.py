@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 HELP = "print credentials in the credential_process format (for ~/.aws/config)"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("credential-process", help=HELP, description=HELP + ". Example:\n\n"
                        "  [profile work]\n  credential_process = tipctl credential-process work\n",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_process_credentials(c: dict) -> None:
+def print_process_credentials(c: dict[str, Any]) -> None:
     """Container-credentials JSON `c`, printed in the credential_process format (Version 1)."""
     json.dump({"Version": 1, "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
                "SessionToken": c["Token"], "Expiration": c["Expiration"]}, sys.stdout)

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..diag import Failure, Target
+    from ..secret import Secret
 
 HELP = "check a profile's IdP token, Identity Center application, trusted token issuer and IAM roles"
 EPILOG = """\
@@ -17,7 +22,7 @@ Exit status: 0 when no check failed (warnings allowed), 1 when a check failed, 2
 run (bad arguments, unknown profile, unreadable config)."""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("diag", help=HELP, description=HELP + ".", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("profile", nargs="?", help="profile (default: the default profile)")
@@ -36,7 +41,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _target(args: argparse.Namespace):
+def _target(args: argparse.Namespace) -> Target:
     import re
 
     from ..config import APPLICATION_ARN, REGION, load_config
@@ -62,7 +67,7 @@ def _target(args: argparse.Namespace):
 MAX_JWT = 1024 * 1024
 
 
-def _read_jwt(value: str):
+def _read_jwt(value: str) -> Secret:
     from ..errors import ConfigError
     from ..secret import Secret
 
@@ -86,7 +91,7 @@ def _read_jwt(value: str):
     return Secret(text)
 
 
-def _token_from_tipd(name: str):
+def _token_from_tipd(name: str) -> Secret | Failure:
     """A fresh id_token from the daemon, or a Failure saying why there is none."""
     from ..diag import Failure
     from ..errors import TipdError
@@ -110,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         target = _target(args)
-        token = _read_jwt(args.jwt) if args.jwt else None
+        token: Secret | Failure | None = _read_jwt(args.jwt) if args.jwt else None
     except TipdError as e:
         print(f"tipctl: {e.message}", file=sys.stderr)
         return 2

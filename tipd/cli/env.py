@@ -35,8 +35,8 @@ def add_parser(sub: Any) -> None:
 
 
 def variables(profile: str | None, config_path: str | None, imds: bool = False) -> dict[str, str]:
-    from ..quickconfig import endpoint_facts
     from ..paths import Paths
+    from ..quickconfig import endpoint_facts
     from ..sdkenv import container_variables, imds_variables
 
     endpoint = endpoint_facts(config_path)

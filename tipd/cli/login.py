@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Profile
+    from ..idp.oidc import TokenResponse
+    from ..secret import Secret
 
 HELP = "sign in to a profile's IdP (browser, or --device for a code) and start serving credentials"
 BROWSER_TIMEOUT = 300
@@ -21,7 +27,7 @@ def seconds(text: str) -> float:
     return value
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("login", help=HELP, description=HELP + ". The browser opens on the IdP's sign-in page "
                        "(set BROWSER to choose it); the redirect comes back to a one-shot listener on 127.0.0.1 "
                        "(on the profile's redirect_port, or any free port when it is 0). Over SSH or on a machine "
@@ -46,7 +52,8 @@ class Phase:
         self.now = "starting"
 
 
-async def _sign_in(profile, args: argparse.Namespace, phase: Phase, client_secret=None):
+async def _sign_in(profile: Profile, args: argparse.Namespace, phase: Phase,
+                   client_secret: Secret | None = None) -> TokenResponse:
     """Sign in at the profile's IdP and verify the id_token; returns the token response."""
     from ..errors import LoginError
     from ..idp.oidc import IdpClient, new_session
@@ -78,7 +85,7 @@ async def _sign_in(profile, args: argparse.Namespace, phase: Phase, client_secre
     return tokens
 
 
-async def _within(name: str, profile, args: argparse.Namespace):
+async def _within(name: str, profile: Profile, args: argparse.Namespace) -> TokenResponse:
     """The sign-in, bounded by --timeout as a whole (a slow IdP ends in a sentence, not a traceback)."""
     import asyncio
 
@@ -97,7 +104,7 @@ async def _within(name: str, profile, args: argparse.Namespace):
                          "the IdP is reachable, or allow more time with --timeout") from None
 
 
-async def _stored_secret(name: str, profile):
+async def _stored_secret(name: str, profile: Profile) -> Secret | None:
     """The client secret the profile's IdP app requires (None for a public client), from where `tipctl
     configure` stored it: the store of the config's [store] backend (OS keyring, else a 0600 file)."""
     if profile.client_auth == "none":
@@ -114,7 +121,7 @@ async def _stored_secret(name: str, profile):
     return await client_secret(open_store(backend, Paths.default().tokens_dir), name, profile)
 
 
-def _profile(settings: dict):
+def _profile(settings: dict[str, Any]) -> Profile:
     """The daemon's view of the profile as a config.Profile (defaults for settings an older daemon lacks)."""
     from ..config import Profile
 
@@ -132,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     # Ctrl-C: asyncio.run cancels the sign-in (closing the loopback listener) and raises KeyboardInterrupt,
     # which main turns into `tipctl: cancelled` and exit 130, before anything is handed to the daemon
     tokens = asyncio.run(_within(name, _profile(profile), args))
+    assert tokens.id_token is not None  # _sign_in refuses an answer without one
     handoff = {"access_token": tokens.access_token.reveal(), "id_token": tokens.id_token.reveal(),
                "refresh_token": tokens.refresh_token.reveal() if tokens.refresh_token else None,
                "expires_in": tokens.expires_in, "scope": tokens.scope}  # the grant: a refresh never asks for more

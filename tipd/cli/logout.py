@@ -6,7 +6,7 @@ import argparse
 HELP = "sign out: forget the tokens (keyring/file and memory) and revoke the refresh token at the IdP"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("logout", help=HELP, description=HELP + ".")
     p.add_argument("profile", nargs="?", help="profile (default: the default profile)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

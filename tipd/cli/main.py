@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         p.print_help()
         return 2
     try:
-        return args.run(args)
+        rc: int = args.run(args)
+        return rc
     except TipdError as e:
         print(f"tipctl: {e.message}", file=sys.stderr)
         return 1

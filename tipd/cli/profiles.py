@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..config import Config
 
 HELP = "list the configured profiles (from the config file; with their state and user when tipd is running)"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("profiles", help=HELP, description=HELP + ". The default profile is marked with *.")
     p.add_argument("--config", metavar="PATH", help="the config file (default: $TIPD_CONFIG, else the per-user "
                    "config directory's tipd/config.toml)")
@@ -14,7 +20,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def listing(config, status: dict | None) -> list[dict]:
+def listing(config: Config, status: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per profile of the file; state and user from the daemon's status when it has the profile."""
     from ..errors import UnknownProfile
 
@@ -23,7 +29,7 @@ def listing(config, status: dict | None) -> list[dict]:
     except UnknownProfile:
         default = None
     live = {p["profile"]: p for p in (status or {}).get("profiles", [])}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, prof in config.profiles.items():
         st = live.get(name)
         rows.append({"profile": name, "default": name == default, "provider": prof.provider, "issuer": prof.issuer,
@@ -33,15 +39,15 @@ def listing(config, status: dict | None) -> list[dict]:
     return rows
 
 
-def render(rows: list[dict], running: bool, path) -> str:
+def render(rows: list[dict[str, Any]], running: bool, path: Path | str) -> str:
     if not rows:
         return f"No profiles in {path}: add one with `tipctl configure`."
-    head = ("", "PROFILE", "PROVIDER", "ISSUER", "REGION") + (("STATE", "USER") if running else ())
+    head = ["", "PROFILE", "PROVIDER", "ISSUER", "REGION"] + (["STATE", "USER"] if running else [])
     table = [head]
     for r in rows:
-        row = ("*" if r["default"] else "", r["profile"], r["provider"], r["issuer"], r["region"])
+        row: list[str] = ["*" if r["default"] else "", r["profile"], r["provider"], r["issuer"], r["region"]]
         if running:
-            row += (r["state"], r["user"] or "-")
+            row += [r["state"], r["user"] or "-"]
         table.append(row)
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     lines = [" ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]

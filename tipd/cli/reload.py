@@ -6,7 +6,7 @@ import argparse
 HELP = "re-read the config in the running tipd: new profiles start, removed ones stop, changed ones restart"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("reload", help=HELP, description=HELP + "; unchanged profiles keep serving without a gap. "
                        "A config with an error is refused (the error is printed, exit code 1) and tipd keeps "
                        "running the one it has. Changes to [server] or [store] need a restart of tipd.")

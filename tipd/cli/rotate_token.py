@@ -6,7 +6,7 @@ import argparse
 HELP = "replace the credential endpoint's token (the file is replaced atomically; running SDKs keep working)"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rotate-token", help=HELP, description=HELP + ". SDKs re-read "
                        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE on every fetch, so nothing needs restarting; a copy "
                        "of the old token stops working at once.")

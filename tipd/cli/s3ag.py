@@ -68,8 +68,8 @@ def query(args: argparse.Namespace) -> str:
 
 
 def run_env(args: argparse.Namespace) -> int:
-    from ..quickconfig import endpoint_facts
     from ..paths import Paths
+    from ..quickconfig import endpoint_facts
     from ..sdkenv import container_variables
     from .env import CONTAINER_NAMES, print_exports, print_unset
 

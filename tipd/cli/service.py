@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..service import Report
 
 HELP = "install, remove or check tipd as a per-user service that starts at login"
 PLATFORMS = ("linux", "macos")  # tipd.service.PLATFORMS; not imported here so `tipctl --help` stays quick
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("service", help=HELP, description=HELP + ". Linux: a sandboxed systemd user unit "
                        "(tipd.service) and ~/.config/environment.d/60-tipd.conf; macOS: launchd agents in "
                        "~/Library/LaunchAgents and `launchctl setenv`. See docs/service.md.")
@@ -41,7 +45,12 @@ def add_parser(sub) -> None:
         a.add_argument("--platform", choices=PLATFORMS, help="the platform's files (default: this machine's); "
                        "the other one's can be generated with --dry-run, to read or test")
         a.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(run=lambda args: (p.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(run=usage)
 
 
 def _platform(args: argparse.Namespace) -> str:
@@ -108,7 +117,7 @@ def run_uninstall(args: argparse.Namespace) -> int:
     return 0 if r.ok else 1
 
 
-def _print_steps(r) -> None:
+def _print_steps(r: Report) -> None:
     for s in r.steps:
         line = "ran: " + " ".join(s.argv)
         if s.returncode != 0:

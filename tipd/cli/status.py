@@ -94,9 +94,9 @@ def port_squatter() -> tuple[int, list[int]] | None:
     """(port, uids) when another user listens on the configured credential port (Linux), else None."""
     import os
 
-    from ..quickconfig import endpoint_facts
     from ..errors import TipdError
     from ..portowner import listener_uids
+    from ..quickconfig import endpoint_facts
 
     try:
         port = endpoint_facts().port

@@ -6,7 +6,7 @@ import argparse
 HELP = "show a tray icon that follows tipd's state, with Sign in / Sign out / Open status in its menu"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tray", help=HELP, description=HELP + ". The icon is green when every signed-in profile "
                        "is fresh, blue while signing in, amber when renewals fail, red when a sign-in is needed, "
                        "grey when nothing is signed in, and a dark ring while tipd is not running. It follows "
