@@ -230,3 +230,11 @@ def test_role_chained_credentials_take_no_session_duration(fake, issuer):
     assert _federation(fake, Action="getSigninToken", Session=_session(chained), SessionDuration="3600")[0] == 400
     status, body, _ = _federation(fake, Action="getSigninToken", Session=_session(chained))
     assert status == 200 and json.loads(body)["SigninToken"]
+
+
+def test_an_expired_token_is_unauthorized(fake, issuer):
+    fake.config.applications[APP].access_token_ttl = 0  # expired the moment it is issued
+    token = _token(fake, issuer)["accessToken"]
+    with pytest.raises(ClientError) as e:
+        _client(fake, "sso").list_accounts(accessToken=token)
+    assert _code(e) == ("UnauthorizedException", 401)

@@ -214,3 +214,16 @@ def test_the_browser_gets_a_private_page_not_the_url(tmp_path):
     assert stat.S_IMODE(page.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "pages").stat().st_mode) == 0o700
     assert "SigninToken=SECRET-TOKEN-123" in page.read_text()
+
+
+def test_throttling_is_retried_then_a_sentence(fake, issuer):
+    fake.portal.assign(ALICE_ID, "111111111111", "Developer")
+    token = _token(fake, issuer)
+    fake.inject("ListAccountRoles", "TooManyRequestsException", count=1, status=429)
+    listed = _run(Portal(AwsChain(Clock())).accounts(token, region=REGION, application_arn=APP))
+    assert [a.roles for a in listed] == [("Developer",)]  # botocore's standard retry took the 429
+    fake.inject("ListAccounts", "TooManyRequestsException", count=-1, status=429)
+    with pytest.raises(UpstreamError) as e:
+        _run(Portal(AwsChain(Clock())).accounts(token, region=REGION, application_arn=APP))
+    assert "throttling" in e.value.message and not e.value.permanent
+    fake.clear_faults()
