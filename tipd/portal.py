@@ -106,6 +106,8 @@ class Portal:
         """Every account the user is assigned, with the role (permission set) names in each, sorted by name."""
         require_account_access(token, application_arn)
         key = _token_key(token, region)
+        # the locks of renewed-away tokens go with their expired listings (one more every hour otherwise)
+        self._locks = {k: v for k, v in self._locks.items() if k in self._cache or v.locked()}
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one listing at a time per token: a second caller waits and takes the first's result
             now = self.chain.clock.time()
