@@ -15,7 +15,8 @@ def add_shell_arguments(p: argparse.ArgumentParser) -> None:
     """--shell and --unset, shared by `tipctl env` and `tipctl s3ag env`."""
     from ..shells import SHELLS
 
-    p.add_argument("--shell", choices=SHELLS, help="the shell to print for (default: detected, see below)")
+    p.add_argument("--shell", choices=SHELLS, help="the shell to print for (default: detected: the one that "
+                   "runs tipctl, else $SHELL's; the whole rule is in `tipctl env --help`)")
     p.add_argument("--unset", action="store_true", help="print the commands that remove these variables again "
                    "(reads no config)")
 
@@ -23,8 +24,9 @@ def add_shell_arguments(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: Any) -> None:
     from ..shells import DETECT_RULE
 
-    p = sub.add_parser("env", help=HELP, description=HELP + ". Reads the config and file locations only; "
-                       "the daemon does not have to be running. " + USE + " " + DETECT_RULE)
+    p = sub.add_parser("env", help=HELP, description="Print the commands that point AWS SDKs at tipd, in the "
+                       "syntax of your shell. Reads the config and file locations only; the daemon does not have to "
+                       "be running. " + USE + " " + DETECT_RULE)
     p.add_argument("profile", nargs="?", help="profile to serve (default: the default profile)")
     p.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     p.add_argument("--imds", action="store_true", help="print AWS_EC2_METADATA_SERVICE_ENDPOINT for tools that only "
