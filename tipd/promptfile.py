@@ -18,7 +18,6 @@ A tipd that stops removes them; one killed with SIGKILL leaves them behind, so a
 alive (`kill -0`) before believing them. docs/shell.md shows the readers (`tipctl prompt`)."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -129,7 +128,3 @@ async def keep(broker: _Broker, directory: Path, pid: int) -> None:
             (directory / HEADER).unlink()  # first: a prompt reading now sees "not running", not half a directory
             _clear(directory)
             directory.rmdir()
-
-
-def start(broker: _Broker, directory: Path, pid: int) -> asyncio.Task[None]:
-    return asyncio.create_task(keep(broker, directory, pid), name="prompt-files")
