@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import TipdError
 from .fsutil import leftovers, pid_alive, private_dir, remove, sync_dir, write_private
@@ -26,7 +26,6 @@ from .secret import Secret
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
-_Record = TypeVar("_Record")
 
 log = logging.getLogger(__name__)
 SERVICE = "tipd"
@@ -40,6 +39,18 @@ MAX_RECORD = 64 * 1024
 
 class StoredRecordError(ValueError):
     """A stored record that cannot be read (damaged)."""
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    if len(text) > MAX_RECORD:
+        raise StoredRecordError("too large")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep (fits in MAX_RECORD)
+        raise StoredRecordError("not JSON") from None
+    if not isinstance(data, dict):
+        raise StoredRecordError("not an object")
+    return data
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
@@ -99,11 +110,8 @@ class Grant:
             raise StoredRecordError("too large")
         if not text.lstrip().startswith("{"):
             return cls(Secret(text.strip()), None, None)  # the keyring's value before version 2
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: nested thousands deep (fits in MAX_RECORD)
-            raise StoredRecordError("not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("refresh_token"), str) or not data["refresh_token"]:
+        data = _json_object(text)
+        if not isinstance(data.get("refresh_token"), str) or not data["refresh_token"]:
             raise StoredRecordError("no refresh_token")
         idc = _text(data, "idc_refresh_token")
         return cls(Secret(data["refresh_token"]), _text(data, "issuer"), _text(data, "client_id"),
@@ -130,14 +138,7 @@ class ClientSecret:
 
     @classmethod
     def loads(cls, text: str) -> ClientSecret:
-        if len(text) > MAX_RECORD:
-            raise StoredRecordError("too large")
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            raise StoredRecordError("not JSON") from None
-        if not isinstance(data, dict):
-            raise StoredRecordError("not an object")
+        data = _json_object(text)
         secret, issuer, client_id = (_text(data, k) for k in ("client_secret", "issuer", "client_id"))
         if not (secret and issuer and client_id):
             raise StoredRecordError("incomplete")
@@ -155,9 +156,67 @@ class TokenStore(Protocol):
     async def delete_secret(self, profile: str) -> None: ...
 
 
-def _damaged(profile: str, what: str) -> None:
-    log.warning("the stored %s of profile %s is damaged; %s", what, profile,
-                "a new login is needed" if what == "sign-in" else "set it again with `tipctl configure`")
+class _Stored(Protocol):
+    def dumps(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_Stored)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[_R]):
+    """One kind of record: how it is read back, where it lives in each store, and what it is called."""
+
+    what: str  # in sentences: "the sign-in of profile work"
+    parse: Callable[[str], _R]
+    file_suffix: str
+    keyring_suffix: str
+    #: what a damaged record costs the user (said in the log)
+    then: str
+    #: the keyring refusing to delete it is an error (a stored sign-in would come back at the next start)
+    must_delete: bool
+
+
+SIGN_IN: Kind[Grant] = Kind("sign-in", Grant.loads, ".json", "", "a new login is needed", must_delete=True)
+CLIENT_SECRET: Kind[ClientSecret] = Kind("client secret", ClientSecret.loads, SECRET_SUFFIX, SECRET_KEY,
+                                         "set it again with `tipctl configure`", must_delete=False)
+
+
+class _Records:
+    """The store's API over three generic calls a store implements once for every kind of record."""
+
+    name: str
+
+    async def load_record(self, kind: Kind[_R], profile: str) -> _R | None:
+        raise NotImplementedError
+
+    async def save_record(self, kind: Kind[_R], profile: str, record: _R) -> None:
+        raise NotImplementedError
+
+    async def delete_record(self, kind: Kind[_R], profile: str) -> None:
+        raise NotImplementedError
+
+    async def load(self, profile: str) -> Grant | None:
+        return await self.load_record(SIGN_IN, profile)
+
+    async def save(self, profile: str, grant: Grant) -> None:
+        await self.save_record(SIGN_IN, profile, grant)
+
+    async def delete(self, profile: str) -> None:
+        await self.delete_record(SIGN_IN, profile)
+
+    async def load_secret(self, profile: str) -> ClientSecret | None:
+        return await self.load_record(CLIENT_SECRET, profile)
+
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
+        await self.save_record(CLIENT_SECRET, profile, secret)
+
+    async def delete_secret(self, profile: str) -> None:
+        await self.delete_record(CLIENT_SECRET, profile)
+
+
+def _damaged(profile: str, kind: Kind[Any]) -> None:
+    log.warning("the stored %s of profile %s is damaged; %s", kind.what, profile, kind.then)
 
 
 class StoreError(TipdError):
@@ -167,7 +226,7 @@ class StoreError(TipdError):
     status = 503
 
 
-class FileStore:
+class FileStore(_Records):
     """One JSON file per profile and record, 0600, in a 0700 directory, replaced atomically on every save.
 
     A crash mid-save can leave `.NAME.json.PID.tmp` beside the file, complete or partial. A complete one is
@@ -179,7 +238,7 @@ class FileStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _path(self, profile: str, suffix: str = ".json") -> Path:
+    def _path(self, profile: str, suffix: str) -> Path:
         return self.directory / f"{profile}{suffix}"  # profile names are validated: no separators
 
     def _read(self, path: Path) -> str | None:
@@ -193,10 +252,10 @@ class FileStore:
         except UnicodeDecodeError:
             return "\0"  # damaged: fails to parse below
 
-    def _newest(self, path: Path, parse: Callable[[str], _Record]) -> tuple[_Record | None, bool]:
+    def _newest(self, path: Path, parse: Callable[[str], _R]) -> tuple[_R | None, bool]:
         """The newest complete record among `path` and the temp files an interrupted save left beside it
         (made the file again), and whether `path` itself was damaged."""
-        best: tuple[int, Path, _Record] | None = None
+        best: tuple[int, Path, _R] | None = None
         damaged = False
         for candidate, pid in [(path, 0), *leftovers(path)]:
             if pid and pid != os.getpid() and pid_alive(pid):
@@ -251,32 +310,20 @@ class FileStore:
             if pid == os.getpid() or not pid_alive(pid):
                 remove(leftover)
 
-    async def load(self, profile: str) -> Grant | None:
-        grant, damaged = self._newest(self._path(profile), Grant.loads)
+    async def load_record(self, kind: Kind[_R], profile: str) -> _R | None:
+        record, damaged = self._newest(self._path(profile, kind.file_suffix), kind.parse)
         if damaged:
-            _damaged(profile, "sign-in")
-        return grant
+            _damaged(profile, kind)
+        return record
 
-    async def save(self, profile: str, grant: Grant) -> None:
-        self._write(self._path(profile), grant.dumps(), f"sign-in of profile {profile}")
+    async def save_record(self, kind: Kind[_R], profile: str, record: _R) -> None:
+        self._write(self._path(profile, kind.file_suffix), record.dumps(), f"{kind.what} of profile {profile}")
 
-    async def delete(self, profile: str) -> None:
-        self._remove(self._path(profile))
-
-    async def load_secret(self, profile: str) -> ClientSecret | None:
-        secret, damaged = self._newest(self._path(profile, SECRET_SUFFIX), ClientSecret.loads)
-        if damaged:
-            _damaged(profile, "client secret")
-        return secret
-
-    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
-        self._write(self._path(profile, SECRET_SUFFIX), secret.dumps(), f"client secret of profile {profile}")
-
-    async def delete_secret(self, profile: str) -> None:
-        self._remove(self._path(profile, SECRET_SUFFIX))
+    async def delete_record(self, kind: Kind[_R], profile: str) -> None:
+        self._remove(self._path(profile, kind.file_suffix))
 
 
-class KeyringStore:
+class KeyringStore(_Records):
     """The OS keyring (Secret Service, macOS Keychain, ...). Its calls block, so they run in a thread."""
 
     name = "keyring"
@@ -296,37 +343,21 @@ class KeyringStore:
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
             await asyncio.to_thread(self.backend.delete_password, SERVICE, key)
 
-    async def load(self, profile: str) -> Grant | None:
-        value = await self._get(profile)
+    async def load_record(self, kind: Kind[_R], profile: str) -> _R | None:
+        value = await self._get(profile + kind.keyring_suffix)
         if not value:
             return None
         try:
-            return Grant.loads(value)
+            return kind.parse(value)
         except (StoredRecordError, ValueError):
-            _damaged(profile, "sign-in")
+            _damaged(profile, kind)
             return None
 
-    async def save(self, profile: str, grant: Grant) -> None:
-        await self._set(profile, grant.dumps())
+    async def save_record(self, kind: Kind[_R], profile: str, record: _R) -> None:
+        await self._set(profile + kind.keyring_suffix, record.dumps())
 
-    async def delete(self, profile: str) -> None:
-        await self._delete(profile)
-
-    async def load_secret(self, profile: str) -> ClientSecret | None:
-        value = await self._get(profile + SECRET_KEY)
-        if not value:
-            return None
-        try:
-            return ClientSecret.loads(value)
-        except (StoredRecordError, ValueError):
-            _damaged(profile, "client secret")
-            return None
-
-    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
-        await self._set(profile + SECRET_KEY, secret.dumps())
-
-    async def delete_secret(self, profile: str) -> None:
-        await self._delete(profile + SECRET_KEY)
+    async def delete_record(self, kind: Kind[_R], profile: str) -> None:
+        await self._delete(profile + kind.keyring_suffix)
 
 
 def usable_keyring() -> KeyringBackend | None:
@@ -352,76 +383,50 @@ def usable_keyring() -> KeyringBackend | None:
     return backend
 
 
-class FallbackStore:
+class FallbackStore(_Records):
     """The keyring, with the file store behind it: a keyring that fails at runtime (locked, D-Bus gone)
     must never lose a rotated refresh token, because the old one is already dead at the IdP."""
 
-    def __init__(self, primary: TokenStore, fallback: FileStore) -> None:
+    def __init__(self, primary: KeyringStore, fallback: FileStore) -> None:
         self.primary = primary
         self.fallback = fallback
         self.name = primary.name
 
-    async def load(self, profile: str) -> Grant | None:
+    async def load_record(self, kind: Kind[_R], profile: str) -> _R | None:
         # A file exists only when the keyring refused the latest save, so it is the newer of the two.
-        grant = await self.fallback.load(profile)
-        if grant is not None:
-            return grant
+        record = await self.fallback.load_record(kind, profile)
+        if record is not None:
+            return record
         try:
-            return await self.primary.load(profile)
+            return await self.primary.load_record(kind, profile)
         except Exception as e:
             log.warning("cannot read the OS keyring (%s)", type(e).__name__)
             return None
 
-    async def save(self, profile: str, grant: Grant) -> None:
+    async def save_record(self, kind: Kind[_R], profile: str, record: _R) -> None:
         try:
-            await self.primary.save(profile, grant)
+            await self.primary.save_record(kind, profile, record)
         except Exception as e:
-            log.warning("cannot write the OS keyring (%s); keeping the refresh token of %s in a 0600 file in %s",
-                        type(e).__name__, profile, self.fallback.directory)
-            await self.fallback.save(profile, grant)
+            log.warning("cannot write the OS keyring (%s); keeping the %s of %s in a 0600 file in %s",
+                        type(e).__name__, kind.what, profile, self.fallback.directory)
+            await self.fallback.save_record(kind, profile, record)
         else:
-            await self.fallback.delete(profile)  # one place holds the live token
+            await self.fallback.delete_record(kind, profile)  # one place holds the live record
 
-    async def delete(self, profile: str) -> None:
+    async def delete_record(self, kind: Kind[_R], profile: str) -> None:
         try:
-            await self.primary.delete(profile)
+            await self.primary.delete_record(kind, profile)
         except Exception as e:
             log.warning("cannot delete from the OS keyring (%s)", type(e).__name__)
-            await self.fallback.delete(profile)
-            # the record stays in the keyring and is read at the next start: the caller must know
-            raise StoreError(f"the OS keyring refused to delete it ({type(e).__name__}: unlock the keyring and "
-                             "sign out again)") from None
-        await self.fallback.delete(profile)
-
-    async def load_secret(self, profile: str) -> ClientSecret | None:
-        secret = await self.fallback.load_secret(profile)
-        if secret is not None:
-            return secret
-        try:
-            return await self.primary.load_secret(profile)
-        except Exception as e:
-            log.warning("cannot read the OS keyring (%s)", type(e).__name__)
-            return None
-
-    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
-        try:
-            await self.primary.save_secret(profile, secret)
-        except Exception as e:
-            log.warning("cannot write the OS keyring (%s); keeping the client secret of %s in a 0600 file in %s",
-                        type(e).__name__, profile, self.fallback.directory)
-            await self.fallback.save_secret(profile, secret)
-        else:
-            await self.fallback.delete_secret(profile)
-
-    async def delete_secret(self, profile: str) -> None:
-        try:
-            await self.primary.delete_secret(profile)
-        except Exception as e:
-            log.warning("cannot delete from the OS keyring (%s)", type(e).__name__)
-        await self.fallback.delete_secret(profile)
+            await self.fallback.delete_record(kind, profile)
+            if kind.must_delete:  # the record stays in the keyring and is read at the next start: say so
+                raise StoreError(f"the OS keyring refused to delete it ({type(e).__name__}: unlock the keyring and "
+                                 "sign out again)") from None
+            return
+        await self.fallback.delete_record(kind, profile)
 
 
-class ProbingStore:
+class ProbingStore(_Records):
     """The daemon's store when a keyring may be used. Finding out whether it can be (`usable_keyring`: keyring's
     backend discovery, a D-Bus round trip, on a desktop perhaps an unlock prompt) costs 0.1-0.3 s or more, so it
     runs in a thread at the first call, not on tipd's way to listening; every call waits for the answer, then
@@ -431,9 +436,9 @@ class ProbingStore:
         self.files = FileStore(tokens_dir)
         self.name = "keyring"
         self._probe: asyncio.Future[KeyringBackend | None] | None = None
-        self._store: TokenStore | None = None
+        self._store: FileStore | FallbackStore | None = None
 
-    async def resolve(self) -> TokenStore:
+    async def resolve(self) -> FileStore | FallbackStore:
         if self._store is None:
             if self._probe is None:
                 self._probe = asyncio.get_running_loop().run_in_executor(None, usable_keyring)
@@ -443,26 +448,17 @@ class ProbingStore:
                 self.name = self._store.name
         return self._store
 
-    async def load(self, profile: str) -> Grant | None:
-        return await (await self.resolve()).load(profile)
+    async def load_record(self, kind: Kind[_R], profile: str) -> _R | None:
+        return await (await self.resolve()).load_record(kind, profile)
 
-    async def save(self, profile: str, grant: Grant) -> None:
-        await (await self.resolve()).save(profile, grant)
+    async def save_record(self, kind: Kind[_R], profile: str, record: _R) -> None:
+        await (await self.resolve()).save_record(kind, profile, record)
 
-    async def delete(self, profile: str) -> None:
-        await (await self.resolve()).delete(profile)
-
-    async def load_secret(self, profile: str) -> ClientSecret | None:
-        return await (await self.resolve()).load_secret(profile)
-
-    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
-        await (await self.resolve()).save_secret(profile, secret)
-
-    async def delete_secret(self, profile: str) -> None:
-        await (await self.resolve()).delete_secret(profile)
+    async def delete_record(self, kind: Kind[_R], profile: str) -> None:
+        await (await self.resolve()).delete_record(kind, profile)
 
 
-def _chosen(kr: KeyringBackend | None, files: FileStore) -> TokenStore:
+def _chosen(kr: KeyringBackend | None, files: FileStore) -> FileStore | FallbackStore:
     if kr is not None:
         log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
         return FallbackStore(KeyringStore(kr), files)

@@ -4,11 +4,13 @@ grant) and the AWS fake. Rotations are forced through the control API's diag cal
 each). The same faults on virtual time are in tests/unit/test_durability.py."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +181,19 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
+def fill_up(path: Path) -> None:
+    """Write zeros to `path` until its file system is full (ENOSPC); the test frees the space by removing it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
 def mountable():
     if os.geteuid() != 0:
@@ -203,14 +218,7 @@ def test_a_full_or_read_only_state_directory_never_loses_the_rotated_token(stric
             mounted = True
             _mount("-o", "remount,ro,bind", str(tokens))
         else:
-            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                while os.write(fd, b"\0" * 4096):  # until ENOSPC
-                    pass
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            fill_up(filler)
         before = stored(home)
         with Fetcher(home.port, home.token_file) as f:
             for _ in range(3):
@@ -286,14 +294,7 @@ def test_a_reload_while_the_disk_refuses_the_rotated_token_keeps_it(strict_home,
     filler = tokens / "filler"
     d = signed_in(home)
     try:
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while os.write(fd, b"\0" * 4096):  # until ENOSPC
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fill_up(filler)
         before = stored(home)
         rotate(home)  # the IdP rotates; the new token cannot be written
         assert profile(home)["sign_in_saved"] is False
