@@ -10,6 +10,7 @@ from typing import TypedDict
 
 from aiohttp import web
 
+from .accounts import AccountSession
 from .audit import Audit
 from .changes import Changes
 from .clock import Clock
@@ -46,6 +47,8 @@ class Broker:
     sessions: dict[str, ProfileSession] = field(default_factory=dict)
     #: per profile, its S3 Access Grants
     grants: dict[str, GrantCache] = field(default_factory=dict)
+    #: the account profiles, served beside the sessions (tipd/accounts.py)
+    accounts: dict[str, AccountSession] = field(default_factory=dict)
     audit: Audit = field(default_factory=Audit)
     changes: Changes = field(default_factory=Changes)
     tasks: Tasks = field(default_factory=lambda: Tasks(Clock().time))

@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails
 
 from .config_file import config_path, read_config_file
 from .errors import ConfigError
-from .profiles import DEFAULT_PORT, IDP, PROFILE_NAME, PROVIDERS, Endpoint, pick_profile, profile_kind
+from .profiles import ACCOUNT, DEFAULT_PORT, IDP, PROFILE_NAME, PROVIDERS, Endpoint, pick_profile, profile_kind
 from .urls import split_url
 
 __all__ = ["DEFAULT_PORT", "PROFILE_NAME", "PROVIDERS", "config_path"]  # callers find these next to load_config
@@ -264,8 +264,24 @@ def profile_defaults(provider: str) -> dict[str, Any]:
     return {k: profile_default(provider, k) for k, f in Profile.model_fields.items() if not f.is_required()}
 
 
+class AccountProfile(_Model):
+    """An account profile: a role in an AWS account, reached through the Identity Center sign-in of another
+    profile (its `source`) with the portal API's GetRoleCredentials (docs/accounts.md)."""
+
+    #: the IdP profile whose Identity Center token (with the sso:account:access scope) it uses
+    source: Annotated[str, Field(pattern=f"^{PROFILE_NAME.pattern}$")]
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
+    #: the permission set's name, as Identity Center lists it (ListAccountRoles' roleName)
+    role_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$")]
+    #: the region the SDKs are told to use (`tipctl aws-config sync`); the credentials come from the source's
+    #: Identity Center region whatever this says
+    region: Annotated[str, Field(pattern=REGION)] | None = None
+    #: written by `tipctl accounts sync`, which removes only profiles it made once they are no longer assigned
+    synced: bool = False
+
+
 #: the model of each kind of profile (tipd.profiles.profile_kind tells the kind from the table's keys)
-PROFILE_MODELS: dict[str, type[BaseModel]] = {IDP: Profile}
+PROFILE_MODELS: dict[str, type[BaseModel]] = {IDP: Profile, ACCOUNT: AccountProfile}
 
 
 def _kind(value: object) -> str:
@@ -275,7 +291,8 @@ def _kind(value: object) -> str:
 
 
 #: a profile of any kind: a new kind is one more tagged member here and in PROFILE_MODELS
-AnyProfile = Annotated[Union[Annotated[Profile, Tag(IDP)]], Discriminator(_kind)]  # noqa: UP007
+AnyProfile = Annotated[Union[Annotated[Profile, Tag(IDP)], Annotated[AccountProfile, Tag(ACCOUNT)]],  # noqa: UP007
+                      Discriminator(_kind)]
 
 
 class Config(_Model):
@@ -297,7 +314,26 @@ class Config(_Model):
     def _default(self) -> Config:
         if self.default_profile is not None and self.default_profile not in self.profiles:
             raise ValueError(f"default_profile {self.default_profile!r} is not one of the profiles")
+        for name, acct in self.accounts.items():
+            if not isinstance(self.profiles.get(acct.source), Profile):
+                what = "an account profile" if acct.source in self.profiles else "not a configured profile"
+                raise ValueError(f"profiles.{name}.source: {acct.source!r} is {what}; the source of an account "
+                                 "profile is a profile that signs in at an IdP (one with an issuer)")
         return self
+
+    @property
+    def idp_profiles(self) -> dict[str, Profile]:
+        """The profiles that sign in at an IdP themselves."""
+        return {n: p for n, p in self.profiles.items() if isinstance(p, Profile)}
+
+    @property
+    def accounts(self) -> dict[str, AccountProfile]:
+        """The account profiles."""
+        return {n: p for n, p in self.profiles.items() if isinstance(p, AccountProfile)}
+
+    def accounts_of(self, source: str) -> dict[str, AccountProfile]:
+        """The account profiles whose sign-in is `source`'s."""
+        return {n: a for n, a in self.accounts.items() if a.source == source}
 
     def endpoint(self) -> Endpoint:
         return Endpoint(self.server.port, self.default_profile, tuple(self.profiles))
@@ -361,6 +397,8 @@ def _pattern_hint(loc: str) -> str:
         "identity_enhanced_role_arn": "expected arn:aws:iam::<account>:role/<name>",
         "region": "expected a region such as eu-west-1",
         "account_id": "expected a 12-digit AWS account id",
+        "role_name": "expected a permission set name: 1-64 letters, digits or +=,.@_-",
+        "source": "expected the name of a profile that signs in at an IdP",
     }.get(key, "unexpected format")
 
 

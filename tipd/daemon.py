@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import ClientSession, web
 
 from . import __version__, limits, promptfile, sdnotify
+from .accounts import AccountSchedule, AccountSession
 from .activation import inherited_listener
 from .broker import Broker, ReloadResult
 from .clock import Clock
@@ -34,6 +35,7 @@ from .idp.oidc import IdpClient, new_session
 from .instance import AlreadyRunning, InstanceLock
 from .notify import desktop_notify
 from .paths import Paths
+from .portal import Portal
 from .portowner import listener_uids
 from .s3ag import GrantCache
 from .server import container, control
@@ -89,6 +91,7 @@ class Daemon:
         self._http: ClientSession | None = None
         self._store: TokenStore | None = None
         self._aws: AwsChain | None = None
+        self._portal: Portal | None = None
         self._listener: socket.socket | None = None
         #: (st_dev, st_ino) of the control socket this process bound: shutdown removes only that one
         self._socket_id: tuple[int, int] | None = None
@@ -182,8 +185,27 @@ class Daemon:
         self._store = open_store(self.config.store.backend, self.paths.tokens_dir, probe_later=True)
         self._http = new_session(headers={"User-Agent": f"tipd/{__version__}"})  # the IdPs' only client
         self._aws = AwsChain(self.clock)
-        for name, profile in self.config.profiles.items():
+        for name, profile in self.config.idp_profiles.items():
             await self._add_session(name, profile, self.config.refresh, load_later=True)
+        self._open_accounts(list(self.config.accounts))
+        self.tasks.spawn(AccountSchedule(self.broker.accounts, self.clock).run(), "accounts")
+
+    def _open_accounts(self, names: list[str]) -> None:
+        """Account profiles: a few objects each, nothing fetched until a client asks (tipd/accounts.py)."""
+        assert self._aws is not None
+        if self._portal is None:
+            self._portal = Portal(self._aws)
+        for name in names:
+            acct = self.config.accounts[name]
+            self.broker.accounts[name] = AccountSession(
+                name, acct, self.broker.sessions[acct.source], self._portal, clock=self.clock,
+                refresh=self.config.refresh, on_change=self.broker.changes.signal)
+
+    def _close_accounts(self, names: list[str]) -> None:
+        for name in names:
+            a = self.broker.accounts.pop(name, None)
+            if a is not None:
+                a.close()
 
     async def _serve_credentials(self, token: bytes) -> None:
         server = self.config.server
@@ -312,26 +334,35 @@ class Daemon:
             needs_restart = [key for key in ("server", "store") if getattr(new, key) != getattr(old, key)]
             new = new.model_copy(update={"server": old.server, "store": old.store})
             all_changed = new.refresh != old.refresh
-            added = [n for n in new.profiles if n not in old.profiles]
-            removed = [n for n in old.profiles if n not in new.profiles]
-            changed = [n for n in new.profiles if n in old.profiles
-                       and (all_changed or new.profiles[n] != old.profiles[n])]
-            unchanged = [n for n in new.profiles if n in old.profiles and n not in changed]
+            new_idp, old_idp = new.idp_profiles, old.idp_profiles
+            added = [n for n in new_idp if n not in old_idp]
+            removed = [n for n in old_idp if n not in new_idp]
+            changed = [n for n in new_idp if n in old_idp and (all_changed or new_idp[n] != old_idp[n])]
+            unchanged = [n for n in new_idp if n in old_idp and n not in changed]
+            # account profiles: restarted with their source (they hold its session) or when their table changed
+            a_added = [n for n in new.accounts if n not in old.accounts]
+            a_removed = [n for n in old.accounts if n not in new.accounts]
+            a_changed = [n for n in new.accounts if n in old.accounts and (
+                all_changed or new.accounts[n] != old.accounts[n] or new.accounts[n].source in changed)]
             self.config = self.broker.config = new
+            self._close_accounts(a_removed + a_changed)
             replaced = {name: self.broker.sessions.get(name) for name in removed + changed}
             for name in removed + changed:
                 await self._remove_session(name)
             for name in changed + added:
-                await self._add_session(name, new.profiles[name], new.refresh)
+                await self._add_session(name, new_idp[name], new.refresh)
                 old_session = replaced.get(name)
                 if old_session is not None and self.broker.sessions[name].keep_unsaved(old_session):
                     log.warning("profile %s: the sign-in the store refused so far moves to the reloaded profile, "
                                 "which keeps saving it", name)
+            self._open_accounts(a_changed + a_added)
             for name in removed:
                 s = replaced[name]
                 if s is not None and not await s.flush():
                     log.error("profile %s was removed with a sign-in the store refused (%s); it is lost", name,
                               s.save_error.message if s.save_error else "store error")
+            added, removed, changed = added + a_added, removed + a_removed, changed + a_changed
+            unchanged += [n for n in new.accounts if n in old.accounts and n not in a_changed]
             self.broker.changes.signal()
             result = ReloadResult(config=str(path), added=added, removed=removed, restarted=changed,
                                   unchanged=unchanged, needs_restart=needs_restart)

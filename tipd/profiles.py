@@ -22,8 +22,10 @@ PROVIDERS = ("okta", "entra", "cognito", "keycloak", "auth0", "pingfederate", "p
              "jumpcloud", "oidc")
 #: a profile that signs in at an IdP: the kind of every profile whose table has no marker below
 IDP = "idp"
+#: a role in an AWS account, through the Identity Center sign-in of another profile (its `source`)
+ACCOUNT = "account"
 #: the other kinds of profile, by the key that only a table of that kind has
-KIND_MARKERS: dict[str, str] = {}
+KIND_MARKERS: dict[str, str] = {"source": ACCOUNT}
 
 
 def profile_kind(table: Mapping[str, object]) -> str:

@@ -157,6 +157,10 @@ class ProfileSession:
         self.login_required: TipdError | None = None
         self.user: str | None = None
         self.idc_user_id: str | None = None
+        #: counts sign-outs (and sign-ins as another person): credentials got with an older one are never kept
+        self.sign_in_epoch = 0
+        #: told at a sign-out or a sign-in as another person (the account profiles drop their credentials)
+        self.sign_in_listeners: list[Callable[[], None]] = []
         self._wake = asyncio.Event()
         ahead = refresh.rotate_remaining
         kw = dict(on_change=self._changed)
@@ -513,6 +517,8 @@ class ProfileSession:
     def _adopt(self, trial: ProfileSession) -> None:
         """Take over a successful sign-in's state in one step (no await): a refresh of the old one under way is
         cancelled, so it can overwrite neither the new stages nor the new record."""
+        other_person = self.refresh_token is not None and (self.user, self.idc_user_id) != (trial.user,
+                                                                                             trial.idc_user_id)
         for mine, theirs in zip(self.stages, trial.stages, strict=True):
             mine.adopt(theirs)
         self.refresh_token, self.granted_scope = trial.refresh_token, trial.granted_scope
@@ -521,6 +527,14 @@ class ProfileSession:
         self.served = trial.served
         self.user, self.idc_user_id = trial.user, trial.idc_user_id
         self.login_required = None
+        if other_person:
+            self._signed_out()
+
+    def _signed_out(self) -> None:
+        """What was got with the sign-in before is no longer this profile's to hand out."""
+        self.sign_in_epoch += 1
+        for listener in list(self.sign_in_listeners):
+            listener()
 
     async def logout(self) -> Revocation:
         """Forget everything; revoke the refresh token at the IdP when it offers revocation. The outcome says
@@ -534,6 +548,7 @@ class ProfileSession:
         self.served = None
         self.login_required = None
         self.user = self.idc_user_id = None
+        self._signed_out()
         self._changed()
         kept: Exception | None = None
         async with self._store_lock:  # after a write under way, never before it

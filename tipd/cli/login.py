@@ -136,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
     ctl = client(timeout=120)
     # asks the daemon first: when it is not running, say so before any browser opens or code is issued
     name, profile = resolve_profile(ctl, args.profile)
+    if "source" in profile:  # an account profile signs in through its source
+        print(f"{name} is an account profile of {profile['source']}: signing in to {profile['source']}",
+              file=sys.stderr)
+        name, profile = resolve_profile(ctl, profile["source"])
     # Ctrl-C: asyncio.run cancels the sign-in (closing the loopback listener) and raises KeyboardInterrupt,
     # which main turns into `tipctl: cancelled` and exit 130, before anything is handed to the daemon
     tokens = asyncio.run(_within(name, _profile(profile), args))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 HELP = "show each profile's state, user and credential expiry"
 #: how often `--watch` tries again while tipd is not there
@@ -27,7 +28,7 @@ def render(status: dict) -> str:
 
     if not status["profiles"] and not status.get("failed_tasks"):
         return "No profiles are configured: add one with `tipctl configure` (see docs/quickstart.md)."
-    rows = [("PROFILE", "USER", "STATE", "CREDENTIALS VALID UNTIL", "NEXT REFRESH")]
+    rows: list[tuple[str, ...]] = [("PROFILE", "USER", "STATE", "CREDENTIALS VALID UNTIL", "NEXT REFRESH")]
     errors = []
     for p in status["profiles"]:
         user = p["user"] or "-"
@@ -36,7 +37,8 @@ def render(status: dict) -> str:
         rows.append((p["profile"], user, p["state"], when(p["credentials_expire"]), when(p["next_refresh"])))
         if p.get("last_error"):
             errors.append(f"  {p['profile']}: {p['last_error']}")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        rows += _account_rows(p.get("accounts") or [], errors)
+    widths = [max(len(r[i]) for r in rows if len(r) > 1) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     if len(rows) > 2 and status.get("state"):
         lines += ["", f"Worst state: {status['state']}"]
@@ -53,6 +55,26 @@ def render(status: dict) -> str:
             who = f"pid {c['pid']} {c['exe']}" if c["pid"] is not None else "an unidentified process"
             lines.append(f"  {when(c['time'])}  {c['profile']} via {c['endpoint']}: {who} ({c['count']}x)")
     return "\n".join(lines)
+
+
+def _account_rows(accounts: list[dict[str, Any]], errors: list[str]) -> list[tuple[str, ...]]:
+    """A source's account profiles, under it: each one fetched so far on a row, the cold ones (never used since
+    tipd started: no upstream call yet) counted on one line."""
+    from .common import when
+
+    rows: list[tuple[str, ...]] = []
+    cold = [a for a in accounts if a["state"] == "cold" and not a.get("last_error")]
+    for a in accounts:
+        if a in cold:
+            continue
+        rows.append((f"  {a['profile']}", f"{a['role_name']} @ {a['account_id']}", a["state"],
+                     when(a["credentials_expire"]), when(a["next_refresh"])))
+        if a.get("last_error"):
+            errors.append(f"  {a['profile']}: {a['last_error']}")
+    if cold:
+        names = ", ".join(a["profile"] for a in cold[:3]) + (", ..." if len(cold) > 3 else "")
+        rows.append((f"  + {len(cold)} account profile{'s' if len(cold) > 1 else ''} not used yet ({names})",))
+    return rows
 
 
 def needs_attention(status: dict) -> bool:

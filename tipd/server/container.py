@@ -25,10 +25,11 @@ def make_app(broker: Broker, guard: Guard, *, imds: bool = False) -> web.Applica
     """The credential endpoints on one port: container credentials, and IMDSv2 when enabled."""
     # The handlers are the hot path: what they use is bound here once, not looked up per request.
     sessions, grants, audit, peer = broker.sessions, broker.grants, broker.audit.record, guard.peer
+    accounts = broker.accounts
 
     async def credentials(request: web.Request) -> web.Response:
         name = request.match_info.get("profile") or broker.default_profile
-        if name is None or (session := sessions.get(name)) is None:
+        if name is None or (session := sessions.get(name) or accounts.get(name)) is None:
             raise UnknownProfile(NO_SUCH_PROFILE)
         body = session.cached_body()  # from memory
         if body is None:

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..accounts import AccountSession
 from ..broker import BROKER, Broker
 from ..changes import follow, worst_state
 from ..clock import numeric_date
@@ -52,6 +53,11 @@ def make_app(broker: Broker) -> web.Application:
         name = request.match_info["profile"]
         s = broker.sessions.get(name)
         if s is None:
+            acct = broker.accounts.get(name)
+            if acct is not None:
+                raise UnknownProfile(f"{name} is an account profile: it signs in through profile {acct.source.name} "
+                                     f"(use `tipctl login {acct.source.name}` / `tipctl logout {acct.source.name}`)",
+                                     status=400)
             raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(broker.sessions))})")
         return s
 
@@ -60,6 +66,7 @@ def make_app(broker: Broker) -> web.Application:
         out = []
         for name, s in broker.sessions.items():
             st = s.status()
+            st["accounts"] = [a.status() for a in broker.accounts.values() if a.source is s]
             failed = broker.tasks.failed(name)
             if failed is not None:
                 if st["state"] != "login-required":  # its renewals (or tipd's part in them) stopped
@@ -68,6 +75,14 @@ def make_app(broker: Broker) -> web.Application:
                                                         else "")
             out.append(st)
         return out
+
+    def served(name: str) -> ProfileSession | AccountSession:
+        """A profile whose credentials can be asked for: a sign-in or an account profile."""
+        s = broker.sessions.get(name) or broker.accounts.get(name)
+        if s is None:
+            raise UnknownProfile(f"no profile named {name!r} (configured: "
+                                 f"{', '.join(sorted([*broker.sessions, *broker.accounts]))})")
+        return s
 
     def overall(states: list[str]) -> str:
         # a stopped task of tipd's own (not a profile's) needs attention too
@@ -105,7 +120,11 @@ def make_app(broker: Broker) -> web.Application:
 
     async def profiles(request: web.Request) -> web.Response:
         return _json({"default_profile": broker.default_profile,
-                      "profiles": {n: s.profile.model_dump() for n, s in broker.sessions.items()}})
+                      "profiles": {**{n: s.profile.model_dump() for n, s in broker.sessions.items()},
+                                   **{n: a.profile.model_dump() for n, a in broker.accounts.items()}}})
+
+    def served_session(request: web.Request) -> ProfileSession | AccountSession:
+        return served(request.match_info["profile"])
 
     async def login(request: web.Request) -> web.Response:
         s = session(request)
@@ -127,7 +146,7 @@ def make_app(broker: Broker) -> web.Application:
                       "revocation": revocation.outcome, "revocation_detail": revocation.detail})
 
     async def credentials(request: web.Request) -> web.Response:
-        served = await session(request).credentials()
+        served = await served_session(request).credentials()
         return web.Response(body=served.body, content_type="application/json")
 
     async def s3ag_list(request: web.Request) -> web.Response:

@@ -1,0 +1,150 @@
+"""Account profiles end to end: the real tipd and tipctl, the real IdP, moto and the fake's portal API; boto3,
+the aws CLI and Node as the clients."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.aws import ACCOUNT_ACCESS
+from tests.support.stack import APP_ARN, ROOT, Home, Tipd, aws_cli, status, tipctl, wait_for
+
+pytestmark = pytest.mark.acceptance
+ALICE_ID = "9067e4a2-alice"
+PROD, DEV = "111111111111", "222222222222"
+#: two identities in one process: the container provider reads the variable when a session is made
+TWO_IN_ONE = """
+import boto3, json, os
+out = {}
+for name in ("prod-admin", "dev-read"):
+    os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = os.environ["BASE_URI"] + name
+    out[name] = boto3.Session().client("sts").get_caller_identity()["Arn"]
+print(json.dumps(out))
+"""
+
+
+def account_tables(n_extra: int = 0) -> str:
+    text = (f'\n[profiles.prod-admin]\nsource = "work"\naccount_id = "{PROD}"\nrole_name = "AdministratorAccess"\n'
+            f'\n[profiles.dev-read]\nsource = "work"\naccount_id = "{DEV}"\nrole_name = "ReadOnly"\n'
+            'region = "eu-west-1"\n')
+    for i in range(n_extra):
+        text += f'\n[profiles.spare{i}]\nsource = "work"\naccount_id = "{300000000000 + i}"\nrole_name = "ReadOnly"\n'
+    return text
+
+
+@pytest.fixture
+def portal(fake: Any) -> Iterator[Any]:
+    """Alice is assigned two roles in two accounts; the application has the account access scope."""
+    app = fake.config.applications[APP_ARN]
+    app.scopes.append(ACCOUNT_ACCESS)
+    fake.portal.account(PROD, "prod")
+    fake.portal.account(DEV, "dev")
+    fake.portal.assign(ALICE_ID, PROD, "AdministratorAccess")
+    fake.portal.assign(ALICE_ID, DEV, "ReadOnly")
+    yield fake.portal
+    app.scopes.remove(ACCOUNT_ACCESS)
+    fake.portal.clear()
+
+
+@pytest.fixture
+def daemon(home: Home, portal: Any) -> Iterator[Tipd]:
+    home.config_file.write_text(home.config_file.read_text() + account_tables(n_extra=298))
+    d = Tipd(home).start()
+    yield d
+    d.stop()
+
+
+def env_for(home: Home, profile: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", f'set -e; eval "$(tipctl env {profile})"; {command}'], env=home.env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_300_account_profiles_are_served_to_every_sdk_and_cost_nothing_until_used(
+        home: Home, daemon: Tipd, fake: Any, portal: Any) -> None:
+    tipctl(home, "login", "work")
+    fake.clear_calls()
+    st = status(home)
+    work = next(p for p in st["profiles"] if p["profile"] == "work")
+    assert len(work["accounts"]) == 300 and {a["state"] for a in work["accounts"]} == {"cold"}
+    assert fake.count("GetRoleCredentials") == 0  # 300 configured, none used: no upstream call
+
+    boto = env_for(home, "prod-admin", "python -c 'import boto3, json; "
+                   "print(json.dumps(boto3.client(\"sts\").get_caller_identity()))'")
+    assert boto.returncode == 0, boto.stderr
+    prod_arn = json.loads(boto.stdout)["Arn"]
+    assert prod_arn.startswith(f"arn:aws:sts::{PROD}:assumed-role/AWSReservedSSO_AdministratorAccess_"), prod_arn
+    assert fake.count("GetRoleCredentials") == 1
+
+    cli = env_for(home, "prod-admin", f"{aws_cli()} sts get-caller-identity --output json")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["Arn"] == prod_arn
+    node = env_for(home, "dev-read", f"node {ROOT / 'tests' / 'node' / 'whoami.mjs'}")
+    assert node.returncode == 0, node.stderr
+    assert json.loads(node.stdout)["Arn"].startswith(f"arn:aws:sts::{DEV}:assumed-role/AWSReservedSSO_ReadOnly_")
+    # served from memory: one GetRoleCredentials per profile used, whatever the number of clients
+    assert fake.count("GetRoleCredentials") == 2
+
+    st = status(home)
+    work = next(p for p in st["profiles"] if p["profile"] == "work")
+    states = {a["profile"]: a["state"] for a in work["accounts"]}
+    assert states["prod-admin"] == states["dev-read"] == "fresh"
+    assert sum(s == "cold" for s in states.values()) == 298
+    text = tipctl(home, "status", check=False).stdout
+    assert "  prod-admin" in text and "AdministratorAccess @ 111111111111" in text
+    assert "+ 298 account profiles not used yet" in text
+
+
+def test_two_account_profiles_in_one_process_are_two_identities(home: Home, daemon: Tipd) -> None:
+    tipctl(home, "login", "work")
+    base = f"http://127.0.0.1:{home.port}/v1/credentials/"
+    r = subprocess.run([sys.executable, "-c", TWO_IN_ONE], capture_output=True, text=True, timeout=120,
+                       env=dict(home.env, BASE_URI=base, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(home.token_file)))
+    assert r.returncode == 0, r.stderr
+    arns = json.loads(r.stdout)
+    assert arns["prod-admin"].startswith(f"arn:aws:sts::{PROD}:assumed-role/AWSReservedSSO_AdministratorAccess_")
+    assert arns["dev-read"].startswith(f"arn:aws:sts::{DEV}:assumed-role/AWSReservedSSO_ReadOnly_")
+
+
+def test_credential_process_serves_an_account_profile(home: Home, daemon: Tipd, fake: Any) -> None:
+    tipctl(home, "login", "work")
+    out = json.loads(tipctl(home, "credential-process", "dev-read").stdout)
+    assert out["Version"] == 1 and out["AccessKeyId"] and out["SessionToken"] and out["Expiration"].endswith("Z")
+    assert any(key == out["AccessKeyId"] for _, _, key in fake.portal.vended)
+
+
+def test_logout_of_the_source_ends_its_account_profiles(home: Home, daemon: Tipd, fake: Any) -> None:
+    tipctl(home, "login", "work")
+    assert env_for(home, "prod-admin", f"{aws_cli()} sts get-caller-identity").returncode == 0
+    tipctl(home, "logout", "work")
+    work = next(p for p in status(home)["profiles"] if p["profile"] == "work")
+    prod = next(a for a in work["accounts"] if a["profile"] == "prod-admin")
+    assert prod["state"] == "signed-out" and prod["credentials_expire"] is None
+    r = tipctl(home, "credential-process", "prod-admin", check=False)
+    assert r.returncode != 0 and "tipctl login work" in r.stderr and "Traceback" not in r.stderr
+    calls = fake.count("GetRoleCredentials")
+    cli = env_for(home, "prod-admin", f"{aws_cli()} sts get-caller-identity")
+    assert cli.returncode != 0
+    assert fake.count("GetRoleCredentials") == calls  # nothing fetched for a signed-out source
+
+
+def test_login_to_an_account_profile_signs_in_to_its_source(home: Home, daemon: Tipd) -> None:
+    r = tipctl(home, "login", "prod-admin")
+    assert "prod-admin is an account profile of work: signing in to work" in r.stderr
+    assert "Signed in to work" in r.stdout
+    r = tipctl(home, "logout", "prod-admin", check=False)
+    assert r.returncode == 1 and "prod-admin is an account profile" in r.stderr and "tipctl logout work" in r.stderr
+
+
+def test_a_reload_that_removes_an_account_profile_stops_serving_it(home: Home, daemon: Tipd) -> None:
+    tipctl(home, "login", "work")
+    assert json.loads(tipctl(home, "credential-process", "dev-read").stdout)["AccessKeyId"]
+    text = home.config_file.read_text()
+    home.config_file.write_text(text.replace("[profiles.dev-read]", "[profiles.gone]"))
+    out = json.loads(tipctl(home, "reload", "--json").stdout)
+    assert "dev-read" in out["removed"] and "gone" in out["added"], out
+    wait_for(lambda: tipctl(home, "credential-process", "dev-read", check=False).returncode != 0,
+             what="dev-read no longer served")
