@@ -6,7 +6,9 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from tests.unit.fakes import FakeAws, FakeIdp, VirtualClock
+from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
+from tests.support.profiles import PROFILE
+from tests.support.session_rig import MemStore
 from tipd.accounts import AccountSchedule, AccountSession
 from tipd.config import Config, RefreshConfig, parse_config
 from tipd.errors import TipdError
@@ -14,10 +16,8 @@ from tipd.exchange import AwsCredentials
 from tipd.secret import Secret
 from tipd.session import ProfileSession
 
-SOURCE = dict(issuer="http://127.0.0.1:1", client_id="cid", scopes=["openid", "email", "offline_access"],
-              application_arn="arn:aws:sso::123456789012:application/ssoins-0123456789abcdef/apl-0123456789abcdef",
-              oidc_role_arn="arn:aws:iam::123456789012:role/oidc",
-              identity_enhanced_role_arn="arn:aws:iam::123456789012:role/enhanced", region="eu-west-1")
+#: the IdP profile the account profiles sign in through
+SOURCE = PROFILE
 
 
 def account_id(i: int) -> str:
@@ -29,22 +29,6 @@ def config_with_accounts(n: int, refresh: dict[str, Any] | None = None) -> Confi
     for i in range(n):
         profiles[f"acct{i}"] = {"source": "work", "account_id": account_id(i), "role_name": "Admin"}
     return parse_config({"profiles": profiles, **({"refresh": refresh} if refresh else {})}, "test")
-
-
-class MemStore:
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.tokens: dict[str, Any] = {}
-
-    async def load(self, p: str) -> Any:
-        return self.tokens.get(p)
-
-    async def save(self, p: str, grant: Any) -> None:
-        self.tokens[p] = grant
-
-    async def delete(self, p: str) -> None:
-        self.tokens.pop(p, None)
 
 
 class FakePortal:
