@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import BIN, ENHANCED_ROLE, ROOT, aws_cli, tipctl, wait_for
+from tests.support.aws import ACCOUNT_ACCESS
+from tests.support.stack import APP_ARN, BIN, ENHANCED_ROLE, ROOT, Tipd, aws_cli, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
+ALICE_ID = "9067e4a2-alice"
+PROD = "111111111111"
 ALICE_ARN_END = f"assumed-role/{ENHANCED_ROLE.split('/')[-1]}/tip-9067e4a2-alice"
 WHOAMI = "import boto3, json, sys; print(json.dumps(boto3.Session(profile_name=sys.argv[1] if len(sys.argv) > 1 " \
          "else None).client('sts').get_caller_identity()))"
@@ -123,3 +126,44 @@ def test_a_tipctl_path_with_spaces_is_quoted_so_botocore_the_aws_cli_and_node_al
         out = subprocess.run(argv, env=dict(env, AWS_PROFILE="work"), capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, f"{name}: {out.stderr}"
         assert json.loads(out.stdout)["Arn"].endswith(ALICE_ARN_END), name
+
+
+def test_account_profiles_get_sections_and_exec_with_their_region(home, fake):
+    """Account profiles (a role in an account through the source's sign-in) are tipd profiles like any other:
+    a section each (the profile's region, else its source's), served to the aws CLI; exec sets the region."""
+    app = fake.config.applications[APP_ARN]
+    app.scopes.append(ACCOUNT_ACCESS)
+    fake.portal.account(PROD, "prod")
+    fake.portal.assign(ALICE_ID, PROD, "AdministratorAccess")
+    fake.portal.assign(ALICE_ID, PROD, "ReadOnly")
+    home.config_file.write_text(
+        home.config_file.read_text()
+        + f'\n[profiles.prod-admin]\nsource = "work"\naccount_id = "{PROD}"\nrole_name = "AdministratorAccess"\n'
+          'region = "eu-west-1"\n'
+        + f'\n[profiles.prod-read]\nsource = "work"\naccount_id = "{PROD}"\nrole_name = "ReadOnly"\n')
+    daemon = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        cfg = home.dir / "home" / "aws-config"
+        env = dict(home.env, AWS_CONFIG_FILE=str(cfg))
+        assert "added work, prod-admin, prod-read" in tipctl(home, "aws-config", "sync", env=env).stdout
+        text = cfg.read_text()
+        assert f"[profile prod-admin]\ncredential_process = {BIN / 'tipctl'} credential-process prod-admin\n" \
+               "region = eu-west-1\n" in text
+        assert "credential-process prod-read\nregion = us-east-1\n" in text  # the source's region
+        cli = subprocess.run([aws_cli(), "sts", "get-caller-identity", "--profile", "prod-admin", "--output", "json"],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["Account"] == PROD and "AdministratorAccess" in json.loads(cli.stdout)["Arn"]
+
+        bare = {k: v for k, v in home.env.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+        r = subprocess.run([str(BIN / "tipctl"), "exec", "prod-read", "--", sys.executable, "-c",
+                            WHOAMI + "; import os; print(os.environ['AWS_REGION'])"],
+                           env=bare, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        who, region = r.stdout.splitlines()
+        assert json.loads(who)["Account"] == PROD and "ReadOnly" in json.loads(who)["Arn"] and region == "us-east-1"
+    finally:
+        daemon.stop()
+        app.scopes.remove(ACCOUNT_ACCESS)
+        fake.portal.clear()
