@@ -122,6 +122,13 @@ class ServerConfig(_Model):
     #: answer IMDSv1 (token-less GETs); off, as on a hardened EC2 instance
     imds_v1: bool = False
 
+    @property
+    def imds_enabled(self) -> bool:
+        """Whether IMDSv2 is served: as set, else where the peer's uid can be checked (Linux)."""
+        from .server.peer import SUPPORTED
+
+        return self.imds if self.imds is not None else SUPPORTED
+
 
 class RefreshConfig(_Model):
     """When credentials are rotated and how fresh they must be when served (seconds)."""

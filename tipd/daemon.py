@@ -210,7 +210,7 @@ class Daemon:
     async def _serve_credentials(self, token: bytes) -> None:
         server = self.config.server
         guard = self._guard = Guard(token, server.port, allow_other_users=server.allow_other_users)
-        imds = server.imds if server.imds is not None else PEER_UID_SUPPORTED
+        imds = server.imds_enabled
         runner = container.make_runner(self.broker, guard, imds=imds, access_log=None,
                                        handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
         await runner.setup()

@@ -272,7 +272,7 @@ def test_a_refused_login_hand_off_leaves_the_working_session_serving(strict_home
         keys = profile(home)["role_arn"]
         before = stored(home)
         fake.inject("CreateTokenWithIAM", "AccessDeniedException", count=1)
-        r = tipctl(home, "login", check=False)
+        r = tipctl(home, "login", "--force", check=False)  # signed in and fresh: a second sign-in on purpose
         assert r.returncode != 0 and "Identity Center refused" in r.stderr + r.stdout
         after = f.fetch()
         assert after.status == 200 and after.expires == first.expires  # the same credentials, still served

@@ -401,7 +401,7 @@ class Scenario:
 
     def browser_login(self) -> None:
         self.tipd = self.start_tipd()
-        r = tipctl(self.home, "login", "--json", "--timeout", "90", check=False, timeout=180)
+        r = tipctl(self.home, "login", "--force", "--json", "--timeout", "90", check=False, timeout=180)
         if r.returncode != 0:
             said = [line.removeprefix("tipctl: ") for line in r.stderr.splitlines() if line.startswith("tipctl: ")]
             raise StepFailed(f"tipctl login failed: {r.stderr.strip()[-600:]}", sentence=said[-1] if said else None)
@@ -443,7 +443,7 @@ class Scenario:
 
         out, err = self.home.dir / "device.out", self.home.dir / "device.err"
         with open(out, "wb") as o, open(err, "wb") as e:
-            proc = subprocess.Popen([str(BIN / "tipctl"), "login", "--device", "--json"], env=self.home.env,
+            proc = subprocess.Popen([str(BIN / "tipctl"), "login", "--force", "--device", "--json"], env=self.home.env,
                                     stdout=o, stderr=e)
         try:
             code = wait(lambda: (m := USER_CODE.search(err.read_text())) and m.group(1), 60,

@@ -212,3 +212,27 @@ def test_an_account_instance_cannot_have_account_access():
     assert judged(f)["instance.kind"].status == Status.OK  # nothing needs account access
     c = judged(_with_accounts(f, 1))["instance.kind"]
     assert c.status == Status.FAILURE and "account instance" in c.detail and "organization instance" in c.fix
+def test_a_profile_that_exchanges_its_access_token_is_checked_against_that_tokens_aud():
+    """With exchange_token = "access_token" the JWT tipd hands over is the access token, whose aud is the IdP's
+    API (Okta: api://default), not the client_id: that was a false token.aud failure, and the IAM and Identity
+    Center audience checks looked for the client_id."""
+    from dataclasses import replace
+
+    f = good_facts()
+    assert f.token is not None and not isinstance(f.token, Failure)
+    f.token = replace(f.token, claims=dict(f.token.claims, aud="api://default"))
+    f.oidc_provider = {"ClientIDList": ["api://default"]}
+    f.grants["urn:ietf:params:oauth:grant-type:jwt-bearer"]["JwtBearer"]["AuthorizedTokenIssuers"][0][
+        "AuthorizedAudiences"] = ["api://default"]
+    f.oidc_role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"] = {
+        "StringEquals": {"idp.example.com:aud": "api://default"}}
+    as_id_token = judged(f)
+    assert as_id_token["token.aud"].status == Status.FAILURE  # an id_token with that aud is wrong
+    f.target = replace(TARGET, exchange_token="access_token")
+    checks = judged(f)
+    assert checks.pop("token.signature").status == Status.SKIPPED
+    assert {c.status for c in checks.values()} == {Status.OK}, {k: c.detail for k, c in checks.items()
+                                                              if c.status != Status.OK}
+    assert "the access token's aud api://default" in checks["iam.oidc_audience"].detail
+    f.oidc_provider = {"ClientIDList": ["cid"]}  # the client_id is not what AWS sees here
+    assert judged(f)["iam.oidc_audience"].status == Status.FAILURE

@@ -17,8 +17,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "Identity Center application and each service's scope are stack Parameters. Needs no running daemon.",
         epilog="Deploy: aws cloudformation deploy --template-file tipd.yaml --stack-name tipd "
                "--capabilities CAPABILITY_NAMED_IAM. See docs/cfn-template.md.")
-    p.add_argument("issuer", help="the IdP's issuer URL, exactly as in its tokens' iss claim (https://...)")
-    p.add_argument("audience", help="the aud claim of the IdP's id_token (usually tipd's client id)")
+    p.add_argument("issuer", nargs="?", help="the IdP's issuer URL, exactly as in its tokens' iss claim "
+                   "(https://...; default: the --profile's)")
+    p.add_argument("audience", nargs="?", help="the aud claim of the JWT tipd exchanges: the IdP's id_token's is "
+                   "tipd's client id (default: the --profile's client id)")
+    p.add_argument("--profile", nargs="?", const="", metavar="NAME", help="take the issuer, the audience and the "
+                   "application from this tipd profile (the default profile when no NAME is given)")
     th = p.add_mutually_exclusive_group()
     th.add_argument("--thumbprint", action="append", metavar="HEX", default=[],
                     help="SHA-1 thumbprint (40 hex digits) of the IdP's top intermediate CA; repeatable, at most 5")
@@ -41,22 +45,46 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(run=run)
 
 
+def from_profile(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(issuer, audience, application ARN): as given, else from the --profile."""
+    from .. import cfn
+
+    if args.profile is None:
+        if not (args.issuer and args.audience):
+            raise cfn.TemplateError("give ISSUER and AUDIENCE, or take them from a tipd profile with --profile [NAME]")
+        return args.issuer, args.audience, args.application_arn
+    from ..config import load_config
+
+    config = load_config(args.config)[0]
+    name = config.profile_name(args.profile or None)
+    prof = config.idp_profile(name)
+    audience = args.audience
+    if audience is None:
+        if prof.exchange_token != "id_token":
+            raise cfn.TemplateError(f"profile {name} sends its access token to AWS (exchange_token = "
+                                    f'"{prof.exchange_token}"), whose aud claim the IdP chooses: give AUDIENCE '
+                                    "(`tipctl diag` shows the token's claims)")
+        audience = prof.client_id  # an id_token's aud is the client it was issued to
+    return args.issuer or prof.issuer, audience, args.application_arn or prof.application_arn
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import cfn
 
     if args.ca_bundle and not args.fetch_thumbprint:
         raise cfn.TemplateError("--ca-bundle is used only with --fetch-thumbprint")
+    issuer, audience, application_arn = from_profile(args)
     # every check before any network: bad input is the user's to fix
     spec = cfn.validate(cfn.TemplateSpec(
-        issuer=args.issuer, audience=args.audience, services=cfn.parse_services(args.services),
+        issuer=issuer, audience=audience, services=cfn.parse_services(args.services),
         thumbprints=tuple(args.thumbprint), existing_provider_arn=args.existing_provider_arn,
-        application_arn=args.application_arn))
+        application_arn=application_arn))
     if args.fetch_thumbprint:
         from dataclasses import replace
 
         from ..thumbprint import fetch_thumbprints
 
-        fetched = fetch_thumbprints(args.issuer, args.ca_bundle)
+        fetched = fetch_thumbprints(issuer, args.ca_bundle)
         for t in fetched:
             print(f"thumbprint of {t.host}: {t.sha1} ({t.subject})", file=sys.stderr)
         spec = cfn.validate(replace(spec, thumbprints=tuple(t.sha1 for t in fetched)))

@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="ask for the values even when stdin is "
                    "not a terminal (the default without --profile or --from when it is one)")
     p.add_argument("--show", action="store_true", help="print the effective config (defaults filled in, "
-                   "secrets as ***) and change nothing")
+                   "secrets as ***) and change nothing; with --profile, only that profile")
     p.add_argument("--config", metavar="PATH", help="the config file (default: $TIPD_CONFIG, else the per-user "
                    "config directory's tipd/config.toml)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -207,6 +207,15 @@ def _show(args: argparse.Namespace) -> int:
 
     cfg, path = load_config(args.config, missing_ok=True)
     data = redacted(cfg)
+    # what tipd does when the file leaves imds out, rather than "not set" (tipd.config.ServerConfig.imds_enabled)
+    data["server"]["imds"] = cfg.server.imds_enabled
+    if args.profile is not None:
+        from ..errors import UnknownProfile
+        from ..profiles import unknown_profile
+
+        if args.profile not in cfg.profiles:
+            raise UnknownProfile(unknown_profile(args.profile, cfg.profiles))
+        data = {"profiles": {args.profile: data["profiles"][args.profile]}}
     if args.json:
         print_json({"config_file": str(path), "exists": path.exists(), "config": data})
     else:

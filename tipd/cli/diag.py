@@ -15,8 +15,9 @@ Each check answers ok, warning or failure, with the fix in one sentence; docs/di
 The set-up is read with YOUR AWS credentials (the usual chain: environment variables, AWS_PROFILE, or
 --aws-profile), never with tipd's; they need read access to sso-admin, identitystore and IAM.
 
-Without --jwt, tipd (running, signed in) hands over a fresh id_token of the profile. With --jwt, tipd
-is not needed. Pass the token as '-' (standard input) or '@FILE' to keep it out of the process list.
+Without --jwt, tipd (running, signed in) hands over a fresh copy of the JWT the profile exchanges (its
+id_token, or its access token with exchange_token = "access_token", checked against the access token's
+own aud). With --jwt, tipd is not needed. Pass the token as '-' (standard input) or '@FILE' to keep it out of the process list.
 
 Exit status: 0 when no check failed (warnings allowed), 1 when a check failed, 2 when diag could not
 run (bad arguments, unknown profile, unreadable config)."""
@@ -50,7 +51,7 @@ def _target(args: argparse.Namespace) -> Target:
 
     config, _ = load_config(args.config)
     name = config.profile_name(args.profile)
-    prof = config.profiles[name]
+    prof = config.idp_profile(name)
     if args.application_arn and not re.match(APPLICATION_ARN, args.application_arn):
         raise ConfigError("--application-arn: expected arn:aws:sso::<account>:application/ssoins-<16 hex>/apl-<16 hex>")
     if args.region and not re.match(REGION, args.region):
@@ -58,7 +59,7 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(profile=name, issuer=prof.issuer, client_id=prof.client_id,
                   application_arn=args.application_arn or prof.application_arn, oidc_role_arn=prof.oidc_role_arn,
                   enhanced_role_arn=prof.identity_enhanced_role_arn, region=args.region or prof.region,
-                  session_duration=config.refresh.session_duration,
+                  session_duration=config.refresh.session_duration, exchange_token=prof.exchange_token,
                   account_profiles=sum(1 for a in (getattr(config, "accounts", None) or {}).values()
                                        if getattr(a, "source", None) == name))
 

@@ -50,7 +50,48 @@ def variables(profile: str | None, config_path: str | None, imds: bool = False) 
 def run(args: argparse.Namespace) -> int:
     if args.unset:
         return print_unset(args.shell, IMDS_NAMES if args.imds else CONTAINER_NAMES)
-    return print_exports(variables(args.profile, args.config, args.imds), args.json, imds=args.imds, shell=args.shell)
+    env = variables(args.profile, args.config, args.imds)
+    code = print_exports(env, args.json, imds=args.imds, shell=args.shell)
+    warning = serving_warning(profile_of(env, args.profile))
+    if warning:
+        print(f"# tipctl: {warning}", file=sys.stderr)
+    return code
+
+
+def profile_of(env: dict[str, str], asked: str | None) -> str | None:
+    """The profile the variables serve (None for IMDS without a name: the daemon's default)."""
+    url = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    return url.rsplit("/", 1)[-1] if url else asked
+
+
+#: how long `tipctl env` waits for tipd's answer before it leaves the warning out (it runs in shell start-up)
+CHECK_TIMEOUT = 1.0
+
+
+def serving_warning(profile: str | None) -> str | None:
+    """Why the SDKs will get no credentials from these variables right now, or None. Without this an SDK finds
+    out only after botocore's retries (about 3 s), with an error that does not name tipd's reason."""
+    from ..errors import TipdError
+    from .common import client
+    from .control import DaemonNotRunning
+
+    try:
+        summary = client(timeout=CHECK_TIMEOUT).request("GET", "/v1/summary")
+    except DaemonNotRunning:
+        return None  # the variables are set before tipd starts (shell start-up, a service starting later)
+    except TipdError:
+        return None  # slow or odd: no warning rather than a slow shell start
+    states = {p["profile"]: p["state"] for p in summary.get("profiles", [])}
+    name = profile if profile is not None else next(iter(states), None) if len(states) == 1 else None
+    if name is None:
+        return None
+    if name not in states:
+        return (f"tipd does not serve profile {name} (it was started with another config, or before the profile "
+                "was added): run `tipctl reload`")
+    if states[name] in ("signed-out", "login-required"):
+        return (f"profile {name} is {states[name]}, so AWS SDKs will get no credentials: run "
+                f"`tipctl login{' ' + name if profile else ''}`")
+    return None
 
 
 #: what `tipctl env` sets, for --unset (no config needed to name them)

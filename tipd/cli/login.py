@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any
+
+from ..errors import TipdError
 
 if TYPE_CHECKING:
     from ..config import Profile
     from ..idp.oidc import TokenResponse
     from ..secret import Secret
+    from .control import ControlClient
 
 HELP = "sign in to a profile's IdP (browser, or --device for a code) and start serving credentials"
 BROWSER_TIMEOUT = 300
@@ -37,7 +41,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     how = p.add_mutually_exclusive_group()
     how.add_argument("--device", action="store_true",
                      help="use the device authorization grant: sign in on another device with a code")
-    how.add_argument("--no-browser", action="store_true", help="only print the sign-in URL")
+    how.add_argument("--no-browser", action="store_true", help="only print the sign-in URL (to open in a browser "
+                     "of this machine yourself)")
+    p.add_argument("--force", action="store_true", help="sign in again even when the profile's credentials are "
+                   "fresh")
     p.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                    help=f"how long to wait for the sign-in to complete (default {BROWSER_TIMEOUT}; "
                         "with --device, until the code expires)")
@@ -92,7 +99,8 @@ async def _within(name: str, profile: Profile, args: argparse.Namespace) -> Toke
     from ..errors import LoginError
 
     phase = Phase()
-    client_secret = await _stored_secret(name, profile)  # before any browser opens: a missing one is a sentence
+    # before any browser opens: a missing one is a sentence
+    client_secret = await _stored_secret(name, profile, args.config)
     if not args.timeout:
         return await _sign_in(profile, args, phase, client_secret)
     try:
@@ -104,7 +112,7 @@ async def _within(name: str, profile: Profile, args: argparse.Namespace) -> Toke
                          "the IdP is reachable, or allow more time with --timeout") from None
 
 
-async def _stored_secret(name: str, profile: Profile) -> Secret | None:
+async def _stored_secret(name: str, profile: Profile, config: str | None) -> Secret | None:
     """The client secret the profile's IdP app requires (None for a public client), from where `tipctl
     configure` stored it: the store of the config's [store] backend (OS keyring, else a 0600 file)."""
     if profile.client_auth == "none":
@@ -115,7 +123,7 @@ async def _stored_secret(name: str, profile: Profile) -> Secret | None:
     from ..store import client_secret, open_store
 
     try:
-        backend = load_config(missing_ok=True)[0].store.backend
+        backend = load_config(config, missing_ok=True)[0].store.backend
     except ConfigError:
         backend = "auto"  # the daemon runs with a config this process cannot read: the default store
     return await client_secret(open_store(backend, Paths.default().tokens_dir), name, profile)
@@ -140,6 +148,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name} is an account profile of {profile['source']}: signing in to {profile['source']}",
               file=sys.stderr)
         name, profile = resolve_profile(ctl, profile["source"])
+    if not args.force:
+        now = profile_status(ctl, name)
+        if now is not None and now["state"] == "fresh":
+            if args.json:
+                print_json(now)
+            else:
+                print(f"Already signed in to {name} as {now['user']}; credentials valid until "
+                      f"{when(now['credentials_expire'])}, and tipd renews them by itself. "
+                      f"`tipctl login --force{' ' + name if args.profile else ''}` signs in again.")
+            return 0
     # Ctrl-C: asyncio.run cancels the sign-in (closing the loopback listener) and raises KeyboardInterrupt,
     # which main turns into `tipctl: cancelled` and exit 130, before anything is handed to the daemon
     tokens = asyncio.run(_within(name, _profile(profile), args))
@@ -155,4 +173,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"Signed in to {name} as {status['user']} (Identity Center user {status['identity_center_user_id']}).")
         print(f"Role: {status['role_arn']}")
         print(f"Credentials valid until {when(status['credentials_expire'])}; tipd renews them by itself.")
+        hint = usage_hint(name, args.profile is not None, args.config)
+        if hint:
+            print(hint)
     return 0
+
+
+def profile_status(ctl: ControlClient, name: str) -> dict[str, Any] | None:
+    """The daemon's status of one profile (None when it has none)."""
+    profiles: list[dict[str, Any]] = ctl.request("GET", "/v1/status")["profiles"]
+    return next((p for p in profiles if p["profile"] == name), None)
+
+
+def usage_hint(name: str, named: bool, config: str | None) -> str | None:
+    """How to use the profile from this shell, unless its variables point there already (a service installed
+    with `tipctl service install` sets them for the whole session)."""
+    import os
+
+    from ..paths import Paths
+    from ..quickconfig import endpoint_facts
+    from ..sdkenv import FULL_URI, container_variables
+
+    try:
+        wanted = container_variables(endpoint_facts(config), Paths.default(), name)
+    except TipdError:
+        wanted = None
+    if wanted is not None and os.environ.get(FULL_URI) == wanted[FULL_URI]:
+        return None
+    command = "tipctl env" + (f" {name}" if named else "") + (f" --config {shlex.quote(config)}" if config else "")
+    return f'Use it in this shell: eval "$({command})" (or run a command with `tipctl exec {name} -- COMMAND`).'

@@ -3,8 +3,11 @@ needs only when it runs, so quick commands stay quick."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
+from typing import NoReturn
 
 from .. import __version__
 
@@ -32,21 +35,82 @@ COMMANDS = [
 ]
 
 
+CONFIG_HELP = "the config file (default: $TIPD_CONFIG, else the per-user config directory's tipd/config.toml)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean": a mistyped command or option names the nearest one (Python 3.14's
+    `suggest_on_error` does this for commands only)."""
+
+    def error(self, message: str) -> NoReturn:
+        m = re.match(r"argument .*?: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m[2])
+            near = difflib.get_close_matches(m[1], choices, n=1)
+            if near:
+                message += f"; did you mean '{near[0]}'?"
+        super().error(message)
+
+    def unrecognized(self, extras: list[str]) -> NoReturn:
+        """The error for arguments no option or positional took, with the nearest option of this command."""
+        options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for extra in extras:
+            word = extra.split("=", 1)[0]
+            near = difflib.get_close_matches(word, options, n=1, cutoff=0.6) if word.startswith("-") else []
+            if near:
+                hints.append(f"did you mean {near[0]}?" if len(extras) == 1 else f"{word}: did you mean {near[0]}?")
+        self.error("unrecognized arguments: " + " ".join(extras) + "".join(f"; {h}" for h in hints))
+
+
+def _subparsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out: list[argparse.ArgumentParser] = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                out += [child, *_subparsers(child)]
+    return out
+
+
+def _every_command_takes_config(p: argparse.ArgumentParser) -> None:
+    """`--config PATH` before the command or after it, on every command (one that has its own keeps its help).
+    SUPPRESS: a command's default would otherwise overwrite a --config given before it."""
+    for child in [p, *_subparsers(p)]:
+        child.set_defaults(_parser=child)
+        own = next((a for a in child._actions if "--config" in a.option_strings), None)
+        if own is None:
+            child.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
+        elif child is not p:
+            own.default = argparse.SUPPRESS
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command `argv` names (the first word that is not an option or the value of --config)."""
+    words = iter(argv)
+    for a in words:
+        if a == "--config":
+            next(words, None)
+        elif not a.startswith("-"):
+            return a.replace("-", "_")
+    return None
+
+
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser. When `argv` names a command, only that command's module is imported (a shell
     prompt may run `tipctl status` often: it should not pay for importing every other command)."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tipctl",
         description="Control tipd, the daemon that serves identity-enhanced AWS credentials (IAM Identity Center "
                     "trusted identity propagation) to every AWS SDK on this machine.",
         epilog="Typical first use: `tipd &` (or `tipctl service install`), `tipctl login`, then "
                "`eval \"$(tipctl env)\"` and use any AWS tool.")
     p.add_argument("--version", action="version", version=f"tipctl {__version__}")
+    p.add_argument("--config", metavar="PATH", default=None, help=CONFIG_HELP)
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
-    first = next((a for a in (argv or []) if not a.startswith("-")), None)
-    wanted = first.replace("-", "_") if first else None
+    wanted = _command(argv or [])
     for name in [wanted] if wanted in COMMANDS else COMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)
+    _every_command_takes_config(p)
     return p
 
 
@@ -59,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return complete(argv[1:])
     p = parser(argv)
-    args = p.parse_args(argv)
+    args, extras = p.parse_known_args(argv)
+    if extras:
+        getattr(args, "_parser", p).unrecognized(extras)
     if not hasattr(args, "run"):
         p.print_help()
         return 2

@@ -106,8 +106,8 @@ def render(grants: list[dict]) -> str:
         if g["last_error"]:
             notes.append(f"{g['target']}: {g['last_error']}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ CLEAR = "\x1b[H\x1b[2J"
 def add_parser(sub) -> None:
     p = sub.add_parser("status", help=HELP, description=HELP + ". Exit code 0 when every signed-in profile is "
                        "fresh, 1 when one needs attention, 3 when tipd is not running.")
+    p.add_argument("profile", nargs="?", help="show only this profile (default: every profile)")
     p.add_argument("--json", action="store_true", help="machine-readable output (with --watch: one JSON object "
                    "per line, each the whole status)")
     p.add_argument("--watch", action="store_true", help="stay and show the status again whenever it changes "
@@ -89,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.watch:
         return watch(args)
     try:
-        status = client(timeout=5).request("GET", "/v1/status")
+        status = only(client(timeout=5).request("GET", "/v1/status"), args.profile)
     except DaemonNotRunning as e:
-        squatter = port_squatter()
+        squatter = port_squatter(args.config)
         if args.json:
             print_json({"running": False, "message": e.message,
                         "port_held_by_other_user": squatter[1] if squatter else None})
@@ -112,7 +113,22 @@ def run(args: argparse.Namespace) -> int:
     return 1 if needs_attention(status) else 0
 
 
-def port_squatter() -> tuple[int, list[int]] | None:
+def only(status: dict[str, Any], profile: str | None) -> dict[str, Any]:
+    """The status with only `profile` in it (all of it for None); an unknown profile is an error."""
+    if profile is None:
+        return status
+    from ..errors import UnknownProfile
+    from ..profiles import unknown_profile
+
+    names = [p["profile"] for p in status["profiles"]]
+    if profile not in names:
+        raise UnknownProfile(unknown_profile(profile, names))
+    mine = [p for p in status["profiles"] if p["profile"] == profile]
+    return dict(status, profiles=mine, state=mine[0]["state"],
+                recent_clients=[c for c in status.get("recent_clients") or [] if c.get("profile") == profile])
+
+
+def port_squatter(config: str | None = None) -> tuple[int, list[int]] | None:
     """(port, uids) when another user listens on the configured credential port (Linux), else None."""
     import os
 
@@ -121,7 +137,7 @@ def port_squatter() -> tuple[int, list[int]] | None:
     from ..quickconfig import endpoint_facts
 
     try:
-        port = endpoint_facts().port
+        port = endpoint_facts(config).port
     except TipdError:
         return None
     others = sorted(listener_uids(port) - {os.getuid()})
@@ -160,7 +176,7 @@ def watch(args: argparse.Namespace) -> int:
             try:
                 for event, data in ctl.events("/v1/events"):
                     if event == "status":
-                        last = dict(json.loads(data), running=True)
+                        last = dict(only(json.loads(data), args.profile), running=True)
                         if lost and not args.json:
                             print("tipctl: tipd is back", file=sys.stderr, flush=True)
                         connected, lost = True, False

@@ -9,7 +9,7 @@ from .facts import Facts
 from .iam import check_iam
 from .identity_center import check_application, check_instance, check_issuer
 from .model import Check, Failure, Status, Target, cannot_read, ok, skipped
-from .token import check_token, parse
+from .token import TokenFacts, check_token, parse
 
 if TYPE_CHECKING:
     import aiohttp
@@ -30,6 +30,7 @@ async def diagnose(target: Target, token: Secret | Failure, *, aws_profile: str 
 
 
 def judge(f: Facts, *, now: float, skew: float) -> list[Check]:
+    f = with_audience(f)
     checks = check_token(f.target, f.token, f.jwks, now, skew)
     if isinstance(f.caller, Failure):
         checks.append(cannot_read("aws.credentials", f.caller, "your AWS identity"))
@@ -38,3 +39,16 @@ def judge(f: Facts, *, now: float, skew: float) -> list[Check]:
     if f.caller is not None:
         checks.append(ok("aws.credentials", f"reading the set-up as {f.caller.get('Arn')}"))
     return checks + check_application(f) + check_issuer(f) + check_instance(f) + check_iam(f)
+
+
+def with_audience(f: Facts) -> Facts:
+    """A profile that exchanges its access token is checked against that token's aud (which the IdP chooses),
+    not the client_id: an id_token's aud is the client, an access token's usually an API."""
+    from dataclasses import replace
+
+    t, token = f.target, f.token
+    if t.exchange_token != "access_token" or not isinstance(token, TokenFacts) or not token.audiences:
+        return f
+    if t.client_id in token.audiences:
+        return f
+    return replace(f, target=replace(t, audience=token.audiences[0]))

@@ -27,7 +27,7 @@ def _provider(f: Facts) -> list[Check]:
         if p.not_found:
             return [failure("iam.oidc_provider", f"there is no IAM OIDC provider {f.provider_arn}",
                             f"Create it: aws iam create-open-id-connect-provider --url {f.iss} --client-id-list "
-                            f"{t.client_id}."),
+                            f"{t.aud}."),
                     skipped("iam.oidc_audience", "no OIDC provider")]
         return [cannot_read("iam.oidc_provider", p, "the IAM OIDC provider"),
                 skipped("iam.oidc_audience", "the OIDC provider could not be read")]
@@ -35,13 +35,12 @@ def _provider(f: Facts) -> list[Check]:
         return [skipped("iam.oidc_provider", "not read"), skipped("iam.oidc_audience", "not read")]
     out = [ok("iam.oidc_provider", f"IAM OIDC provider {f.provider_arn} exists")]
     clients = p.get("ClientIDList") or []
-    if t.client_id in clients:
-        out.append(ok("iam.oidc_audience", f"the provider lists the profile's client_id {t.client_id} as an audience"))
+    if t.aud in clients:
+        out.append(ok("iam.oidc_audience", f"the provider lists {t.aud_named} as an audience"))
     else:
-        out.append(failure("iam.oidc_audience", f"the provider's audiences {clients} do not include the profile's "
-                                                f"client_id {t.client_id}",
+        out.append(failure("iam.oidc_audience", f"the provider's audiences {clients} do not include {t.aud_named}",
                            f"Add it: aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn "
-                           f"{f.provider_arn} --client-id {t.client_id}."))
+                           f"{f.provider_arn} --client-id {t.aud}."))
     return out
 
 
@@ -78,7 +77,7 @@ def _oidc_trust(f: Facts) -> list[Check]:
     if role is None:
         return [skipped("iam.oidc_trust", "not read"), skipped("iam.oidc_trust_aud", "not read")]
     doc = _trust_document(role)
-    aud = t.client_id
+    aud = t.aud
     statement = {"Effect": "Allow", "Principal": {"Federated": f.provider_arn},
                  "Action": "sts:AssumeRoleWithWebIdentity",
                  "Condition": {"StringEquals": {f"{f.provider_path}:aud": aud}}}

@@ -127,7 +127,7 @@ def _grants(f: Facts) -> list[Check]:
     grant_fix = (f"Authorize the trusted token issuer for {f.iss} in the application's jwt-bearer grant: aws "
                  f"sso-admin put-application-grant --application-arn {t.application_arn} --grant-type {JWT_BEARER} "
                  "--grant '{\"JwtBearer\":{\"AuthorizedTokenIssuers\":[{\"TrustedTokenIssuerArn\":\"<issuer ARN>\","
-                 f"\"AuthorizedAudiences\":[\"{t.client_id}\"]}}]}}}}'.")
+                 f"\"AuthorizedAudiences\":[\"{t.aud}\"]}}]}}}}'.")
     entries = ((f.grants.get(JWT_BEARER) or {}).get("JwtBearer") or {}).get("AuthorizedTokenIssuers")
     entry = None
     if entries is None:
@@ -155,13 +155,11 @@ def _grants(f: Facts) -> list[Check]:
         out.append(skipped("application.audience", "no jwt-bearer grant entry for the profile's issuer"))
     else:
         allowed = entry.get("AuthorizedAudiences") or []
-        if t.client_id in allowed:
-            out.append(ok("application.audience",
-                          f"the grant accepts the profile's client_id {t.client_id} as audience"))
+        if t.aud in allowed:
+            out.append(ok("application.audience", f"the grant accepts {t.aud_named} as audience"))
         else:
-            out.append(failure("application.audience", f"the grant accepts audiences {allowed}, not the profile's "
-                                                       f"client_id {t.client_id}",
-                               f"Add {t.client_id!r} to AuthorizedAudiences of the jwt-bearer grant "
+            out.append(failure("application.audience", f"the grant accepts audiences {allowed}, not {t.aud_named}",
+                               f"Add {t.aud!r} to AuthorizedAudiences of the jwt-bearer grant "
                                "(aws sso-admin put-application-grant, as above)."))
     if "refresh_token" in f.grants:
         out.append(ok("application.refresh_grant", "the application has the refresh_token grant"))

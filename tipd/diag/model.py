@@ -68,6 +68,22 @@ class Target:
     session_duration: int = 3600
     #: the account profiles signing in through this profile (they need AWS account access)
     account_profiles: int = 0
+    #: the JWT tipd sends to AWS (the profile's exchange_token)
+    exchange_token: str = "id_token"
+    #: that JWT's aud as AWS compares it: "" for an id_token's (the client_id); an access token's is the IdP's
+    #: choice, taken from the token checked (diag.judge)
+    audience: str = ""
+
+    @property
+    def aud(self) -> str:
+        return self.audience or self.client_id
+
+    @property
+    def aud_named(self) -> str:
+        """The expected audience, in words."""
+        if self.aud == self.client_id:
+            return f"the profile's client_id {self.client_id}"
+        return f"the access token's aud {self.aud}"
 
     @property
     def partition(self) -> str:

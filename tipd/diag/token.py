@@ -111,6 +111,9 @@ def _issuer(target: Target, t: TokenFacts) -> Check:
 def _audience(target: Target, t: TokenFacts) -> Check:
     if target.client_id in t.audiences:
         return ok("token.aud", f"aud includes the profile's client_id {target.client_id}")
+    if target.exchange_token == "access_token" and t.audiences:
+        return ok("token.aud", f"aud is {json.dumps(t.claims.get('aud'))}: the profile exchanges its access token, "
+                               "whose aud the IdP chooses; AWS must accept that audience (checked below)")
     return failure("token.aud", f"aud is {json.dumps(t.claims.get('aud'))}, which does not include the profile's "
                                 f"client_id {target.client_id!r}",
                    "Check a token issued to the profile's client, or set `client_id` to the IdP application "

@@ -5,6 +5,7 @@ import asyncio
 import errno
 import html
 import logging
+import os
 import socket
 import threading
 import webbrowser
@@ -166,12 +167,14 @@ async def browser_login(idp: IdpClient, *, scopes: list[str] | None = None, time
     req = AuthRequest()
     async with LoopbackReceiver(req, profile.redirect_port, profile.redirect_host, issuer=meta.issuer) as rx:
         url = authorization_url(meta, idp.client_id, scopes, rx.redirect_uri, req, profile.auth_params)
-        show(f"Opening your browser to sign in. If it does not open, visit:\n\n  {url}\n")
         if open_browser:
+            show(f"Opening your browser to sign in. If it does not open, visit:\n\n  {url}\n")
             # webbrowser may run the browser command and wait for it to exit (BROWSER=firefox waits until the
             # window closes): a daemon thread keeps the receiver's loop free, and unlike the loop's executor,
             # which asyncio.run joins on the way out, it never holds up the login or a Ctrl-C
-            threading.Thread(target=_open, args=(url,), name="open-browser", daemon=True).start()
+            threading.Thread(target=_open, args=(url, show), name="open-browser", daemon=True).start()
+        else:
+            show(f"Open this URL in a browser to sign in:\n\n  {url}\n")
         try:
             cb = await asyncio.wait_for(asyncio.shield(rx.result), timeout)
         except TimeoutError:
@@ -184,8 +187,16 @@ async def browser_login(idp: IdpClient, *, scopes: list[str] | None = None, time
     return tokens, req
 
 
-def _open(url: str) -> None:
+def _open(url: str, show: Callable[[str], None]) -> None:
+    """Open `url` in the browser; when none opens, say so (the URL is already on the screen). A BROWSER the
+    user set is the only one tried: webbrowser would go on to any console browser it finds (lynx, w3m),
+    which would take over the terminal tipctl runs in."""
+    chosen = [c for c in os.environ.get("BROWSER", "").split(os.pathsep) if c.strip()]
+    why = "it exited with an error or was not found"
     try:
-        webbrowser.open(url)
-    except Exception as e:  # no browser is not fatal: the URL is printed
-        log.debug("could not open a browser: %s", type(e).__name__)
+        opened = any(webbrowser.get(c).open(url) for c in chosen) if chosen else webbrowser.open(url)
+    except Exception as e:  # webbrowser.Error (nothing runnable), OSError: none is fatal
+        opened, why = False, type(e).__name__
+    if not opened:
+        which = f"BROWSER={os.pathsep.join(chosen)}: {why}" if chosen else "no browser was found"
+        show(f"Could not open a browser ({which}): open the URL above yourself, or use --device.")

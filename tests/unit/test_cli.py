@@ -1,0 +1,185 @@
+"""`tipctl` agrees with itself: --config on every command (before it or after it), "did you mean" for a
+mistyped command or option, --version, `status PROFILE`, `configure --show --profile`, `cfn-template
+--profile`. Through `tipd.cli.main.main`, as a user's command line; the daemon is not running."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tipd import __version__
+from tipd.cli.main import COMMANDS, main, parser
+
+APP = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
+CONFIG = f"""
+default_profile = "work"
+[server]
+port = 9944
+[profiles.work]
+issuer = "https://dev-123.okta.com/oauth2/default"
+client_id = "0oa1"
+application_arn = "{APP}"
+oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"
+identity_enhanced_role_arn = "arn:aws:iam::111122223333:role/tip-enhanced"
+region = "eu-west-1"
+[profiles.home]
+issuer = "https://home.example.com"
+client_id = "home-client"
+exchange_token = "access_token"
+application_arn = "{APP}"
+oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"
+identity_enhanced_role_arn = "arn:aws:iam::111122223333:role/tip-enhanced"
+region = "eu-west-1"
+"""
+
+
+@pytest.fixture
+def user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user with no tipd running and no config at the usual place; returns a config file elsewhere."""
+    for d in ("config", "state", "run"):
+        (tmp_path / d).mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("TIPD_CONFIG", raising=False)
+    path = tmp_path / "elsewhere.toml"
+    path.write_text(CONFIG)
+    path.chmod(0o600)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse's usage errors and --version
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+Parsers = list[tuple[tuple[str, ...], argparse.ArgumentParser]]
+
+
+def every_parser(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Parsers:
+    out = [(path, p)]
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                out += every_parser(child, (*path, name))
+    return out
+
+
+def test_every_command_takes_config():
+    """Today login, status, logout and credential-process did not: `tipctl login --config X` was an error."""
+    parsers = every_parser(parser([]))
+    assert {path[0] for path, _ in parsers if path} == {c.replace("_", "-") for c in COMMANDS}
+    for path, p in parsers:
+        assert any("--config" in a.option_strings for a in p._actions), path
+
+
+@pytest.mark.parametrize("argv", [["--config", "{path}", "env", "--json"], ["env", "--config", "{path}", "--json"],
+                                  ["env", "--json", "--config={path}"]])
+def test_config_before_or_after_the_command_is_honoured(user, capsys, argv):
+    code, out, err = run(capsys, *[a.format(path=user) for a in argv])
+    assert code == 0, err
+    assert json.loads(out)["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://127.0.0.1:9944/v1/credentials/work"
+
+
+def test_status_reads_the_port_from_the_config_it_is_given(user, capsys, monkeypatch):
+    """`tipctl status --config X` looks at X's port for a squatter (it used the default config only)."""
+    import tipd.portowner
+
+    asked: list[int] = []
+    monkeypatch.setattr(tipd.portowner, "listener_uids", lambda port: asked.append(port) or set())
+    code, _, _ = run(capsys, "status", "--config", str(user))
+    assert code == 3 and asked == [9944]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["stauts"], "did you mean 'status'?"),
+    (["lgoin"], "did you mean 'login'?"),
+    (["service", "instal"], "did you mean 'install'?"),
+    (["status", "--jsn"], "unrecognized arguments: --jsn; did you mean --json?"),
+    (["--config", "x", "env", "--imsd"], "did you mean --imds?"),
+    (["login", "--no-browsr"], "did you mean --no-browser?"),
+])
+def test_a_mistyped_command_or_option_names_the_nearest_one(user, capsys, argv, words):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out == f"tipctl {__version__}\n"
+
+
+def test_status_of_a_profile_shows_only_that_one():
+    from tipd.cli.status import only
+    from tipd.errors import UnknownProfile
+
+    status = {"state": "login-required", "profiles": [{"profile": "work", "state": "fresh"},
+                                                      {"profile": "home", "state": "login-required"}],
+              "recent_clients": [{"profile": "home"}, {"profile": "work"}]}
+    mine = only(status, "work")
+    assert mine["profiles"] == [{"profile": "work", "state": "fresh"}] and mine["state"] == "fresh"
+    assert mine["recent_clients"] == [{"profile": "work"}]
+    assert only(status, None) is status
+    with pytest.raises(UnknownProfile, match="did you mean 'work'"):
+        only(status, "wrok")
+
+
+def test_configure_show_of_one_profile_and_the_effective_imds(user, capsys):
+    code, out, err = run(capsys, "configure", "--show", "--profile", "home", "--config", str(user), "--json")
+    assert code == 0, err
+    assert list(json.loads(out)["config"]) == ["profiles"]
+    assert list(json.loads(out)["config"]["profiles"]) == ["home"]
+    code, out, _ = run(capsys, "configure", "--show", "--profile", "home", "--config", str(user))
+    assert "[profiles.home]" in out and "[profiles.work]" not in out and "[server]" not in out
+    code, out, _ = run(capsys, "configure", "--show", "--config", str(user))
+    from tipd.server.peer import SUPPORTED
+
+    assert f"imds = {'true' if SUPPORTED else 'false'}" in out and "imds: not set" not in out
+    code, _, err = run(capsys, "configure", "--show", "--profile", "hom", "--config", str(user))
+    assert code == 1 and "did you mean 'home'?" in err
+
+
+def test_cfn_template_takes_issuer_and_audience_from_a_profile(user, capsys):
+    code, out, err = run(capsys, "cfn-template", "--profile", "work", "--config", str(user), "--json")
+    assert code == 0, err
+    text = json.dumps(json.loads(out))
+    assert "dev-123.okta.com/oauth2/default" in text and '"0oa1"' in text and APP in text
+    # the access token's aud is the IdP's choice: it must be given
+    code, _, err = run(capsys, "cfn-template", "--profile", "home", "--config", str(user))
+    assert code == 1 and "give AUDIENCE" in err
+    code, out, err = run(capsys, "cfn-template", "--profile", "home", "--config", str(user), "--json",
+                         "https://home.example.com", "api://tipd")
+    assert code == 0 and '"api://tipd"' in json.dumps(json.loads(out)), err
+    code, _, err = run(capsys, "cfn-template")
+    assert code == 1 and "give ISSUER and AUDIENCE, or take them from a tipd profile with --profile" in err
+
+
+def test_login_reads_the_store_backend_from_the_config_it_is_given(user, tmp_path, monkeypatch):
+    """The client secret is read from the [store] of --config: it was read from the default config's."""
+    import asyncio
+
+    import tipd.store
+    from tests.support.keyrings import FileKeyring
+    from tipd.cli.login import _stored_secret
+    from tipd.config import load_config
+    from tipd.configure.secret import save_secret
+    from tipd.secret import Secret
+
+    monkeypatch.setenv("TIPD_TEST_KEYRING_FILE", str(tmp_path / "keyring.json"))
+    monkeypatch.setattr(tipd.store, "usable_keyring", FileKeyring)
+    default = tmp_path / "config" / "tipd" / "config.toml"  # the usual place says "file", --config the keyring
+    default.parent.mkdir(mode=0o700)
+    default.write_text('[store]\nbackend = "file"\n')
+    user.write_text(CONFIG.replace('exchange_token = "access_token"', 'client_auth = "client_secret_post"'))
+    home = load_config(user)[0].idp_profile("home")
+    save_secret({}, "home", home.issuer, home.client_id, Secret("s3cret"))
+    assert "tipd/home#client-secret" in (tmp_path / "keyring.json").read_text()  # in the keyring only
+    got = asyncio.run(_stored_secret("home", home, str(user)))
+    assert got is not None and got.reveal() == "s3cret"
