@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .profiles import Endpoint
     from .paths import Paths
+    from .profiles import Endpoint
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 TOKEN_FILE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"

@@ -17,7 +17,8 @@ The set-up is read with YOUR AWS credentials (the usual chain: environment varia
 
 Without --jwt, tipd (running, signed in) hands over a fresh copy of the JWT the profile exchanges (its
 id_token, or its access token with exchange_token = "access_token", checked against the access token's
-own aud). With --jwt, tipd is not needed. Pass the token as '-' (standard input) or '@FILE' to keep it out of the process list.
+own aud). With --jwt, tipd is not needed. Pass the token as '-' (standard input) or '@FILE' to keep it
+out of the process list.
 
 Exit status: 0 when no check failed (warnings allowed), 1 when a check failed, 2 when diag could not
 run (bad arguments, unknown profile, unreadable config)."""
