@@ -79,7 +79,12 @@ def _without_daemon(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ..config import load_config
 
     config = load_config(args.config, missing_ok=True)[0]
-    names = list(config.profiles) if args.all else [config.profile_name(args.profile)]
+    if args.all:
+        names = list(config.idp_profiles)
+    else:
+        name = config.profile_name(args.profile)
+        account = config.accounts.get(name)
+        names = [account.source if account is not None else name]  # an account profile signs in as its source
     print("tipd is not running: signing out from the stored sign-ins.", file=sys.stderr)
     results = asyncio.run(_forget(config, names))
     return [r for r in results if r["revocation"] != "not-signed-in"] if args.all else results
