@@ -48,6 +48,8 @@ class _Broker(Protocol):
     @property
     def sessions(self) -> Mapping[str, _Session]: ...
     @property
+    def accounts(self) -> Mapping[str, _Session]: ...
+    @property
     def default_profile(self) -> str | None: ...
 
 
@@ -72,7 +74,7 @@ def render(pid: int, default: str | None, profiles: list[tuple[str, str, int]]) 
 
 def snapshot(broker: _Broker, pid: int) -> dict[str, bytes]:
     profiles = []
-    for name, s in list(broker.sessions.items()):
+    for name, s in [*broker.sessions.items(), *broker.accounts.items()]:  # sign-in and account profiles
         st = s.status()
         profiles.append((name, str(st["state"]), _epoch(st.get("credentials_expire"))))
     return render(pid, broker.default_profile, profiles)

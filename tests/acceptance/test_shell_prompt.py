@@ -136,3 +136,36 @@ def test_the_prompt_files_are_private_and_their_directory_too(home: Home) -> Non
             assert st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o600
     finally:
         tipd.stop()
+
+
+def test_an_account_profile_shows_in_the_prompt_once_it_is_used(home: Home, fake: Any, tmp_path: Path) -> None:
+    from tests.support.aws import ACCOUNT_ACCESS
+    from tests.support.stack import APP_ARN, in_tipd_env
+
+    app = fake.config.applications[APP_ARN]
+    app.scopes.append(ACCOUNT_ACCESS)
+    fake.portal.account("111111111111", "prod")
+    fake.portal.assign("9067e4a2-alice", "111111111111", "AdministratorAccess")
+    home.config_file.write_text(home.config_file.read_text() + '\n[profiles.prod-admin]\nsource = "work"\n'
+                                'account_id = "111111111111"\nrole_name = "AdministratorAccess"\n')
+    tipd = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        wait_for(lambda: (record(home, "prod-admin") or [""])[0] == "cold", what="the account profile's file")
+        env = dict(home.env, AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{home.port}/v1/credentials/"
+                   "prod-admin")
+        code = tipctl(home, "prompt", "--shell", "bash").stdout
+        assert run_segment("bash", code, env, tmp_path).stdout == "prod-admin cold"
+        r = in_tipd_env(home, "eval \"$(tipctl env prod-admin)\"; python -c "
+                        "'import boto3; boto3.client(\"sts\").get_caller_identity()'")
+        assert r.returncode == 0, r.stderr
+        # "in use" (fresh) or "idle" depends on time as well as on changes (tipd/accounts.py): the file says
+        # whichever held at the last change; both are credentials being served, with their expiry
+        state, expiry = wait_for(lambda: (w := record(home, "prod-admin")) and w[0] in ("fresh", "idle")
+                                 and int(w[1]) > 0 and w, what="the account profile served")
+        shown = run_segment("bash", code, env, tmp_path).stdout
+        assert shown.startswith(f"prod-admin {state} ") and shown.endswith("m"), shown
+    finally:
+        tipd.stop()
+        app.scopes.remove(ACCOUNT_ACCESS)
+        fake.portal.clear()

@@ -304,6 +304,7 @@ class _Broker:
     def __init__(self) -> None:
         self.changes = Changes()
         self.sessions: dict[str, _Session] = {"work": _Session("signed-out")}
+        self.accounts: dict[str, _Session] = {}
         self.default_profile: str | None = "work"
 
 
@@ -341,12 +342,14 @@ def test_the_writer_rewrites_a_file_only_when_what_it_says_changes_and_removes_t
         b.sessions["work"] = _Session("fresh", "2030-01-01T00:00:00Z")
         b.sessions["bad name"] = _Session("fresh")
         b.sessions["dev"] = _Session("signed-out")
+        b.accounts["prod-admin"] = _Session("fresh", "2030-01-01T00:10:00Z")  # an account profile
         b.changes.signal()
         await until(lambda: (d / "work").read_text() != "signed-out 0\n")
         assert (d / "work").read_text() == "fresh 1893456000\n"
         assert (d / "_tipd").stat().st_ino == first[1]  # unchanged: not rewritten
         await until(lambda: (d / "dev").exists())
-        del b.sessions["dev"]
+        assert (d / "prod-admin").read_text() == "fresh 1893456600\n"
+        del b.sessions["dev"], b.accounts["prod-admin"]
         b.default_profile = None
         b.changes.signal()
         await until(lambda: not (d / "dev").exists())
