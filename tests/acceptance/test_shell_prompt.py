@@ -161,7 +161,7 @@ def test_an_account_profile_shows_in_the_prompt_once_it_is_used(home: Home, fake
         assert r.returncode == 0, r.stderr
         # "in use" (fresh) or "idle" depends on time as well as on changes (tipd/accounts.py): the file says
         # whichever held at the last change; both are credentials being served, with their expiry
-        state, expiry = wait_for(lambda: (w := record(home, "prod-admin")) and w[0] in ("fresh", "idle")
+        state, _expiry = wait_for(lambda: (w := record(home, "prod-admin")) and w[0] in ("fresh", "idle")
                                  and int(w[1]) > 0 and w, what="the account profile served")
         shown = run_segment("bash", code, env, tmp_path).stdout
         assert shown.startswith(f"prod-admin {state} ") and shown.endswith("m"), shown
