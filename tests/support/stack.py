@@ -50,6 +50,9 @@ class Home:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIPD_", "XDG_"))}
         self.env.update({
             "HOME": str(self.dir / "home"),
+            # `tipctl env` speaks the shell that runs it, else $SHELL's: tests read its POSIX output whatever
+            # the developer's own login shell is
+            "SHELL": "/bin/sh",
             "XDG_CONFIG_HOME": str(self.dir / "config"),
             "XDG_STATE_HOME": str(self.dir / "state"),
             "XDG_RUNTIME_DIR": str(self.dir / "run"),
