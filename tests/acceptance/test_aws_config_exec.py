@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.aws import ACCOUNT_ACCESS
-from tests.support.stack import APP_ARN, BIN, ENHANCED_ROLE, ROOT, Tipd, aws_cli, tipctl, wait_for
+from tests.support.stack import APP_ARN, BIN, ENHANCED_ROLE, ROOT, Home, Tipd, aws_cli, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
 ALICE_ID = "9067e4a2-alice"
@@ -25,7 +26,7 @@ USER_FILE = ("# my settings\n[default]\nregion=eu-west-1\n\n  ; hand-written\n[p
              "sso_region = us-east-1\n[profile other]\noutput = json")
 
 
-def test_aws_config_sync_serves_aws_profile_to_boto3_and_the_aws_cli(home, tipd):
+def test_aws_config_sync_serves_aws_profile_to_boto3_and_the_aws_cli(home: Home, tipd: Tipd) -> None:
     tipctl(home, "login")
     cfg = home.dir / "home" / "aws-config"
     cfg.write_text(USER_FILE)
@@ -53,7 +54,7 @@ def test_aws_config_sync_serves_aws_profile_to_boto3_and_the_aws_cli(home, tipd)
     assert cfg.read_text() == USER_FILE + "\n"  # byte for byte, but for the newline that let the block start a line
 
 
-def test_aws_config_sync_refuses_a_profile_the_user_already_has(home):
+def test_aws_config_sync_refuses_a_profile_the_user_already_has(home: Home) -> None:
     cfg = home.dir / "home" / "aws-config"
     cfg.write_text("[profile work]\nregion = eu-west-1\n")
     r = tipctl(home, "aws-config", "sync", env={"AWS_CONFIG_FILE": str(cfg)}, check=False)
@@ -62,13 +63,13 @@ def test_aws_config_sync_refuses_a_profile_the_user_already_has(home):
 
 
 @pytest.mark.parametrize("code", [0, 3, 255])
-def test_exec_passes_the_exit_status_through(home, code):
+def test_exec_passes_the_exit_status_through(home: Home, code: int) -> None:
     r = tipctl(home, "exec", "work", "--", "sh", "-c", f"exit {code}", check=False)
     assert r.returncode == code, r.stderr
     assert "tipd is not running" in r.stderr  # a warning, and the command ran all the same
 
 
-def test_exec_is_the_command_so_a_signal_ends_it_as_its_own(home):
+def test_exec_is_the_command_so_a_signal_ends_it_as_its_own(home: Home) -> None:
     proc = subprocess.Popen([str(BIN / "tipctl"), "exec", "work", "--", "sleep", "300"], env=home.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -86,7 +87,7 @@ def test_exec_is_the_command_so_a_signal_ends_it_as_its_own(home):
     assert r.returncode == -signal.SIGINT
 
 
-def test_exec_gives_the_command_the_profile_and_no_credentials(home, tipd):
+def test_exec_gives_the_command_the_profile_and_no_credentials(home: Home, tipd: Tipd) -> None:
     before = tipctl(home, "exec", "work", "--", "true", check=False)
     assert before.returncode == 0 and "profile work is signed-out: run `tipctl login work`" in before.stderr
     tipctl(home, "login")
@@ -104,7 +105,8 @@ def test_exec_gives_the_command_the_profile_and_no_credentials(home, tipd):
     assert home.token() not in values and creds["SecretAccessKey"] not in env and creds["SessionToken"] not in env
 
 
-def test_a_tipctl_path_with_spaces_is_quoted_so_botocore_the_aws_cli_and_node_all_run_it(home, tipd):
+def test_a_tipctl_path_with_spaces_is_quoted_so_botocore_the_aws_cli_and_node_all_run_it(home: Home,
+                                                                                         tipd: Tipd) -> None:
     """botocore splits credential_process like a shell line (shlex), the Node SDK hands it to a shell: the double
     quotes of the AWS CLI guide's rule must work for both."""
     tipctl(home, "login")
@@ -128,7 +130,7 @@ def test_a_tipctl_path_with_spaces_is_quoted_so_botocore_the_aws_cli_and_node_al
         assert json.loads(out.stdout)["Arn"].endswith(ALICE_ARN_END), name
 
 
-def test_account_profiles_get_sections_and_exec_with_their_region(home, fake):
+def test_account_profiles_get_sections_and_exec_with_their_region(home: Home, fake: Any) -> None:
     """Account profiles (a role in an account through the source's sign-in) are tipd profiles like any other:
     a section each (the profile's region, else its source's), served to the aws CLI; exec sets the region."""
     app = fake.config.applications[APP_ARN]

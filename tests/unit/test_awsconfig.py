@@ -5,12 +5,13 @@ from __future__ import annotations
 import configparser
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
 from tipd import awsconfig
-from tipd.awsconfig import BEGIN, END, AwsProfile, edit, profile_name, sections, sync
+from tipd.awsconfig import BEGIN, END, AwsProfile, Changes, edit, profile_name, sections, sync
 from tipd.errors import ConfigError
 
 EXE = "/opt/tipd/bin/tipctl"
@@ -37,7 +38,7 @@ def outside(text: str) -> str:
     return before + after
 
 
-def test_a_new_block_goes_at_the_end_and_nothing_else_changes():
+def test_a_new_block_goes_at_the_end_and_nothing_else_changes() -> None:
     new, ch = edit(USER, [prof("work"), prof("acct-dev", None)], P)
     assert ch.added == ["work", "acct-dev"] and not ch.updated and not ch.removed
     assert new.startswith(USER + "\n" + BEGIN + "\n")  # only a final newline was added, so the block has its line
@@ -51,7 +52,7 @@ def test_a_new_block_goes_at_the_end_and_nothing_else_changes():
     assert cp["profile  dev "]["aws_access_key_id"].startswith("AKIAOLD")
 
 
-def test_botocore_reads_the_result(tmp_path):
+def test_botocore_reads_the_result(tmp_path: Path) -> None:
     from botocore.configloader import load_config
 
     path = tmp_path / "config"
@@ -61,7 +62,7 @@ def test_botocore_reads_the_result(tmp_path):
     assert set(profiles) == {"default", "dev", "with space", "work"}
 
 
-def test_updating_replaces_the_block_in_place_byte_for_byte_around_it():
+def test_updating_replaces_the_block_in_place_byte_for_byte_around_it() -> None:
     first, _ = edit(USER + "\n", [prof("work"), prof("old")], P)
     tail = "\n# after the block, by hand\n[profile mine]\nregion = ap-south-1\n"
     text = first + tail
@@ -73,7 +74,7 @@ def test_updating_replaces_the_block_in_place_byte_for_byte_around_it():
     assert again == new and ch2.unchanged == ["work", "added"] and not ch2.changed
 
 
-def test_remove_takes_out_the_block_and_only_it():
+def test_remove_takes_out_the_block_and_only_it() -> None:
     text = "[profile a]\nregion = x\n"
     added, _ = edit(text, [prof("work")], P)
     gone, ch = edit(added + "[profile z]\n", [], P, remove=True)
@@ -81,7 +82,7 @@ def test_remove_takes_out_the_block_and_only_it():
     assert edit(text, [], P, remove=True)[0] == text  # no block: nothing to do
 
 
-def test_crlf_files_get_crlf_lines():
+def test_crlf_files_get_crlf_lines() -> None:
     text = "[profile a]\r\nregion = x\r\n"
     new, _ = edit(text, [prof("w")], P)
     assert new.startswith(text) and "\n" not in new[len(text):].replace("\r\n", "")
@@ -89,24 +90,24 @@ def test_crlf_files_get_crlf_lines():
 
 @pytest.mark.parametrize("existing", ["[profile work]\n", "[profile   work]\n", '[profile "work"]\n',
                                       "  [profile work]  \n"])
-def test_a_profile_the_user_has_is_refused_whatever_its_spelling(existing):
+def test_a_profile_the_user_has_is_refused_whatever_its_spelling(existing: str) -> None:
     with pytest.raises(ConfigError) as e:
         edit("# mine\n" + existing + "region = x\n", [prof("work"), prof("other")], P)
     assert "profile work of its own" in e.value.message and "rename" in e.value.message
 
 
-def test_default_collides_with_the_default_section():
+def test_default_collides_with_the_default_section() -> None:
     with pytest.raises(ConfigError):
         edit("[default]\nregion = x\n", [prof("default")], P)
     assert edit("[defaults]\n", [prof("default")], P)[1].added == ["default"]
 
 
-def test_a_section_that_is_no_profile_is_no_clash():
+def test_a_section_that_is_no_profile_is_no_clash() -> None:
     _, ch = edit("[sso-session work]\n[services work]\n[preview]\ncloudfront = true\n", [prof("work")], P)
     assert ch.added == ["work"]
 
 
-def test_names_are_read_as_botocore_reads_them():
+def test_names_are_read_as_botocore_reads_them() -> None:
     assert profile_name("default") == "default"
     assert profile_name("profile work") == "work"
     assert profile_name('profile "a b"') == "a b"
@@ -117,13 +118,13 @@ def test_names_are_read_as_botocore_reads_them():
 
 @pytest.mark.parametrize("damage", [f"{BEGIN}\n[profile w]\n", f"[profile w]\n{END}\n",
                                     f"{BEGIN}\n{END}\n{BEGIN}\n{END}\n", f"{END}\n{BEGIN}\n"])
-def test_a_damaged_block_is_a_sentence_not_a_guess(damage):
+def test_a_damaged_block_is_a_sentence_not_a_guess(damage: str) -> None:
     with pytest.raises(ConfigError) as e:
         edit("[profile mine]\n" + damage, [prof("w")], P)
     assert "damaged" in e.value.message
 
 
-def test_sync_writes_atomically_keeps_the_mode_and_follows_a_symlink(tmp_path):
+def test_sync_writes_atomically_keeps_the_mode_and_follows_a_symlink(tmp_path: Path) -> None:
     real = tmp_path / "dotfiles" / "aws-config"
     real.parent.mkdir()
     real.write_text(USER)
@@ -139,7 +140,7 @@ def test_sync_writes_atomically_keeps_the_mode_and_follows_a_symlink(tmp_path):
     assert not sync(link, [prof("work")]).written and real.stat().st_mtime_ns == before  # unchanged: no write
 
 
-def test_sync_creates_a_private_file_and_dry_run_writes_nothing(tmp_path):
+def test_sync_creates_a_private_file_and_dry_run_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / ".aws" / "config"
     ch = sync(path, [prof("work")], dry_run=True)
     assert ch.added == ["work"] and not ch.written and not path.exists()
@@ -148,12 +149,12 @@ def test_sync_creates_a_private_file_and_dry_run_writes_nothing(tmp_path):
     assert path.read_text().startswith(BEGIN)
 
 
-def test_a_file_changed_meanwhile_is_not_overwritten(tmp_path, monkeypatch):
+def test_a_file_changed_meanwhile_is_not_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "config"
     path.write_text("[profile a]\n")
     real_edit = awsconfig.edit
 
-    def racing_edit(text, profiles, p, *, remove=False):
+    def racing_edit(text: str, profiles: list[AwsProfile], p: Path, *, remove: bool = False) -> tuple[str, Changes]:
         path.write_text("[profile a]\n[profile b]\n")  # another program saves while tipd computes
         return real_edit(text, profiles, p, remove=remove)
 
@@ -163,7 +164,7 @@ def test_a_file_changed_meanwhile_is_not_overwritten(tmp_path, monkeypatch):
     assert "changed while" in e.value.message and path.read_text() == "[profile a]\n[profile b]\n"
 
 
-def test_config_file_honours_aws_config_file():
+def test_config_file_honours_aws_config_file() -> None:
     assert awsconfig.config_file({"AWS_CONFIG_FILE": "~/elsewhere"}) == Path(os.path.expanduser("~/elsewhere"))
     assert awsconfig.config_file({}) == Path(os.path.expanduser("~/.aws/config"))
 
@@ -172,21 +173,22 @@ def test_config_file_honours_aws_config_file():
     ("/usr/local/bin/tipctl", "/usr/local/bin/tipctl"),
     ("/Users/Jane Doe/.local/bin/tipctl", '"/Users/Jane Doe/.local/bin/tipctl"'),
 ])
-def test_the_command_is_an_absolute_path_quoted_as_the_aws_cli_guide_says(monkeypatch, argv0, expected):
-    monkeypatch.setattr(awsconfig.sys, "argv", [argv0])
-    monkeypatch.setattr(awsconfig.os.path, "isfile", lambda p: True)
+def test_the_command_is_an_absolute_path_quoted_as_the_aws_cli_guide_says(monkeypatch: pytest.MonkeyPatch, argv0: str,
+                                                                           expected: str) -> None:
+    monkeypatch.setattr(sys, "argv", [argv0])
+    monkeypatch.setattr(os.path, "isfile", lambda _p: True)
     assert awsconfig.tipctl_command() == expected
 
 
-def test_a_path_no_config_can_carry_is_refused(monkeypatch):
-    monkeypatch.setattr(awsconfig.sys, "argv", ["/home/a$b/bin/tipctl"])
-    monkeypatch.setattr(awsconfig.os.path, "isfile", lambda p: True)
+def test_a_path_no_config_can_carry_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/home/a$b/bin/tipctl"])
+    monkeypatch.setattr(os.path, "isfile", lambda _p: True)
     with pytest.raises(ConfigError) as e:
         awsconfig.tipctl_command()
     assert "plainer path" in e.value.message
 
 
-def test_a_file_tipd_cannot_read_or_write_is_a_sentence(tmp_path):
+def test_a_file_tipd_cannot_read_or_write_is_a_sentence(tmp_path: Path) -> None:
     from tipd.fsutil import temp_name
 
     path = tmp_path / "config"

@@ -89,7 +89,7 @@ async def test_due_at_is_ahead_of_expiry_or_half_a_short_lifetime():
     assert st.valid_for(299) == "v" and st.valid_for(601) is None
 
 
-async def test_renewal_starts_a_random_bounded_head_start_early_drawn_once_per_value():
+async def test_renewal_starts_a_random_bounded_head_start_early_drawn_once_per_value() -> None:
     clock = FakeClock()
 
     async def fetch():
@@ -110,7 +110,7 @@ async def test_renewal_starts_a_random_bounded_head_start_early_drawn_once_per_v
     assert clock.t + 1800 - seeded.due_at() == early[0]  # the injected rng makes it reproducible
 
 
-def test_jitter_spares_short_holding_times_and_the_rule_is_one_function():
+def test_jitter_spares_short_holding_times_and_the_rule_is_one_function() -> None:
     from tipd.refresh import renewal_due, renewal_head_start
 
     rng = random.Random(1)
