@@ -185,6 +185,20 @@ def test_zsh_completion_offers_the_same(env: dict[str, str]) -> None:
     assert lines[1:] == ["work dev-2", " ".join(shells.SHELLS), "env credential-process list", "work dev-2", "FILES"]
 
 
+def test_zsh_compinit_finds_the_script_in_fpath_and_when_sourced(env: dict[str, str], tmp_path: Path) -> None:
+    fp = tmp_path / "fpath"
+    fp.mkdir()
+    (fp / "_tipctl").write_text(completion("zsh", env))
+    stub = 'compadd() { [[ $1 == -- ]] && shift; print -r -- "${(j: :)@}"; }'
+    # the real compinit maps tipctl to _tipctl from the file's #compdef line; the first call autoloads it
+    r = sh("zsh", f"fpath=({fp} $fpath); autoload -Uz compinit; compinit -u -d {tmp_path}/zcd; {stub}; "
+           'print -r -- ${_comps[tipctl]}; words=(tipctl env ""); CURRENT=3; ${_comps[tipctl]}', env)
+    assert r.returncode == 0 and not r.stderr and r.stdout.splitlines() == ["_tipctl", "work dev-2"], r
+    r = sh("zsh", f"autoload -Uz compinit; compinit -u -d {tmp_path}/zcd2; source {fp}/_tipctl; {stub}; "
+           'print -r -- ${_comps[tipctl]}; words=(tipctl s3ag ""); CURRENT=3; ${_comps[tipctl]}', env)
+    assert r.returncode == 0 and not r.stderr and r.stdout.splitlines() == ["_tipctl", "env credential-process list"]
+
+
 def test_fish_completion_through_fishs_own_engine(env: dict[str, str], tmp_path: Path) -> None:
     f = tmp_path / "tipctl.fish"
     f.write_text(completion("fish", env))
