@@ -1,8 +1,13 @@
-"""A refreshing value: one link of the chain with an expiry, single-flight refresh and backoff."""
+"""A refreshing value (one link of the chain, or one S3 Access Grant) with an expiry, single-flight refresh and
+backoff; the serving policy every served value follows (`Windows`, `Stage.backing_off`); and the scheduler
+loop that renews them (`WakeOrTick`). Sessions (tipd/session.py) and the S3 Access Grants cache (tipd/s3ag.py)
+both use these, so credentials of either kind are served, renewed and backed off the same way."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -20,6 +25,71 @@ BACKOFF_CAP = 300.0
 #: at most this many upstream calls per stage in any minute, whatever the expiries say: a value that looks
 #: expired on arrival (a local clock far ahead, a server's bad expiry) must not become a refresh loop
 MAX_PER_MINUTE = 20
+#: how often a scheduler re-reads the wall clock while it waits: a laptop that resumes from sleep, or a clock
+#: that jumps, is noticed within this long
+TICK = 5.0
+
+
+class Verdict(enum.Enum):
+    SERVE = "serve"
+    #: valid but short: serve it now, and renew it behind the request
+    SERVE_AND_RENEW = "serve-and-renew"
+    #: nothing held, or too short to serve: renew before answering
+    RENEW = "renew"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """When served credentials are renewed, and when they may no longer be served (botocore's advisory and
+    mandatory refresh windows): with less than `advisory` seconds left they are renewed behind the request,
+    which still gets them; with `mandatory` or less, a request waits for the renewal (clock skew would make them
+    expired on arrival)."""
+
+    advisory: float
+    mandatory: float
+
+    def verdict(self, expires_at: float | None, now: float) -> Verdict:
+        if expires_at is None:
+            return Verdict.RENEW
+        left = expires_at - now
+        if left >= self.advisory:
+            return Verdict.SERVE
+        return Verdict.SERVE_AND_RENEW if left > self.mandatory else Verdict.RENEW
+
+
+class WakeOrTick:
+    """The scheduler loop of a session and of a grant cache: `step` does what is due and says how long until it
+    is next needed; the loop waits that long but at most TICK (so a wall-clock jump is noticed), or until
+    `wake()` (a request served something short, a new grant is waiting)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    @property
+    def woken(self) -> bool:
+        """A wake is pending (the loop has not run since)."""
+        return self._event.is_set()
+
+    async def run(self, step: Callable[[], Awaitable[float | None]]) -> None:
+        """Run `step` until cancelled. It returns None when it did something (it is called again at once), else
+        the seconds until it is next needed (math.inf: only a wake makes it needed)."""
+        while True:
+            delay = await step()
+            if delay is None:
+                continue
+            self._event.clear()
+            waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._event.wait())}
+            if not math.isinf(delay):
+                waits.add(asyncio.ensure_future(self.clock.sleep(min(TICK, max(0.0, delay)))))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 #: a renewal starts up to this fraction of a value's holding time (from obtaining it to its renewal time) early,
 #: at random: daemons that obtained their values in the same minute (a fleet waking at 09:00, back after a
 #: network outage) drift apart instead of renewing in lock-step all day (bench/fleet.py, docs/performance.md).
@@ -98,6 +168,13 @@ class Stage(Generic[T]):
     @property
     def refreshing(self) -> bool:
         return self._inflight is not None and not self._inflight.done()
+
+    def backing_off(self, now: float) -> TipdError | None:
+        """The last failure while the next attempt is not due yet: a request gets it at once rather than pile
+        onto a failing upstream."""
+        if self.last_error is not None and self.next_attempt is not None and self.next_attempt > now:
+            return self.last_error
+        return None
 
     def due_at(self) -> float | None:
         """When the scheduler should next refresh this stage (None: nothing held, nothing to do)."""

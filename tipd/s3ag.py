@@ -6,15 +6,15 @@ a narrower path is served by an entry whose grant scope (MatchedGrantTarget) cov
 they are what they are, are in docs/s3-access-grants.md."""
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .clock import Clock, iso_utc
 from .errors import ConfigError, TipdError
-from .refresh import Stage
+from .refresh import TICK, Stage, Verdict, WakeOrTick, Windows
 
 if TYPE_CHECKING:  # kept out of the import: `tipctl s3ag` checks its arguments with parse_request
     from .config import RefreshConfig
@@ -38,8 +38,6 @@ REFUSAL_TTL = 30.0
 #: at most this many grants per profile (the least recently used goes), and remembered requests
 MAX_GRANTS = 256
 MAX_REQUESTS = 1024
-#: how often the scheduler re-reads the wall clock while it holds grants (sleep/resume, as for sessions)
-TICK = 5.0
 
 
 class GrantKey(NamedTuple):
@@ -117,8 +115,8 @@ class Grant:
                                           refresh_ahead)
         self.served: Served | None = None
         self.matched: str | None = None
-        #: below this many seconds left the credentials are renewed before being served (as `min_remaining`)
-        self.serve_min = 0.0
+        #: the serving windows (tipd/refresh.py), set from the lifetime at each renewal
+        self.windows = Windows(advisory=0.0, mandatory=0.0)
         self.last_used = clock.time()
         self.refused: TipdError | None = None
         self.refused_until = 0.0
@@ -143,12 +141,13 @@ class GrantCache:
         self._by_request: dict[str, Grant] = {}  # by every raw request (path and query) they answered
         #: whose grants these are: (IdP user, Identity Center user); another sign-in empties the cache
         self.identity: tuple[Any, Any] = (None, None)
-        self._wake = asyncio.Event()
+        #: the schedule's loop (`run`); a short grant served, or a new one, wakes it
+        self.schedule = WakeOrTick(clock)
 
     # -- serving ---------------------------------------------------------------------------
     def cached_body(self, request: str) -> bytes | None:
-        """The hot path: the body for a request (its raw path and query) answered before, while it has
-        `serve_min` left."""
+        """The hot path: the body for a request (its raw path and query) answered before, while it has its
+        advisory window left."""
         g = self._by_request.get(request)
         if g is None or (s := g.served) is None:
             return None
@@ -156,7 +155,7 @@ class GrantCache:
         if session.served is None or session.user != self.identity[0] or session.idc_user_id != self.identity[1]:
             return None
         now = self.clock.time()
-        if s.creds.expires_at - now < g.serve_min:
+        if s.creds.expires_at - now < g.windows.advisory:
             return None
         g.last_used = now
         return s.body
@@ -197,7 +196,7 @@ class GrantCache:
         return served
 
     def _fresh(self, g: Grant, now: float) -> bool:
-        return g.served is not None and g.served.creds.expires_at - now >= g.serve_min
+        return g.served is not None and g.windows.verdict(g.served.creds.expires_at, now) is Verdict.SERVE
 
     def _covering(self, key: GrantKey, now: float) -> Grant | None:
         """A fresh grant whose scope covers the key's target, asked with the same permission, privilege and
@@ -212,19 +211,17 @@ class GrantCache:
     async def _serve(self, g: Grant) -> Served:
         now = self.clock.time()
         s = g.served
-        if s is not None:
-            remaining = s.creds.expires_at - now
-            if remaining >= g.serve_min:
-                return s
-            if remaining > self.session.floor:
-                self._wake.set()  # short but valid: serve it now, let the scheduler renew it behind
-                return s
+        verdict = g.windows.verdict(s.creds.expires_at if s is not None else None, now)
+        if s is not None and verdict is not Verdict.RENEW:
+            if verdict is Verdict.SERVE_AND_RENEW:
+                self.schedule.wake()  # serve it now, let the scheduler renew it behind
+            return s
         if g.refused is not None and now < g.refused_until:
             raise g.refused
-        st = g.stage
-        if st.last_error is not None and st.next_attempt is not None and st.next_attempt > now:
-            raise st.last_error  # backing off: answer at once rather than pile onto a failing upstream
-        return (await st.refresh()).value
+        failing = g.stage.backing_off(now)
+        if failing is not None:
+            raise failing
+        return (await g.stage.refresh()).value
 
     # -- the upstream call -----------------------------------------------------------------
     def _add(self, key: GrantKey, duration: int) -> Grant:
@@ -234,7 +231,7 @@ class GrantCache:
                 self._drop(min(idle, key=lambda g: g.last_used))
         g = Grant(key, duration, self._fetch, self.clock, self.settings.rotate_remaining)
         self._grants[key] = self._index[key] = g
-        self._wake.set()
+        self.schedule.wake()
         return g
 
     async def _fetch(self, g: Grant) -> tuple[Served, float]:
@@ -265,8 +262,10 @@ class GrantCache:
             for other in [x for x in g.keys if x != k and not covers(matched, x.target)]:
                 self._forget_key(g, other)
         g.served = Served.render(creds, now)
-        # as for sessions: at a 1 h lifetime, renew with 30 min left and never serve below 20 min
-        g.serve_min = min(self.settings.min_remaining, (creds.expires_at - now) / 3)
+        # as for sessions: at a 1 h lifetime, renew with 30 min left and never serve below 20 min; a shorter
+        # lifetime is served for its first two thirds
+        g.windows = Windows(advisory=min(self.settings.min_remaining, (creds.expires_at - now) / 3),
+                            mandatory=self.session.windows.mandatory)
         log.info("profile %s: S3 Access Grants credentials for %s %s (grant %s), valid until %s", session.name,
                  k.permission, k.target, matched, iso_utc(creds.expires_at))
         return g.served, creds.expires_at
@@ -322,7 +321,7 @@ class GrantCache:
                 nxt = min(nxt, at)
                 continue
             expires = g.served.creds.expires_at
-            if expires <= now + self.session.floor:
+            if expires <= now + g.windows.mandatory:
                 return g, "drop", now
             due = st.due_at()
             assert due is not None
@@ -331,34 +330,30 @@ class GrantCache:
                 # they expire. Left alone that long, the grant is dropped instead of renewed for ever.
                 lifetime = expires - (st.held.obtained_at if st.held else now)
                 return g, ("refresh" if now - g.last_used <= lifetime else "drop"), now
-            nxt = min(nxt, due, expires - self.session.floor)
+            nxt = min(nxt, due, expires - g.windows.mandatory)
         return None, "", nxt
 
     async def run(self) -> None:
-        while True:
-            now = self.clock.time()
-            g, action, when = self._next(now)
-            if g is not None:
-                if action == "drop":
-                    log.debug("profile %s: dropping the cached grant for %s", self.session.name, g.key.target)
-                    self._drop(g)
-                else:
-                    try:
-                        await g.stage.refresh()
-                    except TipdError as e:
-                        log.warning("profile %s: renewing S3 Access Grants credentials for %s failed: %s",
-                                    self.session.name, g.key.target, e.message)
-                continue
-            self._wake.clear()
-            waker = asyncio.ensure_future(self._wake.wait())
-            waits = {waker}
-            if when != float("inf"):  # with nothing cached, only a new grant wakes this loop
-                waits.add(asyncio.ensure_future(self.clock.sleep(min(TICK, max(0.0, when - now)))))
+        """The schedule: renew the grants in use ahead of expiry, drop the others (tipd/refresh.py's loop)."""
+        await self.schedule.run(self._step)
+
+    async def _step(self) -> float | None:
+        """One round: None when it did something, else the seconds until the next thing (math.inf when nothing
+        is cached: only a new grant wakes the loop)."""
+        now = self.clock.time()
+        g, action, when = self._next(now)
+        if g is None:
+            return when - now if not math.isinf(when) else math.inf
+        if action == "drop":
+            log.debug("profile %s: dropping the cached grant for %s", self.session.name, g.key.target)
+            self._drop(g)
+        else:
             try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
+                await g.stage.refresh()
+            except TipdError as e:
+                log.warning("profile %s: renewing S3 Access Grants credentials for %s failed: %s",
+                            self.session.name, g.key.target, e.message)
+        return None
 
     # -- status ----------------------------------------------------------------------------
     def listing(self) -> list[dict[str, Any]]:

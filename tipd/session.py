@@ -15,7 +15,7 @@ from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
 from .fsutil import crash_point
 from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
-from .refresh import Held, Stage
+from .refresh import TICK, Held, Stage, Verdict, WakeOrTick, Windows
 from .secret import Secret
 from .store import Grant, StoreError, TokenStore, client_secret
 
@@ -35,8 +35,6 @@ DEPENDENCY_MARGIN = 60
 #: below this, credentials are not served even when nothing fresher can be had (clock skew would
 #: make them expired on arrival)
 HARD_MIN_REMAINING = 10
-#: how often the scheduler re-reads the wall clock (notices sleep/resume and clock jumps)
-TICK = 5.0
 #: the longest lifetime taken from an IdP's expires_in (a day): larger ones are not believed
 MAX_LIFETIME = 86400
 #: a record the store refused is saved again after 1, 2, 4, ... seconds, at most this long apart
@@ -129,6 +127,8 @@ class ProfileSession:
         # margins scale down with (test-sized) lifetimes; at the defaults they are 60 s and 10 s
         self.margin = min(DEPENDENCY_MARGIN, refresh.min_remaining / 4)
         self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
+        #: served while `min_remaining` is left; renewed behind a request below it; never served below `floor`
+        self.windows = Windows(advisory=refresh.min_remaining, mandatory=self.floor)
         self.refresh_token: Secret | None = None
         #: the scope the IdP granted (from the sign-in or the last refresh that said), space-separated
         self.granted_scope: str | None = None
@@ -161,7 +161,8 @@ class ProfileSession:
         self.sign_in_epoch = 0
         #: told at a sign-out or a sign-in as another person (the account profiles drop their credentials)
         self.sign_in_listeners: list[Callable[[], None]] = []
-        self._wake = asyncio.Event()
+        #: the schedule's loop (`run`); a request that served something short wakes it
+        self.schedule = WakeOrTick(clock)
         ahead = refresh.rotate_remaining
         kw = dict(on_change=self._changed)
         self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead, **kw)
@@ -423,7 +424,7 @@ class ProfileSession:
     def cached_body(self) -> bytes | None:
         """The hot path: credentials with at least `min_remaining` left, from memory, or None."""
         s = self.served
-        if s is not None and s.creds.expires_at - self.clock.time() >= self.settings.min_remaining:
+        if s is not None and s.creds.expires_at - self.clock.time() >= self.windows.advisory:
             return s.body
         return None
 
@@ -431,10 +432,10 @@ class ProfileSession:
         """Credentials to serve, refreshing only when nothing valid is at hand."""
         s = self.served
         now = self.clock.time()
-        if s is not None and s.creds.expires_at - now >= self.settings.min_remaining:
-            return s
-        if s is not None and s.creds.expires_at - now > self.floor:
-            self._wake.set()  # short but valid: serve it now, let the scheduler refresh behind
+        verdict = self.windows.verdict(s.creds.expires_at if s is not None else None, now)
+        if s is not None and verdict is not Verdict.RENEW:
+            if verdict is Verdict.SERVE_AND_RENEW:
+                self.schedule.wake()  # serve it now, let the scheduler refresh behind
             return s
         if self.loading is not None and not self.loading.done():
             await asyncio.wait([self.loading])  # its own failure is logged by the daemon; the state says the rest
@@ -444,8 +445,9 @@ class ProfileSession:
         if self.refresh_token is None:
             raise LoginRequired(f"not signed in: run `tipctl login {self.name}`")
         stage = self.enhanced
-        if stage.next_attempt is not None and stage.next_attempt > now and stage.last_error is not None:
-            raise stage.last_error  # backing off: answer at once rather than pile onto a failing upstream
+        failing = stage.backing_off(now)
+        if failing is not None:
+            raise failing
         try:
             await stage.refresh()
         except TipdError as e:
@@ -511,7 +513,7 @@ class ProfileSession:
             self.signing_in = False
             self.no_sign_in_running.set()
             self._changed()
-        self._wake.set()
+        self.schedule.wake()
         return self.status()
 
     def _adopt(self, trial: ProfileSession) -> None:
@@ -617,38 +619,33 @@ class ProfileSession:
             self._changed()
 
     async def run(self) -> None:
-        """The proactive schedule: refresh each stage ahead of its expiry; wake every TICK seconds so a
-        jump of the wall clock (sleep/resume) is noticed promptly."""
+        """The proactive schedule: refresh each stage ahead of its expiry (tipd/refresh.py's loop)."""
         if self.loading is not None:
             await asyncio.wait([self.loading])
-        while True:
-            self._notice_time()
-            delay = TICK
-            if self._dirty and not self._store_lock.locked():
-                wait = self._save_retry_at - self.clock.time()
-                if wait <= 0:
-                    await self._write_record()
-                    continue
-                delay = min(delay, wait)
-            if self.refresh_token is not None and self.login_required is None and not self.signing_in:
-                now = self.clock.time()
-                due = self._due_stage(now)
-                if due is not None:
-                    try:
-                        await due.refresh()
-                    except TipdError as e:
-                        self._note_failure(e)
-                    continue
-                nxt = min((d for st in self.stages if (d := st.due_at()) is not None), default=now + TICK)
-                delay = min(delay, max(0.0, nxt - now))
-            self._wake.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waker.cancel()
+        await self.schedule.run(self._step)
+
+    async def _step(self) -> float | None:
+        """One round of the schedule: None when it did something, else the seconds until the next thing."""
+        self._notice_time()
+        delay = TICK
+        if self._dirty and not self._store_lock.locked():
+            wait = self._save_retry_at - self.clock.time()
+            if wait <= 0:
+                await self._write_record()
+                return None
+            delay = min(delay, wait)
+        if self.refresh_token is not None and self.login_required is None and not self.signing_in:
+            now = self.clock.time()
+            due = self._due_stage(now)
+            if due is not None:
+                try:
+                    await due.refresh()
+                except TipdError as e:
+                    self._note_failure(e)
+                return None
+            nxt = min((d for st in self.stages if (d := st.due_at()) is not None), default=now + TICK)
+            delay = min(delay, max(0.0, nxt - now))
+        return delay
 
     def _due_stage(self, now: float) -> Stage | None:
         if self.enhanced.held is None:

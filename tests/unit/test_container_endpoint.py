@@ -67,7 +67,7 @@ async def test_unknown_profile(client):
 async def test_short_but_valid_credentials_are_served_without_waiting(client, clock):
     serve(client.broker.sessions["work"], clock, 300)  # below min_remaining, above the hard floor
     r = await client.get("/v1/credentials/work", headers=headers())
-    assert r.status == 200 and client.broker.sessions["work"]._wake.is_set()
+    assert r.status == 200 and client.broker.sessions["work"].schedule.woken
 
 
 @pytest.mark.parametrize("hdrs,status", [
