@@ -13,9 +13,9 @@ from aiohttp import web
 
 from tests.support.profiles import PROFILE
 from tests.support.session_rig import HOUR, Rig
+from tipd.broker import Broker
 from tipd.changes import Changes, TooManySubscribers, follow, worst_state
 from tipd.config import parse_config
-from tipd.broker import Broker
 from tipd.server import control
 from tipd.session import State
 

@@ -6,8 +6,8 @@ import pytest
 from tests.support.endpoint import TOKEN, headers
 from tests.support.fakes import FakeClock
 from tests.support.profiles import PROFILE
-from tipd.config import parse_config
 from tipd.broker import Broker
+from tipd.config import parse_config
 from tipd.exchange import AwsCredentials
 from tipd.secret import Secret
 from tipd.server import container

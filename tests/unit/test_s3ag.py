@@ -15,8 +15,8 @@ from tests.support.fakes import FakeAws, FakeIdp, VirtualClock
 from tests.support.profiles import PROFILE
 from tests.support.session_rig import MemStore
 from tipd import s3ag
-from tipd.config import parse_config
 from tipd.broker import Broker
+from tipd.config import parse_config
 from tipd.errors import LoginRequired, TipdError, UpstreamError
 from tipd.idp.oidc import TokenResponse
 from tipd.s3ag import GrantCache, GrantKey, covers, parse_request
