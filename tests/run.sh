@@ -57,6 +57,16 @@ if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then
   fi
 fi
 
+if [ -x /usr/bin/python3 ] && { ! [ -x /usr/bin/pipx ] || ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; }; then
+  # the install test runs the README's command (pipx) and its plain-venv alternative with the system Python
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing pipx and python3-venv (for the install test)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends pipx python3-venv >/dev/null
+  else
+    echo "tests/run.sh: pipx or python3-venv is missing (apt-get install pipx python3-venv); the install test will be skipped" >&2
+  fi
+fi
+
 echo "== python environment (.venv) with tipd, its tray extra and its test dependencies"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test,tray]'
