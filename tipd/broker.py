@@ -16,6 +16,7 @@ from .changes import Changes
 from .clock import Clock
 from .config import Config
 from .errors import TipdError
+from .portal import Portal
 from .s3ag import GrantCache
 from .session import ProfileSession
 from .tasks import Tasks
@@ -49,6 +50,8 @@ class Broker:
     grants: dict[str, GrantCache] = field(default_factory=dict)
     #: the account profiles, served beside the sessions (tipd/accounts.py)
     accounts: dict[str, AccountSession] = field(default_factory=dict)
+    #: the portal API client (its 60 s account listings cache), shared by the account profiles and the control API
+    portal: Portal | None = None
     audit: Audit = field(default_factory=Audit)
     changes: Changes = field(default_factory=Changes)
     tasks: Tasks = field(default_factory=lambda: Tasks(Clock().time))

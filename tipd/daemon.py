@@ -194,7 +194,7 @@ class Daemon:
         """Account profiles: a few objects each, nothing fetched until a client asks (tipd/accounts.py)."""
         assert self._aws is not None
         if self._portal is None:
-            self._portal = Portal(self._aws)
+            self._portal = self.broker.portal = Portal(self._aws)
         for name in names:
             acct = self.config.accounts[name]
             self.broker.accounts[name] = AccountSession(

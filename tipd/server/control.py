@@ -157,16 +157,14 @@ def make_app(broker: Broker) -> web.Application:
         served = await broker.grants[session(request).name].fetch(request.query.items())
         return web.Response(body=served.body, content_type="application/json")
 
-    portals: dict[int, Any] = {}  # one tipd.portal.Portal (and its listing cache) per AWS chain
-
     async def accounts(request: web.Request) -> web.Response:
         """The AWS accounts and roles of the profile's sign-in (Identity Center account access)."""
-        from ..portal import Portal  # botocore's side of the daemon: imported at the first use
-
         s = session(request)
-        portal = portals.get(id(s.aws))
-        if portal is None:
-            portal = portals[id(s.aws)] = Portal(s.aws)
+        if broker.portal is None:  # a daemon without account profiles made none yet
+            from ..portal import Portal
+
+            broker.portal = Portal(s.aws)
+        portal = broker.portal
         token = await s.identity_center_token()
         listed = await portal.accounts(token, region=s.profile.region, application_arn=s.profile.application_arn,
                                        fresh=request.query.get("fresh", "") not in ("", "0", "false"))
