@@ -31,6 +31,8 @@ class ReloadResult(TypedDict):
     restarted: list[str]
     unchanged: list[str]
     needs_restart: list[str]
+    #: unchanged profiles that took a client secret stored since they were loaded (`tipctl configure`)
+    new_client_secret: list[str]
 
 
 def _not_offered() -> None:

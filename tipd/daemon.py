@@ -339,6 +339,7 @@ class Daemon:
             removed = [n for n in old_idp if n not in new_idp]
             changed = [n for n in new_idp if n in old_idp and (all_changed or new_idp[n] != old_idp[n])]
             unchanged = [n for n in new_idp if n in old_idp and n not in changed]
+            new_secret = [n for n in unchanged if await self._take_new_client_secret(n)]
             # account profiles: restarted with their source (they hold its session) or when their table changed
             a_added = [n for n in new.accounts if n not in old.accounts]
             a_removed = [n for n in old.accounts if n not in new.accounts]
@@ -365,11 +366,28 @@ class Daemon:
             unchanged += [n for n in new.accounts if n in old.accounts and n not in a_changed]
             self.broker.changes.signal()
             result = ReloadResult(config=str(path), added=added, removed=removed, restarted=changed,
-                                  unchanged=unchanged, needs_restart=needs_restart)
+                                  unchanged=unchanged, needs_restart=needs_restart, new_client_secret=new_secret)
             log.info("config reloaded from %s: added %s, removed %s, restarted %s, unchanged %s%s", path,
                      added or "none", removed or "none", changed or "none", unchanged or "none",
                      f"; [{'], ['.join(needs_restart)}] changed: restart tipd to apply" if needs_restart else "")
             return result
+
+    async def _take_new_client_secret(self, name: str) -> bool:
+        """`tipctl configure --client-secret-stdin` stores a new client secret without changing the config: a
+        reload hands it to the unchanged profile's IdP client (it used to wait for the next `tipctl login`)."""
+        s = self.broker.sessions.get(name)
+        if s is None or s.profile.client_auth == "none" or self._store is None:
+            return False
+        try:
+            secret = await client_secret(self._store, name, s.profile)
+        except ConfigError as e:  # none stored now: the profile keeps the one it has
+            log.warning("profile %s: %s", name, e.message)
+            return False
+        if secret == s.idp_client.client_secret:
+            return False
+        s.idp_client.client_secret = secret
+        log.info("profile %s: uses the client secret stored since it was loaded", name)
+        return True
 
     async def reload_from_signal(self) -> None:
         with contextlib.suppress(TipdError):  # logged by reload(); the running config stays

@@ -114,3 +114,45 @@ def test_env_warns_when_the_profile_cannot_be_served(home, tipd):
     tipctl(home, "login", "work")
     r = tipctl(home, "env", "work")
     assert r.stderr == "", r.stderr
+
+
+def test_reload_hands_a_client_secret_stored_by_configure_to_the_running_profile(fake):
+    """A client secret changed with `tipctl configure --client-secret-stdin` reached the running profile only at
+    the next `tipctl login`; `tipctl reload` hands it over. A wrong secret proves it: the next IdP refresh is
+    refused, and the right one stored again and reloaded renews again."""
+    from tests.support.idp_rig import Rig
+    from tipd.cli.control import ControlClient
+    from tipd.errors import TipdError
+
+    rig = Rig(fake, {"client_auth": "client_secret_post"}, profile_extra='client_auth = "client_secret_post"')
+    home = rig.home
+
+    def store_secret(value: str) -> None:
+        r = subprocess.run([str(BIN / "tipctl"), "configure", "--profile", "work", "--no-check",
+                            "--client-secret-stdin"], input=value + "\n", env=home.env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+    def renews() -> bool:
+        try:
+            ControlClient(home.socket, 60).request("POST", "/v1/diag/work/id-token")  # an IdP refresh now
+            return True
+        except TipdError:
+            return False
+
+    try:
+        assert rig.idp.client_secret is not None
+        store_secret(rig.idp.client_secret)
+        rig.start()
+        tipctl(home, "login")
+        assert renews()
+        store_secret("not-the-secret")
+        r = tipctl(home, "reload")
+        assert "new client secret: work" in r.stdout, r.stdout
+        assert not renews()  # the IdP refuses the new (wrong) secret: the running profile uses it
+        store_secret(rig.idp.client_secret)
+        assert "new client secret: work" in tipctl(home, "reload").stdout
+        wait_for(renews, timeout=90, what="a refresh with the right secret")
+        assert "new client secret" not in tipctl(home, "reload").stdout  # nothing new: nothing said
+    finally:
+        rig.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "re-read the config in the running tipd: new profiles start, removed ones stop, changed ones restart"
 
@@ -23,9 +24,12 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     print(f"Reloaded {result['config']}.")
+    if args.config and Path(args.config).expanduser().resolve() != Path(result["config"]).resolve():
+        print(f"  note: tipd reads {result['config']}, not {args.config}: a running tipd keeps the config it was "
+              "started with (start it with --config to change that)")
     for key, label in (("added", "started"), ("removed", "stopped"), ("restarted", "restarted"),
-                       ("unchanged", "unchanged")):
-        if result[key]:
+                       ("unchanged", "unchanged"), ("new_client_secret", "new client secret")):
+        if result.get(key):
             print(f"  {label}: {', '.join(result[key])}")
     if result["needs_restart"]:
         sections = ", ".join(f"[{s}]" for s in result["needs_restart"])
