@@ -589,7 +589,7 @@ def test_a_reload_during_a_sign_in_serves_the_new_sign_in_not_the_one_before(hom
         tipctl(home, "login")
         assert status(home)["profiles"][0]["user"] == "alice@example.com"
         fake.hold("AssumeRole")  # Bob's chain will wait at its last AWS call
-        login = Login(home, "--device")
+        login = Login(home, "--device", "--force")  # over a fresh sign-in, on purpose
         approve_device_code(idp.issuer, login.user_code(), login="bob")
         fake.wait_until_held()
         with home.config_file.open("a") as f:
