@@ -122,3 +122,25 @@ def test_accounts_before_sign_in_and_for_an_unknown_profile_are_sentences(home, 
     assert r.stderr.strip() == "tipctl: not signed in: run `tipctl login work`"
     r = tipctl(home, "accounts", "nope", check=False)
     assert r.returncode == 1 and "no profile named 'nope'" in r.stderr
+
+
+def test_an_account_profile_without_the_scope_is_one_sentence(home, fake, portal):
+    fake.config.applications[APP_ARN].scopes.remove(ACCOUNT_ACCESS)
+    home.config_file.write_text(home.config_file.read_text() + f"""
+[profiles.prod-admin]
+source = "work"
+account_id = "{PROD}"
+role_name = "AdministratorAccess"
+""")
+    daemon = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        before = fake.count("GetRoleCredentials")
+        for command in (("credential-process", "prod-admin"), ("console", "prod-admin", "--print")):
+            r = tipctl(home, *command, check=False)
+            assert r.returncode == 1 and r.stdout == "" and "Traceback" not in r.stderr, r
+            assert f"must enable the {ACCOUNT_ACCESS} scope on application {APP_ARN}" in r.stderr
+            assert r.stderr.strip().count("\n") == 0
+        assert fake.count("GetRoleCredentials") == before
+    finally:
+        daemon.stop()
