@@ -239,7 +239,8 @@ def boto3_env(base: dict[str, str], tmp: Path, extra: dict[str, str]) -> dict[st
     env = {k: v for k, v in base.items() if not k.startswith("AWS_")}
     home = Path(tempfile.mkdtemp(prefix="home-", dir=tmp))
     env.update({"HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": str(home / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials")})
+                "AWS_CONFIG_FILE": str(home / "no-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials")})
     env.update(extra)
     return env
 
@@ -283,7 +284,8 @@ async def burst(url: str, token: str, n: int) -> dict:
         if not isinstance(r, BaseException):
             done.append(r[1])
     return {"statuses": statuses, "ok": statuses.get("200", 0), "wall_ms": max(done) if done else None,
-            "first_answer_ms": min(done) if done else None, "median_answer_ms": statistics.median(done) if done else None}
+            "first_answer_ms": min(done) if done else None,
+            "median_answer_ms": statistics.median(done) if done else None}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,7 +314,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     ap.add_argument("--wrk-threads", type=int, default=1,
-                    help="wrk threads for the 16-client run (default 1: on 2 cores, wrk keeps one, the server the other)")
+                    help="wrk threads for the 16-client run "
+                         "(default 1: on 2 cores, wrk keeps one, the server the other)")
     ap.add_argument("--warmup", type=int, default=3, help="seconds of unrecorded wrk load per server first (default 3)")
     ap.add_argument("-n", type=int, default=15, help="fresh boto3 processes per variant (default 15)")
     ap.add_argument("--burst", type=int, default=200, help="concurrent cold requests (default 200)")
@@ -322,7 +325,8 @@ def main() -> int:
     ap.add_argument("--wait-quiet", type=float, default=120,
                     help="before each measurement, wait up to this many seconds for an idle machine (default 120)")
     ap.add_argument("--wrk-only", action="store_true",
-                    help="measure only the wrk runs (1 and 2: the performance guard), not boto3 processes or the cold burst")
+                    help="measure only the wrk runs (1 and 2: the performance guard), "
+                         "not boto3 processes or the cold burst")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -485,10 +489,12 @@ def table(r: dict) -> str:
         "|---|---|---|---|---|",
         f"| 1 client keep-alive (wrk -t1 -c1 -d{r['settings']['duration']}s): p50 / p99 ms | "
         f"{f(one['tipd']['latency_ms']['p50'])} / {f(p99)} | "
-        f"{f(one['bare']['latency_ms']['p50'])} / {f(one['bare']['latency_ms']['p99'])} | p99 <= 0.5 ms | {ok(p99 <= 0.5)} |",
+        f"{f(one['bare']['latency_ms']['p50'])} / {f(one['bare']['latency_ms']['p99'])} | p99 <= 0.5 ms | "
+        f"{ok(p99 <= 0.5)} |",
         f"| 1 client: requests/s | {one['tipd']['requests_per_s']:.0f} | {one['bare']['requests_per_s']:.0f} | | |",
         f"| 16 clients keep-alive (wrk -t{threads} -c16): requests/s | {six['tipd']['requests_per_s']:.0f} | "
-        f"{six['bare']['requests_per_s']:.0f} | >= {RPS_TARGET}x bare | {ratio_rps:.2f}x, {ok(ratio_rps >= RPS_TARGET)} |",
+        f"{six['bare']['requests_per_s']:.0f} | >= {RPS_TARGET}x bare | "
+        f"{ratio_rps:.2f}x, {ok(ratio_rps >= RPS_TARGET)} |",
         f"| 16 clients: server CPU per request (us) | {six['tipd']['server_cpu_us_per_request']:.1f} | "
         f"{six['bare']['server_cpu_us_per_request']:.1f} | | |",
         f"| 16 clients: p50 / p99 ms | {f(six['tipd']['latency_ms']['p50'])} / {f(six['tipd']['latency_ms']['p99'])} | "
@@ -497,7 +503,8 @@ def table(r: dict) -> str:
         f"{f(s3one['latency_ms']['p50'])} / {f(s3_p99)} | | p99 <= 0.5 ms | {ok(s3_p99 <= 0.5)} |",
         f"| S3 Access Grants, cached, 16 clients: requests/s | {s3six['requests_per_s']:.0f} "
         f"({s3six['requests_per_s'] / six['tipd']['requests_per_s']:.2f}x the identity-enhanced fetch) | "
-        f"{six['bare']['requests_per_s']:.0f} | >= {RPS_TARGET}x bare | {s3_ratio:.2f}x, {ok(s3_ratio >= RPS_TARGET)} |",
+        f"{six['bare']['requests_per_s']:.0f} | >= {RPS_TARGET}x bare | "
+        f"{s3_ratio:.2f}x, {ok(s3_ratio >= RPS_TARGET)} |",
         f"| S3 Access Grants, 16 clients: server CPU per request (us) | {s3six['server_cpu_us_per_request']:.1f} | "
         f"{six['bare']['server_cpu_us_per_request']:.1f} | | |",
         f"| GetDataAccess calls during the S3 Access Grants wrk runs | {r['s3ag_upstream_calls'] - 1} | | 0 | "
@@ -508,12 +515,15 @@ def table(r: dict) -> str:
         ratio_boto = b["tipd"]["median"] / b["bare"]["median"]
         lines += [
             f"| fresh boto3 process, credential resolution (N={len(b['tipd']['samples'])}): median / p90 ms | "
-            f"{b['tipd']['median']:.1f} / {b['tipd']['p90']:.1f} | {b['bare']['median']:.1f} / {b['bare']['p90']:.1f} | "
+            f"{b['tipd']['median']:.1f} / {b['tipd']['p90']:.1f} | "
+            f"{b['bare']['median']:.1f} / {b['bare']['p90']:.1f} | "
             f"<= 1.2x bare | {ratio_boto:.2f}x, {ok(ratio_boto <= 1.2)} |",
             f"| same, credential_process spawning Python (sample CLI model) | "
-            f"{b['credential_process_python']['median']:.1f} / {b['credential_process_python']['p90']:.1f} | | reference | |",
+            f"{b['credential_process_python']['median']:.1f} / {b['credential_process_python']['p90']:.1f} "
+            "| | reference | |",
             f"| same, `tipctl credential-process` | "
-            f"{b['tipctl_credential_process']['median']:.1f} / {b['tipctl_credential_process']['p90']:.1f} | | reference | |",
+            f"{b['tipctl_credential_process']['median']:.1f} / {b['tipctl_credential_process']['p90']:.1f} "
+            "| | reference | |",
         ]
     if "cold" in r:
         c = r["cold"]
@@ -529,7 +539,8 @@ def table(r: dict) -> str:
     noise = ", ".join(f"{key} {name} {r[key][name]['other_cpu_s']:.2f} s"
                       + (" (NOISY)" if r[key][name]["noisy"] else "")
                       for key in ("one_client", "sixteen_clients") for name in ("tipd", "s3ag", "bare"))
-    lines += ["", f"CPU used by other processes during each {r['settings']['duration']} s wrk run (noise; ~0 on a quiet "
+    lines += ["", f"CPU used by other processes during each {r['settings']['duration']} s wrk run "
+                  "(noise; ~0 on a quiet "
                   f"machine): {noise}. Load average at start / end: {' '.join(m['loadavg_at_start'])} / "
                   f"{' '.join(m.get('loadavg_at_end', []))}.",
               f"uptime at start: {m.get('uptime_at_start', '?')}; at end: {m.get('uptime_at_end', '?')}"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -111,10 +112,9 @@ def proc_runtime_s(pid: int) -> float:
     the precise cross-check of proc_cpu_s, whose 1/CLK_TCK ticks are too coarse for an idle minute."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            # a thread that ended meanwhile counts nothing
             total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            pass  # a thread that ended meanwhile
     return total / 1e9
 
 
@@ -347,7 +347,8 @@ def main() -> int:
                                # idle at one more clock tick than measured: the worst case /proc/<pid>/stat allows
                                "cpu_s_per_hour_upper_bound": upper, "met_at_upper_bound": upper < TARGET_CPU_S_PER_HOUR,
                                "cpu_s_per_hour_schedstat": precise, "met_schedstat": precise < TARGET_CPU_S_PER_HOUR,
-                               "cpu_s_per_hour_net": idle_h + per_hour * dm["rotation"]["cpu_s_per_rotation_net_of_idle"]}
+                               "cpu_s_per_hour_net":
+                                   idle_h + per_hour * dm["rotation"]["cpu_s_per_rotation_net_of_idle"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

@@ -162,7 +162,7 @@ def test_create_token_with_iam_happy_path_and_full_chain(fake, issuer):
     assert fake.idc_issuer.startswith("https://identitycenter.amazonaws.com/ssoins-")
     assert len(fake.idc_issuer.rsplit("ssoins-", 1)[1]) == 16
 
-    call = [c for c in fake.calls if c.operation == "CreateTokenWithIAM"][0]
+    call = next(c for c in fake.calls if c.operation == "CreateTokenWithIAM")
     assert (call.service, call.access_key_id, call.status) == ("sso-oidc", creds["AccessKeyId"], 200)
     assert call.params == {"clientId": APP, "grantType": JWT_BEARER, "assertion_sha256": sha256_hex(assertion)}
 
@@ -200,7 +200,8 @@ def test_replayed_assertion_is_refused(fake, issuer):
         (lambda iss: iss.token(aud=AUD), "mapped claim"),
         (lambda iss: "not-a-jwt", "well-formed"),
     ],
-    ids=["wrong-aud", "wrong-iss", "expired", "tampered", "unknown-kid", "wrong-key", "unmapped", "no-claim", "garbage"],
+    ids=["wrong-aud", "wrong-iss", "expired", "tampered", "unknown-kid", "wrong-key", "unmapped", "no-claim",
+         "garbage"],
 )
 def test_bad_assertions_are_invalid_grant(fake, issuer, make, reason):
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
@@ -309,7 +310,8 @@ def test_callers_other_than_bootstrap_credentials_are_refused(fake, issuer):
     assert _error(excinfo) == "AccessDeniedException"
     assert "missing authentication" in excinfo.value.response["error_description"]
 
-    foreign = {"AccessKeyId": "AKIA" + "FOREIGNFOREIGN00", "SecretAccessKey": "x" * 40}  # built, so scans for real keys stay quiet
+    # built, so scans for real keys stay quiet
+    foreign = {"AccessKeyId": "AKIA" + "FOREIGNFOREIGN00", "SecretAccessKey": "x" * 40}
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, foreign, assertion)
     assert _error(excinfo) == "AccessDeniedException"

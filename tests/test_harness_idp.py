@@ -533,7 +533,7 @@ def test_refresh_token_only_with_access_type_offline():
         assert "offline_access" not in tokens["scope"].split()
         status, body = refresh(idp, tokens["refresh_token"], scope="openid email")
         assert status == 200, body
-        status, start = device_start(idp, scope="openid email")
+        status, _start = device_start(idp, scope="openid email")
         assert status == 200  # the device flow is always offline
 
 

@@ -124,7 +124,8 @@ def test_not_signed_in_and_unknown_profile_say_what_to_do(home, tipd):
 
 def test_idp_refusal_wrong_state_and_timeout_are_sentences(home, tipd):
     r = login(home, check=False, env={"TIPD_TEST_BROWSER_MODE": "deny"})
-    assert r.returncode == 1 and "The IdP refused the sign-in: access_denied" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "The IdP refused the sign-in: access_denied" in r.stderr
+    assert "Traceback" not in r.stderr
     r = login(home, check=False, env={"TIPD_TEST_BROWSER_MODE": "bad-state"})
     assert r.returncode == 1 and "wrong state" in r.stderr
     r = login(home, "--timeout", "1", check=False, env={"TIPD_TEST_BROWSER_MODE": "nothing"})
@@ -212,4 +213,5 @@ def test_env_prints_exports(home):
     out = tipctl(home, "env").stdout
     assert f"export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{home.port}/v1/credentials/work" in out
     assert f"export AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={home.token_file}" in out
-    assert json.loads(tipctl(home, "env", "--json").stdout)["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == str(home.token_file)
+    env = json.loads(tipctl(home, "env", "--json").stdout)
+    assert env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == str(home.token_file)

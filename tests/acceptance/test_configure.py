@@ -124,7 +124,7 @@ def test_end_of_input_or_ctrl_c_cancels_and_writes_nothing(home, idp):
             assert chunk, "tipctl exited before asking"
             seen += chunk
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

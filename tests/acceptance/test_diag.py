@@ -6,6 +6,7 @@ Each misconfiguration is set up on top of a correct set-up, and must produce its
 fix while every unrelated check stays ok."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -79,20 +80,16 @@ class World:
 
     def oidc_provider(self, audiences: list[str]) -> None:
         """(Re)creates the IAM OIDC provider (moto lacks Add/RemoveClientIDToOpenIDConnectProvider)."""
-        try:
+        with contextlib.suppress(self.iam.exceptions.NoSuchEntityException):
             self.iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=self.provider)
-        except self.iam.exceptions.NoSuchEntityException:
-            pass
         self.iam.create_open_id_connect_provider(Url=self.issuer_url, ClientIDList=audiences,
                                                  ThumbprintList=["0" * 40])
 
     def enhanced_role(self, trust: str | None = None, max_session: int = 3600) -> None:
         """(Re)creates tip-enhanced: moto validates trust policies on update with rules that predate
         sts:SetContext, and IAM's (client-side) minimum MaxSessionDuration is 3600."""
-        try:
+        with contextlib.suppress(self.iam.exceptions.NoSuchEntityException):
             self.iam.delete_role(RoleName="tip-enhanced")
-        except self.iam.exceptions.NoSuchEntityException:
-            pass
         self.unchecked_iam.create_role(RoleName="tip-enhanced", MaxSessionDuration=max_session,
                                        AssumeRolePolicyDocument=trust or self.enhanced_trust())
 
@@ -110,10 +107,8 @@ class World:
                 self.iam.delete_role(RoleName=role)
             except self.iam.exceptions.NoSuchEntityException:
                 pass
-        try:
+        with contextlib.suppress(self.iam.exceptions.NoSuchEntityException):
             self.iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=self.provider)
-        except self.iam.exceptions.NoSuchEntityException:
-            pass
 
     def close(self) -> None:
         self.fake.identity_center = None
@@ -299,7 +294,8 @@ CASES = {
     "expired token": Case(
         "token.lifetime", "the token expired", "clock", token=lambda i: alice(i, ttl=-600)),
     "token for another audience": Case(
-        "token.aud", "does not include the profile's client_id", "client_id", token=lambda i: alice(i, aud="other-app")),
+        "token.aud", "does not include the profile's client_id", "client_id",
+        token=lambda i: alice(i, aud="other-app")),
     "token with a bad signature": Case(
         "token.signature", "does not verify against the issuer's keys", "signed with a key its JWKS publishes",
         token=lambda i: alice(i, unpublished=True)),
@@ -334,7 +330,8 @@ def test_an_assigned_user_passes_required_assignment(how, world, issuer, jwt_hom
 
 def test_access_denied_for_the_admin_is_a_failure_line_not_a_traceback(world, issuer, jwt_home, fake):
     fake.inject("DescribeApplication", "AccessDeniedException", count=-1,
-                message="User: arn:aws:iam::123456789012:user/admin is not authorized to perform: sso:DescribeApplication")
+                message="User: arn:aws:iam::123456789012:user/admin is not authorized to perform: "
+                        "sso:DescribeApplication")
     r = diag(jwt_home, alice(issuer))
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
     assert "  FAIL cannot read the application: sso-admin DescribeApplication failed: AccessDeniedException" in r.stdout
@@ -412,7 +409,8 @@ def test_diag_checks_a_fresh_token_of_the_signed_in_profile(moto, fake, idp, hom
         assert idp.stats().get("/token", 0) == refreshes + 1  # tipd refreshed a new id_token for diag
         assert r.returncode == 0, r.stdout
         for line in ("the signature verifies against the issuer's published keys",
-                     f"iss is the profile's issuer {idp.issuer}", f"aud includes the profile's client_id {idp.client_id}",
+                     f"iss is the profile's issuer {idp.issuer}",
+                     f"aud includes the profile's client_id {idp.client_id}",
                      "the token's 'email' claim is 'alice@example.com'", "application 'tipd' is enabled",
                      f"tip-oidc trusts {w.provider} for sts:AssumeRoleWithWebIdentity"):
             assert f"  ok   {line}" in r.stdout, r.stdout

@@ -148,7 +148,7 @@ def test_kill_9_at_random_moments_of_back_to_back_rotations_never_loses_the_sign
             done = threading.Event()
             count = [0]
 
-            def churn():
+            def churn(done: threading.Event = done, count: list[int] = count) -> None:
                 while not done.is_set():
                     try:
                         rotate(home, timeout=10)
@@ -158,7 +158,7 @@ def test_kill_9_at_random_moments_of_back_to_back_rotations_never_loses_the_sign
 
             t = threading.Thread(target=churn, daemon=True)
             t.start()
-            wait_for(lambda: count[0] >= 1, timeout=30, what="rotations under way", proc=d.proc)
+            wait_for(lambda count=count: count[0] >= 1, timeout=30, what="rotations under way", proc=d.proc)
             # the fault's timing, not synchronisation: a random moment in the middle of the rotations
             done.wait(rng.uniform(0.0, 0.4))
             d.kill9()

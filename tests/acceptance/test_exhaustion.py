@@ -61,8 +61,10 @@ def malformed_with_token(port: int, token: str) -> list[bytes]:
         f"GET /v1/credentials/{token} HTTP/1.1 junk\r\n{host}\r\n".encode(),
         f"GET /{token}\x00 HTTP/1.1\r\n{host}\r\n".encode(),
         f"{token} /v1/credentials/work HTTP/1.1\r\n{host}\r\n".encode(),
-        f"GET /v1/credentials/work HTTP/1.1\r\n{host}Authorization: {token}\r\nContent-Length: x{token}\r\n\r\n".encode(),
-        f"GET /v1/credentials/work HTTP/1.1\r\n{host}Authorization: {token}\r\nTransfer-Encoding: {token}\r\n\r\n".encode(),
+        (f"GET /v1/credentials/work HTTP/1.1\r\n{host}Authorization: {token}\r\n"
+         f"Content-Length: x{token}\r\n\r\n").encode(),
+        (f"GET /v1/credentials/work HTTP/1.1\r\n{host}Authorization: {token}\r\n"
+         f"Transfer-Encoding: {token}\r\n\r\n").encode(),
         f"POST /v1/credentials/work HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n{token}\r\n".encode(),
     ]
 
@@ -278,7 +280,7 @@ def test_a_200_mb_config_file_is_refused_with_a_sentence(home):
     for cmd in (["tipd", "--config", str(home.config_file)], ["tipctl", "env"]):
         r = subprocess.run([sys.executable, "-c", measure, *cmd], env=dict(home.env, TIPD_CONFIG=str(home.config_file)),
                            capture_output=True, text=True, timeout=60)
-        *err, peak = r.stderr.splitlines()
+        *_err, peak = r.stderr.splitlines()
         print(f"{cmd[0]} peak RSS with a 200 MB config file: {peak} MiB")
         assert "larger than 1024 KiB" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert int(peak) < 150

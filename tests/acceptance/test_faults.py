@@ -176,10 +176,11 @@ def test_kill_9_during_refresh_token_rotation_resumes_without_login(signed_in, s
         before = short_idp.stats().get("/token", 0)
         if point.startswith("request"):
             short_idp.fault("/token", 0, count=1, delay_ms=3000)  # hold the next refresh at the IdP's door
-            wait_for(lambda: short_idp.stats().get("/token", 0) > before, timeout=LIFETIME * 2, what="a refresh")
+            wait_for(lambda before=before: short_idp.stats().get("/token", 0) > before, timeout=LIFETIME * 2,
+                     what="a refresh")
         else:
             mtime = stored.stat().st_mtime_ns
-            wait_for(lambda: stored.stat().st_mtime_ns != mtime, timeout=LIFETIME * 2, what="a rotation")
+            wait_for(lambda mtime=mtime: stored.stat().st_mtime_ns != mtime, timeout=LIFETIME * 2, what="a rotation")
         d.kill9()
         short_idp.clear_faults()
         d = Tipd(short_home).start()

@@ -1,7 +1,8 @@
 """A seeded fuzz run of more than 10,000 requests against the real tipd: its credential endpoint, IMDSv2 on the
 same port, and the control socket. Requests are well-formed, half-formed and malformed (the header syntax
 itself mutated: `Authorization : <token>`, control characters, bare LF, no colon), with the right token, a
-wrong one or none; a share are a client's requests with one part fuzzed. Checked: no 5xx and no hang; no credential without the token; no secret (endpoint token,
+wrong one or none; a share are a client's requests with one part fuzzed. Checked: no 5xx and no hang; no
+credential without the token; no secret (endpoint token,
 AWS secret key or session token, refresh token) in the daemon's log, which stays small; the daemon healthy
 afterwards. Bounded time: the requests go out from 8 threads, about 10-40 s on a loaded 2-core machine."""
 from __future__ import annotations
@@ -40,7 +41,7 @@ CONTROL_PATHS = ["/v1/status", "/v1/summary", "/v1/profiles", "/v1/login/work", 
                  "/v1/credentials/nope", "/v1/diag/nope/id-token", "/", "/v1/", "/v1/status/x"]
 METHODS = ["GET", "GET", "GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "FOO", "get", "G ET"]
 AUTH = [RIGHT, RIGHT, RIGHT, "", "wrong", RIGHT + "x", "Bearer " + RIGHT, RIGHT[:-1], RIGHT.upper()]
-TTLS = ["60", "21600", "0", "21601", "⁵", "٣٠", "６０", "-1", "1e3", "", "9" * 30, "60 ", "0x10"]
+TTLS = ["60", "21600", "0", "21601", "⁵", "٣٠", "６０", "-1", "1e3", "", "9" * 30, "60 ", "0x10"]  # noqa: RUF001
 NAMES = ["Authorization", "Host", "X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds", "Origin",
          "X-Forwarded-For", "Referer", "Sec-Fetch-Site", "Accept", "Content-Type", "Cookie", "X-Random",
          "Transfer-Encoding", "Expect"]
@@ -138,7 +139,7 @@ def test_fuzz_more_than_ten_thousand_requests_on_every_endpoint(home, tipd):
     failures: list[str] = []
 
     def run(req: tuple[str, bytes, bool, str]) -> None:
-        where, raw, presents, path = req
+        where, raw, presents, _path = req
         data = raw.replace(RIGHT.encode(), token.encode()).replace(b"{port}", str(home.port).encode())
         try:
             answer = send(tcp if where == "tcp" else ctl, data)

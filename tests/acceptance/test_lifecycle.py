@@ -89,7 +89,7 @@ def test_simultaneous_starts_leave_exactly_one_serving_with_its_token_and_socket
         procs = [start_raw(home) for _ in range(concurrent)]
         try:
             # all but one exit; the survivor answers on its control socket
-            wait_for(lambda: sum(p.poll() is not None for p in procs) == concurrent - 1, timeout=90,
+            wait_for(lambda procs=procs: sum(p.poll() is not None for p in procs) == concurrent - 1, timeout=90,
                      what="all but one start to exit")
             live = next(p for p in procs if p.poll() is None)
             wait_for(lambda: ready(home), timeout=60, what="the survivor to answer", proc=live)
@@ -211,7 +211,7 @@ def test_socket_activation_keeps_the_port_across_restarts_no_squatter_no_refusal
             seen = len(answers)
             assert d.stop() == 0
             d = act.start()
-            wait_for(lambda: len(answers) > seen + 2, timeout=120, what="answers from the new tipd")
+            wait_for(lambda seen=seen: len(answers) > seen + 2, timeout=120, what="answers from the new tipd")
         stop.set()
         for t in threads:
             t.join(130)
@@ -253,7 +253,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv")
 
 @needs_root
 def test_status_and_start_say_when_another_user_holds_the_port(home):
-    squatter = subprocess.Popen(as_nobody() + [sys.executable, "-c", (
+    squatter = subprocess.Popen([*as_nobody(), sys.executable, "-c", (
         "import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); "
         "print('ready', flush=True); sys.stdin.read()"), str(home.port)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -312,7 +312,7 @@ def test_the_daemon_is_not_dumpable_so_no_core_and_no_same_user_ptrace(home):
     other than 1"): run tipd as nobody, under `ulimit -c unlimited`, and look."""
     subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(home.dir)], check=True)
     log = open("/dev/null", "wb")
-    proc = subprocess.Popen(as_nobody() + [*TIPD, "--config", str(home.config_file)], env=home.env, stdout=log,
+    proc = subprocess.Popen([*as_nobody(), *TIPD, "--config", str(home.config_file)], env=home.env, stdout=log,
                             stderr=subprocess.STDOUT, preexec_fn=unlimited_core)
     try:
         wait_for(lambda: home.socket.exists(), timeout=60, what="the control socket", proc=proc)

@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import time
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -53,7 +54,7 @@ def has_credentials(data: bytes) -> bool:
 
 def test_dns_rebinding_host_header_is_refused(live):
     for host in ("evil.example", f"evil.example:{live.port}", f"127.0.0.1:{live.port + 1}", "127.0.0.1"):
-        code, headers, data = request(live, host=host)
+        code, _headers, data = request(live, host=host)
         assert code == 403 and not has_credentials(data), host
     assert request(live, host=f"localhost:{live.port}")[0] == 200
 
@@ -88,7 +89,7 @@ def test_token_compare_is_constant_time_by_construction(monkeypatch):
     g = guards.Guard(b"secret-token", 1, allow_other_users=True)
 
     class Req:
-        headers = {"Host": "127.0.0.1:1", "Authorization": "secret-tokeX"}
+        headers: ClassVar[dict[str, str]] = {"Host": "127.0.0.1:1", "Authorization": "secret-tokeX"}
         transport = None
 
     assert g.refuse(Req()).status == 401 and calls == [(b"secret-tokeX", b"secret-token")]
@@ -188,10 +189,11 @@ def test_rotate_token_replaces_the_file_atomically_and_old_token_stops_working(l
 
 
 def test_audit_names_the_client_process_without_secrets(live, tipd):
-    code, _, data = request(live)
+    _code, _, data = request(live)
     creds = json.loads(data)
     boto = subprocess.run(["bash", "-c", 'eval "$(tipctl env)"; python -c "import boto3; '
-                           'boto3.client(\'sts\').get_caller_identity()"'], env=live.env, capture_output=True, text=True)
+                           'boto3.client(\'sts\').get_caller_identity()"'], env=live.env, capture_output=True,
+                          text=True)
     assert boto.returncode == 0, boto.stderr
     wait_for(lambda: "python" in tipd.output().split("handed out", 1)[-1], timeout=10, what="an audit line")
     line = next(ln for ln in tipd.output().splitlines() if "handed out" in ln and "python" in ln)
@@ -265,8 +267,9 @@ PATHS = st.one_of(
                      "/latest/meta-data/iam/security-credentials/", "/latest/meta-data/iam/security-credentials/work",
                      "/latest/meta-data/iam/security-credentials-extended/work", "/", "/v1/"]),
     st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=60).map(lambda s: "/" + s))
-HEADER_NAMES = st.sampled_from(["Authorization", "Host", "X-aws-ec2-metadata-token", "X-aws-ec2-metadata-token-ttl-seconds",
-                                "Origin", "Content-Length", "Transfer-Encoding", "X-Forwarded-For", "X-Random"])
+HEADER_NAMES = st.sampled_from(["Authorization", "Host", "X-aws-ec2-metadata-token",
+                                "X-aws-ec2-metadata-token-ttl-seconds", "Origin", "Content-Length",
+                                "Transfer-Encoding", "X-Forwarded-For", "X-Random"])
 HEADER_VALUES = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 
 
@@ -318,7 +321,7 @@ def test_no_secret_in_logs_outputs_or_files(home, idp, fake):
         stored = home.state_dir / "tokens" / "work.json"
         secrets.add(json.loads(stored.read_text())["refresh_token"])
         secrets.add(home.token())
-        code, _, data = request(home)
+        _code, _, data = request(home)
         c = json.loads(data)
         secrets |= {c["SecretAccessKey"], c["Token"]}
         outputs.append(tipctl(home, "status"))
@@ -386,7 +389,7 @@ def unsigned_jwt(payload: str) -> str:
 
 
 def test_imds_ttl_in_non_ascii_digits_is_a_400(live):
-    for ttl in ("⁵", "٣٠", "６０", "1" * 40, "-5", "+5"):
+    for ttl in ("⁵", "٣٠", "６０", "1" * 40, "-5", "+5"):  # noqa: RUF001 - non-ASCII digits on purpose
         answer = raw_request(live.port, f"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
                                         f"X-aws-ec2-metadata-token-ttl-seconds: {ttl}\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400"), (ttl, answer[:100])

@@ -83,7 +83,7 @@ class Desktop:
         img = self.screenshot().convert("RGB")
         at = [(x, y) for y in range(img.height) for x in range(img.width) if img.getpixel((x, y)) == colour]
         assert at, f"nothing of colour {colour} on the screen to click"
-        xs, ys = zip(*at)
+        xs, ys = zip(*at, strict=True)
         x, y = sum(xs) // len(xs), sum(ys) // len(ys)
         xtest.fake_input(self.x, X.MotionNotify, x=x, y=y)
         xtest.fake_input(self.x, X.ButtonPress, 1)

@@ -194,7 +194,7 @@ class MotoServer:
                 return
             except (TimeoutError, OSError):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"moto not ready on port {self.port} after {self._startup_timeout}s")
+                    raise TimeoutError(f"moto not ready on port {self.port} after {self._startup_timeout}s") from None
 
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
@@ -235,7 +235,8 @@ class MotoServer:
 
     # moto-api ------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, timeout: float = 10.0) -> bytes:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method, data=b"" if method == "POST" else None)
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.read()
 
@@ -1010,7 +1011,8 @@ class FakeAWS:
                 "(fake: only AssumeRoleWithWebIdentity credentials it proxied are allowed; the real service "
                 "checks the application's ActorPolicy)")
         if request.headers.get("X-Amz-Security-Token") != creds.session_token:
-            raise _AwsError("UnrecognizedClientException", "The security token included in the request is invalid.", 403)
+            raise _AwsError("UnrecognizedClientException",
+                            "The security token included in the request is invalid.", 403)
         if time.time() >= creds.expiration:
             raise _AwsError("ExpiredTokenException", "The security token included in the request is expired")
         if self.config.verify_signatures and not _verify_sigv4(
@@ -1034,9 +1036,8 @@ class FakeAWS:
         # the `scope` of the answer names sso:account:access only when the application has it, and an account
         # instance cannot have it (the administrator cannot enable it there)
         available = [s for s in app.scopes if s != ACCOUNT_ACCESS or self.config.instance_kind == "organization"]
-        if requested is not None:
-            if not isinstance(requested, list) or not set(requested) <= set(available):
-                raise _AwsError("InvalidScopeException", f"scopes {requested} are not configured for the application")
+        if requested is not None and (not isinstance(requested, list) or not set(requested) <= set(available)):
+            raise _AwsError("InvalidScopeException", f"scopes {requested} are not configured for the application")
         scopes = list(requested) if requested else available
 
         if grant_type == JWT_BEARER:
@@ -1126,7 +1127,8 @@ class FakeAWS:
         except _AwsError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _AwsError("InvalidGrantException", f"could not retrieve the issuer's JWKS: {type(exc).__name__}") from None
+            raise _AwsError("InvalidGrantException",
+                            f"could not retrieve the issuer's JWKS: {type(exc).__name__}") from None
         out: dict[str | None, jwt.PyJWK] = {}
         for data in jwks.get("keys", []):
             try:

@@ -72,7 +72,8 @@ class FakeIdp:
 
     The knobs the session's IdP logic meets at real IdPs: `granted` is the scope of the grant (what a token
     response's `scope` says); `scope_rule` what a refresh's `scope` may be ("subset": within the grant, else
-    invalid_scope; "required": must be sent, as Entra; "rejected": must not be sent); `id_token_on_refresh` False leaves id_tokens out of
+    invalid_scope; "required": must be sent, as Entra; "rejected": must not be sent); `id_token_on_refresh` False
+    leaves id_tokens out of
     refresh answers (PingFederate's default); `jwt_access_tokens` makes access tokens JWTs."""
 
     def __init__(self, clock, ttl=3600):

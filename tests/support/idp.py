@@ -23,6 +23,7 @@ Needs ``npm ci --prefix tests/idp`` once (the harness never installs anything).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -53,10 +54,8 @@ class IdPError(RuntimeError):
 def _kill(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 class IdP:
@@ -336,10 +335,8 @@ class IdP:
             except subprocess.TimeoutExpired:
                 _kill(proc)
         for stream in (proc.stdin, proc.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
         if self._finalizer is not None:
             self._finalizer.detach()
         if self._stderr_file is not None:

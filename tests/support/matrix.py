@@ -22,6 +22,7 @@ tipd; `render_table()` turns the results into the table of docs/idp-matrix.md.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -348,7 +349,7 @@ class Scenario:
                 self.note(f"port {self.home.port} was taken meanwhile: another one")
                 self.home.port = free_port()
                 text = self.home.config_file.read_text()
-                self.home.config_file.write_text(re.sub(r"(?m)^port = \d+$", f"port = {self.home.port}", text, 1))
+                self.home.config_file.write_text(re.sub(r"(?m)^port = \d+$", f"port = {self.home.port}", text, count=1))
         raise StepFailed("tipd found its port taken three times")
 
     def browser_visits(self) -> int:
@@ -564,10 +565,8 @@ class Scenario:
         if self.tipd is not None:
             if r.failure:
                 r.log.append("tipd log (tail):\n" + self.tipd.output()[-6000:])
-            try:
+            with contextlib.suppress(Exception):  # cleanup must go on
                 self.tipd.stop()
-            except Exception:  # noqa: BLE001 - cleanup must go on
-                pass
         if self.idp is not None:
             if r.failure:
                 r.log.append("IdP stderr (tail):\n" + self.idp.stderr()[-3000:])

@@ -21,5 +21,5 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
             time.sleep(0.02)

@@ -30,11 +30,13 @@ col = secretstorage.get_default_collection(conn)
 if op == "lock":
     col.lock()
 elif op == "unlock":
-    # gnome-keyring's own (non-prompting) unlock with the password: org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface
+    # gnome-keyring's own (non-prompting) unlock with the password:
+    # org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface
     from secretstorage.dhcrypto import Session
     from secretstorage.util import DBusAddressWrapper, open_session, format_secret
     session = open_session(conn)
-    iface = DBusAddressWrapper("/org/freedesktop/secrets", "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface", conn)
+    iface = DBusAddressWrapper("/org/freedesktop/secrets",
+                               "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface", conn)
     iface.call("UnlockWithMasterPassword", "o(oayays)", col.collection_path,
                format_secret(session, args[0].encode(), "text/plain"))
 elif op == "get":

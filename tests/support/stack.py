@@ -28,7 +28,8 @@ def aws_cli() -> str:
     """The aws CLI v1, installed in its own venv by .ci/run (it pins its own botocore)."""
     exe = os.environ.get("TIPD_TEST_AWS_CLI") or str(ROOT / ".venv-awscli" / "bin" / "aws")
     if not os.path.exists(exe):
-        raise RuntimeError(f"the aws CLI is missing at {exe}: run `bash .ci/run` (it installs it) or set TIPD_TEST_AWS_CLI")
+        raise RuntimeError(f"the aws CLI is missing at {exe}: "
+                           "run `bash .ci/run` (it installs it) or set TIPD_TEST_AWS_CLI")
     return exe
 
 
@@ -115,8 +116,8 @@ class Tipd:
 
     def start(self, timeout: float = 20) -> Tipd:
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file), "--log-level", "DEBUG"],
-                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file),
+                                      "--log-level", "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

@@ -2,6 +2,7 @@
 status: before, an id_token `exp` of 1e400 (JSON infinity) made every /v1/status a 500 until the next login."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -13,10 +14,8 @@ from tipd.clock import numeric_date
 @pytest.mark.parametrize("ttl", [float("inf"), 1e300, 10 ** 30])
 async def test_an_idp_token_with_an_absurd_exp_keeps_the_status_working(ttl):
     rig = Rig(idp_ttl=ttl)
-    try:
+    with contextlib.suppress(Exception):  # the chain may refuse such a token; the status must still work
         await rig.session.login(rig.idp.tokens())
-    except Exception:  # noqa: BLE001 - the chain may refuse such a token; the status must still work
-        pass
     st = rig.session.status()
     json.dumps(st)
     expires = st["stages"]["idp-tokens"]["expires"]

@@ -215,7 +215,8 @@ def test_the_enhanced_role_trusts_only_the_oidc_role_with_set_context_for_one_ho
                                          f"arn:aws:redshift-serverless:{REGION}:{ACCOUNT}:workgroup/*"},
       "redshift-data:GetStatementResult": {"*"}}),
     ("qbusiness", {"QBusinessApplicationId": "a1b2c3d4-5678-90ab-cdef-111122223333"},
-     {"qbusiness:ChatSync": {f"arn:aws:qbusiness:{REGION}:{ACCOUNT}:application/a1b2c3d4-5678-90ab-cdef-111122223333"}}),
+     {"qbusiness:ChatSync": {
+         f"arn:aws:qbusiness:{REGION}:{ACCOUNT}:application/a1b2c3d4-5678-90ab-cdef-111122223333"}}),
     ("lakeformation", {"GlueDatabaseName": "sales"},
      {"lakeformation:GetDataAccess": {"*"},
       "glue:GetTable": {f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/sales",

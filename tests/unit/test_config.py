@@ -12,7 +12,7 @@ def write(tmp_path, text):
 
 
 def test_minimal_config_loads_with_defaults(tmp_path):
-    cfg, path = load_config(write(tmp_path, GOOD_CONFIG))
+    cfg, _path = load_config(write(tmp_path, GOOD_CONFIG))
     p = cfg.profiles["work"]
     assert p.scopes == ["openid", "email", "offline_access"]
     assert p.redirect_port == 0
@@ -64,7 +64,8 @@ def test_http_issuer_allowed_on_loopback(tmp_path):
 
 def test_scopes_need_openid_and_offline_access(tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD_CONFIG.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid"]')))
+        load_config(write(tmp_path, GOOD_CONFIG.replace('region = "eu-west-1"',
+                                                        'region = "eu-west-1"\nscopes = ["openid"]')))
     assert "offline_access" in e.value.message
 
 
@@ -125,13 +126,15 @@ def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
     ("keycloak", ["openid", "email", "offline_access"]),
 ])
 def test_default_scopes_follow_the_provider(tmp_path, provider, scopes):
-    cfg, _ = load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"')))
+    cfg, _ = load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"',
+                                                             f'client_id = "0oa1"\nprovider = "{provider}"')))
     assert cfg.profiles["work"].scopes == scopes
 
 
 def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
     cognito = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
-    cfg, _ = load_config(write(tmp_path, cognito.replace('region = "eu-west-1"', 'region = "eu-west-1"\nscopes = ["openid", "profile"]')))
+    cfg, _ = load_config(write(tmp_path, cognito.replace('region = "eu-west-1"',
+                                                         'region = "eu-west-1"\nscopes = ["openid", "profile"]')))
     assert cfg.profiles["work"].scopes == ["openid", "profile"]
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, cognito.replace('region = "eu-west-1"',
@@ -263,7 +266,8 @@ def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
 
 def test_offline_access_may_be_left_out_where_the_grant_type_gives_the_refresh_token(tmp_path):
     for provider in ("pingfederate", "jumpcloud"):
-        text = GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\nprovider = "{provider}"\nscopes = ["openid", "email"]')
+        text = GOOD_CONFIG.replace('client_id = "0oa1"',
+                                   f'client_id = "0oa1"\nprovider = "{provider}"\nscopes = ["openid", "email"]')
         assert load_config(write(tmp_path, text))[0].profiles["work"].scopes == ["openid", "email"]
     with pytest.raises(ConfigError):  # where offline_access is what brings the refresh token, it stays required
         load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "okta"\n'

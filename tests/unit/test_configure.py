@@ -385,7 +385,8 @@ def test_keys_a_table_lacks_are_added_after_its_last_key_unless_their_default_sa
 def test_header_spellings_crlf_and_no_final_newline():
     text = "[ profiles . 'work' ]\r\nclient_id = \"c1\"\r\nissuer = \"https://old\""
     new = tomledit.set_profile(text, "work", {"client_id": "c1", "issuer": "https://new", "region": "eu-west-1"})
-    assert new == "[ profiles . 'work' ]\r\nclient_id = \"c1\"\r\nissuer = \"https://new\"\r\nregion = \"eu-west-1\"\r\n"
+    assert new == ("[ profiles . 'work' ]\r\nclient_id = \"c1\"\r\nissuer = \"https://new\"\r\n"
+                   "region = \"eu-west-1\"\r\n")
     assert tomledit.set_profile("a = 1", "x", {"b": 2}) == "a = 1\n\n[profiles.x]\nb = 2\n"
 
 
@@ -411,7 +412,8 @@ def test_a_refused_form_names_its_line_in_the_file_as_it_is():
 def test_default_profile_is_set_where_a_person_would_put_it():
     # before the first table and the comment that leads into it
     text = "# my config\n\n# the server\n[server]\nport = 1\n"
-    assert tomledit.set_default_profile(text, "w") == '# my config\n\ndefault_profile = "w"\n\n# the server\n[server]\nport = 1\n'
+    assert tomledit.set_default_profile(text, "w") == ('# my config\n\ndefault_profile = "w"\n\n'
+                                                      '# the server\n[server]\nport = 1\n')
     # replaced in place, its comment kept
     text = 'default_profile = "a"  # the usual one\n[server]\n'
     assert tomledit.set_default_profile(text, "b") == 'default_profile = "b"  # the usual one\n[server]\n'

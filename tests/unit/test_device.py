@@ -104,12 +104,15 @@ def run(aiohttp_server, clock):
     return go
 
 
-def poll_offsets(idp, clock_start=FakeClock().t):
+CLOCK_START = FakeClock().t
+
+
+def poll_offsets(idp, clock_start=CLOCK_START):
     return [round(t - clock_start, 3) for t, _ in idp.polls]
 
 
 async def test_default_interval_is_5_s_and_each_poll_is_a_device_code_grant(run, clock):
-    tokens, idp, shown = await run([pending(), pending(), OK])
+    tokens, idp, _shown = await run([pending(), pending(), OK])
     assert tokens.access_token.reveal() == "at-1" and tokens.refresh_token.reveal() == "rt-1"
     assert clock.sleeps == [5, 5, 5]  # the IdP sent no interval: RFC 8628's default, before the first poll too
     assert poll_offsets(idp) == [5, 10, 15]
@@ -227,7 +230,7 @@ async def test_googles_verification_url_is_taken_for_verification_uri(run):
 
 
 async def test_numbers_sent_as_strings_are_numbers(run, clock):
-    tokens, idp, shown = await run([pending(), (200, {**OK[1], "expires_in": "3599"})], interval="3",
+    tokens, _idp, shown = await run([pending(), (200, {**OK[1], "expires_in": "3599"})], interval="3",
                                    expires_in="900")
     assert clock.sleeps == [3, 3] and "valid for 15 min" in shown[0] and tokens.expires_in == 3599
 

@@ -146,7 +146,8 @@ def test_no_iam_authentication_method():
 
 
 @pytest.mark.parametrize("urls,found,exact", [
-    ([ISS], ISS, True), ([ISS + "/"], ISS + "/", False), (["HTTPS://IDP.example.com"], "HTTPS://IDP.example.com", False),
+    ([ISS], ISS, True), ([ISS + "/"], ISS + "/", False),
+    (["HTTPS://IDP.example.com"], "HTTPS://IDP.example.com", False),
     (["https://other.example.com"], None, False), ([ISS + "/", ISS], ISS, True),
 ])
 def test_issuer_matching(urls, found, exact):

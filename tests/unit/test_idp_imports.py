@@ -12,9 +12,10 @@ from tests.support.profiles import GOOD_CONFIG
 
 HEAVY = ("authlib", "joserfc", "jwt", "aiohttp")
 PROBE = ("import atexit, sys\n"
-         "atexit.register(lambda: print('IMPORTED', sorted(m for m in %r if m in sys.modules), file=sys.stderr))\n"
+         f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {HEAVY!r} if m in sys.modules),"
+         " file=sys.stderr))\n"
          "from tipd.cli.main import main\n"
-         "sys.exit(main(sys.argv[1:]))\n" % (HEAVY,))
+         "sys.exit(main(sys.argv[1:]))\n")
 
 
 def imported(tmp_path, *args: str) -> str:

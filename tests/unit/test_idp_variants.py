@@ -104,7 +104,8 @@ async def test_the_secret_is_sent_with_every_kind_of_request(scripted):
     await start(idp, ["openid"])
     assert [(p, f.get("client_secret")) for p, f, _ in scripted.seen] == [
         ("/token", SECRET), ("/revoke", SECRET), ("/device", SECRET)]
-    assert scripted.seen[0][1]["code_verifier"] == "v" * 43 and scripted.seen[0][1]["grant_type"] == "authorization_code"
+    assert scripted.seen[0][1]["code_verifier"] == "v" * 43
+    assert scripted.seen[0][1]["grant_type"] == "authorization_code"
 
 
 async def test_the_secret_never_shows_in_reprs_or_errors(scripted):
@@ -270,7 +271,8 @@ async def test_a_slow_idp_is_a_sentence_not_a_timeout_traceback(scripted, monkey
 
 
 async def test_the_idps_error_strings_reach_logs_without_control_characters(scripted):
-    scripted.answers["/token"] = (400, {"error": "invalid_grant\x1b[2J", "error_description": "gone\r\n\x07" + "x" * 900})
+    scripted.answers["/token"] = (400, {"error": "invalid_grant\x1b[2J",
+                                        "error_description": "gone\r\n\x07" + "x" * 900})
     with pytest.raises(OAuthError) as e:
         await scripted.client().refresh(Secret("rt-1"))
     assert e.value.error == "invalid_grant[2J" and "\x1b" not in e.value.message and "\r" not in e.value.message

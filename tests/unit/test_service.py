@@ -32,7 +32,8 @@ oidc_role_arn = "arn:aws:iam::123456789012:role/oidc"
 identity_enhanced_role_arn = "arn:aws:iam::123456789012:role/enhanced"
 region = "us-east-1"
 """
-TEMPLATES = {"systemd": ["tipd.service.in", "tipd.socket.in", "60-tipd.conf.in"], "launchd": ["tipd.plist.in", "tipd.env.plist.in"]}
+TEMPLATES = {"systemd": ["tipd.service.in", "tipd.socket.in", "60-tipd.conf.in"],
+             "launchd": ["tipd.plist.in", "tipd.env.plist.in"]}
 ENV_GENERATOR = "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator"
 
 FAKE_SYSTEMCTL = """#!{python}
@@ -192,7 +193,7 @@ def need(tool: str) -> str:
 
 def test_templates_in_the_package_are_the_repository_ones():
     packaged = ROOT / "tipd" / "templates"
-    assert sorted(p.name for p in packaged.iterdir()) == sorted(sum(TEMPLATES.values(), []))
+    assert sorted(p.name for p in packaged.iterdir()) == sorted([n for names in TEMPLATES.values() for n in names])
     for directory, names in TEMPLATES.items():
         assert (ROOT / directory / "README.md").is_file()
         for name in names:
@@ -211,7 +212,7 @@ def test_the_wheel_carries_the_templates(tmp_path):
     assert r.returncode == 0, r.stderr
     (wheel,) = (tmp_path / "dist").glob("tipd-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"tipd/templates/{n}" for n in sum(TEMPLATES.values(), [])} <= names
+    assert {f"tipd/templates/{n}" for n in [n for names in TEMPLATES.values() for n in names]} <= names
 
 
 # ---- Linux: systemd -----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_the_icon_takes_the_colour_of_the_worst_state(state, rgb):
                                      state=state))
     assert view.colour == rgb
     img = draw(view)
-    assert img.getpixel((32, 32)) == rgb + (255,)  # a filled disc
+    assert img.getpixel((32, 32)) == (*rgb, 255)  # a filled disc
     assert img.getpixel((0, 0))[3] == 0  # on a transparent background
 
 
@@ -132,7 +132,7 @@ def test_sign_in_and_out_run_tipctl_with_this_python():
     with pytest.raises(ValueError):
         command(Action("quit"))
     # and that command line really is tipctl
-    r = subprocess.run(command(Action("sign-in", "work"))[:3] + ["login", "--help"], capture_output=True, text=True)
+    r = subprocess.run([*command(Action("sign-in", "work"))[:3], "login", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "usage: tipctl login" in r.stdout
 
 

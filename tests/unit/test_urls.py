@@ -37,6 +37,7 @@ def test_the_config_refuses_it_as_a_field_error(tmp_path):
 
     profile = dict(issuer="https://idp.example.com:99999", client_id="c", region="eu-west-1",
                    application_arn="arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd",
-                   oidc_role_arn="arn:aws:iam::111122223333:role/a", identity_enhanced_role_arn="arn:aws:iam::111122223333:role/b")
-    with pytest.raises(ConfigError, match="profiles.work.issuer"):
+                   oidc_role_arn="arn:aws:iam::111122223333:role/a",
+                   identity_enhanced_role_arn="arn:aws:iam::111122223333:role/b")
+    with pytest.raises(ConfigError, match=r"profiles\.work\.issuer"):
         parse_config({"profiles": {"work": profile}}, "test")
