@@ -238,3 +238,25 @@ def test_an_expired_token_is_unauthorized(fake, issuer):
     with pytest.raises(ClientError) as e:
         _client(fake, "sso").list_accounts(accessToken=token)
     assert _code(e) == ("UnauthorizedException", 401)
+
+
+def test_the_aws_cli_speaks_to_the_portal_fake(fake, issuer):
+    import os
+    import subprocess
+
+    from tests.support.stack import aws_cli
+
+    token = _token(fake, issuer)["accessToken"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=fake.url, AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true")
+
+    def aws(*args: str) -> dict:
+        r = subprocess.run([aws_cli(), "sso", *args, "--access-token", token, "--output", "json"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    assert [a["accountId"] for a in aws("list-accounts")["accountList"]] == [PROD, DEV]
+    assert [r["roleName"] for r in aws("list-account-roles", "--account-id", DEV)["roleList"]] == ["Developer"]
+    creds = aws("get-role-credentials", "--account-id", DEV, "--role-name", "Developer")["roleCredentials"]
+    assert creds["accessKeyId"] and creds["expiration"] > 10**12
