@@ -23,6 +23,16 @@ def moto():
         yield server
 
 
+@pytest.fixture(scope="module")
+def issuer():
+    """An OIDC issuer in this process (discovery and JWKS on loopback) minting the JWTs a test hands to the AWS
+    fake; one per module, so a module's key rotations stay its own."""
+    from tests.support.aws import JwtIssuer
+
+    with JwtIssuer() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def fake(idp, moto):
     from tests.support.aws import AppConfig, FakeAWS, FakeConfig

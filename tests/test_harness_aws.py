@@ -40,14 +40,9 @@ NO_RETRY = {"total_max_attempts": 1}
 
 @pytest.fixture(scope="module")
 def moto():
+    """A moto of this module's own (not the session's): its tests reset it and record every call."""
     with MotoServer() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with JwtIssuer() as iss:
-        yield iss
 
 
 @pytest.fixture

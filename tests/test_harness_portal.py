@@ -13,7 +13,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig, JwtIssuer, MotoServer
+from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -24,18 +24,6 @@ AUD = "tipd-client"
 ALICE, ALICE_ID = "alice@example.com", "9067a0d1f2-alice"
 PROD, DEV = "111111111111", "222222222222"
 NO_RETRY = {"total_max_attempts": 1}
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with JwtIssuer() as iss:
-        yield iss
 
 
 @pytest.fixture

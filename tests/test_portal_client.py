@@ -10,7 +10,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig, JwtIssuer, MotoServer
+from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig
 from tipd.clock import Clock
 from tipd.errors import TipdError, UpstreamError
 from tipd.exchange import AwsChain, IdcToken
@@ -25,18 +25,6 @@ OIDC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tipd-oidc-bootstrap"
 AUD = "tipd-client"
 ALICE, ALICE_ID = "alice@example.com", "9067a0d1f2-alice"
 SCOPES = ["sts:identity_context", "openid", "aws", ACCOUNT_ACCESS]
-
-
-@pytest.fixture(scope="module")
-def moto():
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    with JwtIssuer() as iss:
-        yield iss
 
 
 @pytest.fixture

@@ -119,12 +119,6 @@ class World:
         self.ids.delete_user(IdentityStoreId=self.store, UserId=self.user_id)
 
 
-@pytest.fixture(scope="module")
-def issuer():
-    with JwtIssuer() as i:
-        yield i
-
-
 @pytest.fixture
 def world(moto, fake, issuer):
     w = World(moto, fake, issuer.url, CLIENT)

@@ -11,12 +11,13 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from tests.support.browser import complete_login
-from tests.support.device import deny_device_code
+from tests.support.device import approve_device_code, deny_device_code
 from tests.support.idp import IdP
 from tests.support.profiles import profile
 from tests.support.stack import Home, Tipd, tipctl
@@ -37,6 +38,19 @@ def settings_for(idp: IdP, **over) -> dict:
     if idp.client_auth != "none":
         s["client_auth"] = "client_secret_basic" if idp.client_auth == "client_secret_basic" else "client_secret_post"
     return {**s, **over}
+
+
+def person_at_the_device_page(idp: IdP, answer: Callable[[str, str], None]) -> tuple[list[str], Callable[[str], None]]:
+    """What tipd shows for a device sign-in (kept), and the `show` that has a person answer the code it names
+    (`approve_device_code` or `deny_device_code`, in another thread)."""
+    shown: list[str] = []
+
+    def show(text: str) -> None:
+        shown.append(text)
+        code = re.search(r"enter the code:\s+(\S+)", text).group(1)
+        threading.Thread(target=answer, args=(idp.issuer, code), daemon=True).start()
+
+    return shown, show
 
 
 async def sign_in(idp: IdP, *, secret: str | None = None, http: aiohttp.ClientSession | None = None, **over):
@@ -127,12 +141,7 @@ def test_google_gives_a_refresh_token_only_with_access_type_offline():
 def test_entra_device_flow_without_a_complete_uri_and_declined():
     with IdP(persona="entra") as idp:
         async def go():
-            shown: list[str] = []
-
-            def show(text: str) -> None:
-                shown.append(text)
-                code = re.search(r"enter the code:\s+(\S+)", text).group(1)
-                threading.Thread(target=deny_device_code, args=(idp.issuer, code), daemon=True).start()
+            shown, show = person_at_the_device_page(idp, deny_device_code)
 
             async with aiohttp.ClientSession() as http:
                 client = IdpClient(http, profile(provider="entra", **settings_for(idp)))
@@ -220,16 +229,9 @@ def test_logout_where_the_idp_cannot_revoke_still_forgets_and_says_so(fake, revo
 
 
 def test_device_flow_numbers_sent_as_strings():
-    from tests.support.device import approve_device_code
-
     with IdP(switches={"numbers_as_strings": True, "device_interval": 1}) as idp:
         async def go():
-            shown: list[str] = []
-
-            def show(text: str) -> None:
-                shown.append(text)
-                code = re.search(r"enter the code:\s+(\S+)", text).group(1)
-                threading.Thread(target=approve_device_code, args=(idp.issuer, code), daemon=True).start()
+            shown, show = person_at_the_device_page(idp, approve_device_code)
 
             async with aiohttp.ClientSession() as http:
                 client = IdpClient(http, profile(**settings_for(idp)))

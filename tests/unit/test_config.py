@@ -11,6 +11,13 @@ def write(tmp_path, text):
     return p
 
 
+def refused_with(tmp_path, line: str) -> str:
+    """The sentence load_config refuses GOOD_CONFIG with once `line` is added to its profile."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
+    return e.value.message
+
+
 def test_minimal_config_loads_with_defaults(tmp_path):
     cfg, _path = load_config(write(tmp_path, GOOD_CONFIG))
     p = cfg.profiles["work"]
@@ -179,9 +186,7 @@ def test_provider_defaults_fill_only_what_the_profile_leaves_out(tmp_path):
     ('scopes = ["openid", "offline_access", "a\\"b"]', "profiles.work.scopes"),
 ])
 def test_the_new_profile_settings_are_checked(tmp_path, line, words):
-    with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
-    assert words in e.value.message
+    assert words in refused_with(tmp_path, line)
 
 
 def test_a_config_others_can_write_is_refused(tmp_path):
@@ -312,9 +317,7 @@ def test_the_config_modules_import_each_other_one_way_only():
     ("zzz = 1", "profiles.work.zzz: unknown key (check the spelling)"),
 ])
 def test_an_unknown_key_names_the_nearest_one(tmp_path, line, words):
-    with pytest.raises(ConfigError) as e:
-        load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', f'client_id = "0oa1"\n{line}')))
-    assert words in e.value.message
+    assert words in refused_with(tmp_path, line)
 
 
 def test_an_unknown_key_of_a_section_or_the_top_names_the_nearest_one(tmp_path):

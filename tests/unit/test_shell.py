@@ -16,21 +16,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.profiles import GOOD_CONFIG
 from tests.support.shells import PROMPT_SHELLS, need, run_segment, run_starship
 from tipd import promptfile, shells
 from tipd.changes import Changes
 
-CONFIG = """default_profile = "work"
-[server]
-port = 9911
-[profiles.work]
-issuer = "https://dev-123.okta.com/oauth2/default"
-client_id = "0oa1"
-application_arn = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
-oidc_role_arn = "arn:aws:iam::111122223333:role/tip-oidc"
-identity_enhanced_role_arn = "arn:aws:iam::111122223333:role/tip-enhanced"
-region = "eu-west-1"
-[profiles."dev-2"]
+CONFIG = 'default_profile = "work"' + GOOD_CONFIG + """[profiles."dev-2"]
 issuer = "https://dev-123.okta.com/oauth2/default"
 client_id = "0oa2"
 application_arn = "arn:aws:sso::111122223333:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
