@@ -182,3 +182,14 @@ def test_login_reads_the_store_backend_from_the_config_it_is_given(user, tmp_pat
     assert "tipd/home#client-secret" in (tmp_path / "keyring.json").read_text()  # in the keyring only
     got = asyncio.run(_stored_secret("home", home, str(user)))
     assert got is not None and got.reveal() == "s3cret"
+
+
+def test_profiles_lists_account_profiles_too(user, capsys):
+    """`tipctl profiles` read `provider` and `issuer` of every profile: an account profile has neither."""
+    user.write_text(CONFIG + '[profiles.prod]\nsource = "work"\naccount_id = "444455556666"\nrole_name = "ReadOnly"\n')
+    code, out, err = run(capsys, "profiles", "--config", str(user))
+    assert code == 0, err
+    assert "account of work" in out and "444455556666/ReadOnly" in out
+    code, out, _ = run(capsys, "profiles", "--config", str(user), "--json")
+    rows = {r["profile"]: r for r in json.loads(out)["profiles"]}
+    assert rows["prod"]["provider"] == "account of work" and rows["work"]["default"]

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..configure.profile import Draft
+    from ..configure.prompt import Prompter
+    from ..configure.tomlfile import ConfigFile
 
 HELP = "create or change a profile (interactively, from flags or from a file) after checking its issuer"
 EPILOG = """examples:
@@ -22,8 +30,9 @@ pingone (--pingone-region, --environment-id), google (nothing: add --client-secr
 (--onelogin-subdomain), jumpcloud (nothing), oidc (--issuer). See docs/configure.md and docs/idp-setup.md."""
 
 
-def add_parser(sub) -> None:
-    from ..configure.presets import INPUTS, PROVIDERS
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ..configure.presets import INPUTS
+    from ..profiles import PROVIDERS
 
     p = sub.add_parser("configure", help=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=HELP + ". Values not given are kept from the existing profile of that name, else "
@@ -138,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _needs_secret(cf, draft) -> bool:
+def _needs_secret(cf: ConfigFile, draft: Draft) -> bool:
     """A client secret is needed and none is stored for this issuer and client."""
     if draft.settings["client_auth"] == "none":
         return False
@@ -147,15 +156,16 @@ def _needs_secret(cf, draft) -> bool:
     return not has_secret(cf.data, draft.name, draft.settings["issuer"], draft.settings["client_id"])
 
 
-def _ask_default(p, cf, name: str) -> bool:
+def _ask_default(p: Prompter, cf: ConfigFile, name: str) -> bool:
     """With other profiles in the file, ask whether this one becomes the default."""
     if cf.data.get("default_profile") == name or cf.default_after(name, False) == name:
         return False  # it is, or becomes, the default anyway
     current = cf.data.get("default_profile") or next(n for n in cf.profiles if n != name)
-    return p.confirm(f"Make {name} the default profile (instead of {current})?", False)
+    answer: bool = p.confirm(f"Make {name} the default profile (instead of {current})?", False)
+    return answer
 
 
-def _report(args: argparse.Namespace, draft, path) -> None:
+def _report(args: argparse.Namespace, draft: Draft, path: Path) -> None:
     from ..configure.tomlfile import ConfigFile
     from .common import print_json
 
@@ -177,7 +187,7 @@ def _report(args: argparse.Namespace, draft, path) -> None:
     print(f"Next: {hint}, then {login}." if hint else f"Next: {login}.")
 
 
-def _daemon_hint(name: str, settings: dict) -> tuple[bool, str | None]:
+def _daemon_hint(name: str, settings: dict[str, Any]) -> tuple[bool, str | None]:
     """Is tipd running, and what must happen before it serves the profile as saved: tipd reads its config
     only when it starts."""
     from ..errors import TipdError

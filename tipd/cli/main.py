@@ -95,7 +95,7 @@ def _command(argv: list[str]) -> str | None:
     return None
 
 
-def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+def parser(argv: list[str] | None = None) -> Parser:
     """The argument parser. When `argv` names a command, only that command's module is imported (a shell
     prompt may run `tipctl status` often: it should not pay for importing every other command)."""
     p = Parser(
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(argv)
     args, extras = p.parse_known_args(argv)
     if extras:
-        getattr(args, "_parser", p).unrecognized(extras)
+        chosen = getattr(args, "_parser", p)
+        (chosen if isinstance(chosen, Parser) else p).unrecognized(extras)
     if not hasattr(args, "run"):
         p.print_help()
         return 2

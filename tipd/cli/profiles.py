@@ -28,12 +28,21 @@ def listing(config: Config, status: dict[str, Any] | None) -> list[dict[str, Any
         default = config.profile_name(None)
     except UnknownProfile:
         default = None
+    from ..config import Profile
+
     live = {p["profile"]: p for p in (status or {}).get("profiles", [])}
+    for p in list(live.values()):  # an account profile's state is listed under its source's
+        live.update({a["profile"]: dict(a, user=p.get("user")) for a in p.get("accounts") or []})
     rows: list[dict[str, Any]] = []
     for name, prof in config.profiles.items():
         st = live.get(name)
-        rows.append({"profile": name, "default": name == default, "provider": prof.provider, "issuer": prof.issuer,
-                     "region": prof.region, "client_id": prof.client_id,
+        if isinstance(prof, Profile):
+            facts: dict[str, str | None] = {"provider": prof.provider, "issuer": prof.issuer, "region": prof.region,
+                     "client_id": prof.client_id}
+        else:  # an account profile: a role in an account, through its source's sign-in
+            facts = {"provider": f"account of {prof.source}", "issuer": f"{prof.account_id}/{prof.role_name}",
+                     "region": prof.region or "-", "client_id": None}
+        rows.append({"profile": name, "default": name == default, **facts,
                      "state": st["state"] if st else ("not-loaded" if status else None),
                      "user": st["user"] if st else None})
     return rows

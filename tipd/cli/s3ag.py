@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 HELP = "S3 Access Grants: credentials for an s3:// location, from tipd's identity-enhanced session"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("s3ag", help=HELP, description=HELP + ". tipd asks S3 Access Grants (s3control "
                        "GetDataAccess) as you, caches the grant and renews it ahead of expiry. See "
                        "docs/s3-access-grants.md.")
-    p.set_defaults(run=lambda args: p.print_help() or 2)  # `tipctl s3ag` alone: its commands
+    def commands(args: argparse.Namespace) -> int:  # `tipctl s3ag` alone: its commands
+        p.print_help()
+        return 2
+
+    p.set_defaults(run=commands)
     cmds = p.add_subparsers(title="commands", metavar="COMMAND")
 
     env = cmds.add_parser("env", help="print the exports that point AWS SDKs at tipd's grant endpoint for a location "
@@ -91,7 +96,7 @@ def run_credential_process(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(grants: list[dict]) -> str:
+def render(grants: list[dict[str, Any]]) -> str:
     from .common import when
 
     if not grants:

@@ -12,7 +12,7 @@ RETRY = 1.0
 CLEAR = "\x1b[H\x1b[2J"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help=HELP, description=HELP + ". Exit code 0 when every signed-in profile is "
                        "fresh, 1 when one needs attention, 3 when tipd is not running.")
     p.add_argument("profile", nargs="?", help="show only this profile (default: every profile)")
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def render(status: dict) -> str:
+def render(status: dict[str, Any]) -> str:
     from .common import when
 
     if not status["profiles"] and not status.get("failed_tasks"):
@@ -78,7 +78,7 @@ def _account_rows(accounts: list[dict[str, Any]], errors: list[str]) -> list[tup
     return rows
 
 
-def needs_attention(status: dict) -> bool:
+def needs_attention(status: dict[str, Any]) -> bool:
     return bool(status.get("failed_tasks")) or any(p["state"] not in ("fresh", "signed-out", "refreshing")
                                                    for p in status["profiles"])
 
@@ -154,7 +154,7 @@ def watch(args: argparse.Namespace) -> int:
     out = sys.stdout
     tty = out.isatty()
 
-    def show(status: dict) -> None:
+    def show(status: dict[str, Any]) -> None:
         if args.json:
             out.write(json.dumps(status, separators=(",", ":")) + "\n")
         else:

@@ -149,8 +149,10 @@ def ask_profile(p: Prompter, cf: ConfigFile, given: dict[str, Any], name: str | 
             host = answers.get("redirect_host") or "127.0.0.1"
             p.say(f"  {EXACT_PORT[provider]} compares the redirect URI exactly: give the port of the one registered "
                   f"with the app (http://{host}:PORT/callback)")
-        answers[k] = p.ask(BY_NAME[k].prompt, _text(default),
-                           lambda s, k=k: check_field(k, parse_text(k, s), provider))
+        def parse(s: str, k: str = k) -> Any:
+            return check_field(k, parse_text(k, s), provider)
+
+        answers[k] = p.ask(BY_NAME[k].prompt, _text(default), parse)
     return build(name, answers, existing)
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ..store import ClientSecret, TokenStore
 
 from ..errors import ConfigError
 from ..secret import Secret
@@ -14,7 +17,7 @@ from ..secret import Secret
 MAX_SECRET = 4096
 
 
-def read_stdin(stream=None) -> Secret:
+def read_stdin(stream: TextIO | None = None) -> Secret:
     """One line from stdin (a pipe, or pasted), the line break stripped."""
     line = (stream or sys.stdin).readline(MAX_SECRET + 2)
     value = line.rstrip("\r\n")
@@ -26,18 +29,24 @@ def read_stdin(stream=None) -> Secret:
     return Secret(value)
 
 
-def _store(data: dict[str, Any]):
+def _store(data: dict[str, Any]) -> TokenStore:
+    """The store of the file's [store] backend (as tipd reads it; "auto" when the section is not valid)."""
+    from pydantic import ValidationError
+
+    from ..config import StoreConfig
     from ..paths import Paths
     from ..store import open_store
 
-    store = data.get("store") if isinstance(data.get("store"), dict) else {}
-    backend = store.get("backend", "auto") if store.get("backend") in ("auto", "keyring", "file") else "auto"
+    try:
+        backend = StoreConfig.model_validate(data.get("store") or {}).backend
+    except ValidationError:
+        backend = "auto"
     return open_store(backend, Paths.default().tokens_dir)
 
 
 def has_secret(data: dict[str, Any], profile: str, issuer: str, client_id: str) -> bool:
     """Whether a client secret for exactly this issuer and client is stored for the profile."""
-    async def load():
+    async def load() -> ClientSecret | None:
         return await _store(data).load_secret(profile)
 
     record = asyncio.run(load())

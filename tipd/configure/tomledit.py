@@ -276,14 +276,14 @@ def set_table(text: str, name: str, settings: dict[str, Any], defaults: dict[str
 
     edits: list[tuple[int, int, str]] = []
     have = {s.keys[0]: s for s in body}
-    added = []
+    added: list[str] = []
     for k, v in settings.items():
-        s = have.get(k)
-        if s is None:
+        kv = have.get(k)
+        if kv is None:
             if k not in defaults or defaults[k] != v:
                 added.append(f"{toml_key(k)} = {toml_value(v)}{nl}")
-        elif _parse_value(text, s) != v:
-            edits.append((*s.value, toml_value(v)))
+        elif _parse_value(text, kv) != v:
+            edits.append((*kv.value, toml_value(v)))
     if added:
         at = body[-1].end if body else header.end
         edits.append((at, at, ("" if text[:at].endswith("\n") else nl) + "".join(added)))
