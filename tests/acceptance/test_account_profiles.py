@@ -133,10 +133,10 @@ def test_logout_of_the_source_ends_its_account_profiles(home: Home, daemon: Tipd
 
 def test_login_to_an_account_profile_signs_in_to_its_source(home: Home, daemon: Tipd) -> None:
     r = tipctl(home, "login", "prod-admin")
-    assert "prod-admin is an account profile of work: signing in to work" in r.stderr
+    assert "prod-admin is an account profile of work: that sign-in is meant" in r.stderr
     assert "Signed in to work" in r.stdout
-    r = tipctl(home, "logout", "prod-admin", check=False)
-    assert r.returncode == 1 and "prod-admin is an account profile" in r.stderr and "tipctl logout work" in r.stderr
+    tipctl(home, "logout")  # several profiles, no default: the only one that signs in is meant
+    assert next(p for p in status(home)["profiles"] if p["profile"] == "work")["state"] == "signed-out"
 
 
 def test_a_reload_that_removes_an_account_profile_stops_serving_it(home: Home, daemon: Tipd) -> None:
@@ -148,3 +148,60 @@ def test_a_reload_that_removes_an_account_profile_stops_serving_it(home: Home, d
     assert "dev-read" in out["removed"] and "gone" in out["added"], out
     wait_for(lambda: tipctl(home, "credential-process", "dev-read", check=False).returncode != 0,
              what="dev-read no longer served")
+
+
+def test_accounts_sync_adds_and_removes_and_says_what_it_changed(home: Home, fake: Any, portal: Any) -> None:
+    home.config_file.write_text("# my tipd config\n" + home.config_file.read_text())
+    d = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        before = home.config_file.read_text()
+        dry = json.loads(tipctl(home, "accounts", "sync", "--dry-run", "--json").stdout)
+        assert sorted(dry["added"]) == ["dev-ReadOnly", "prod-AdministratorAccess"] and dry["dry_run"]
+        assert home.config_file.read_text() == before  # a dry run writes nothing
+
+        out = tipctl(home, "accounts", "sync").stdout
+        assert "added prod-AdministratorAccess, dev-ReadOnly" in out or "added dev-ReadOnly, prod-Admin" in out, out
+        text = home.config_file.read_text()
+        assert text.startswith(before)  # appended: everything that was there stays byte for byte
+        assert '[profiles.dev-ReadOnly]\nsource = "work"\naccount_id = "222222222222"\nrole_name = "ReadOnly"\n' \
+               'synced = true\n' in text
+        # reloaded: served at once
+        creds = json.loads(tipctl(home, "credential-process", "prod-AdministratorAccess").stdout)
+        assert creds["AccessKeyId"]
+        # a profile added by hand is never removed by a sync, even once no longer assigned
+        tipctl(home, "accounts", "add", "mine", "--account-id", DEV, "--role-name", "Billing")
+        assert '[profiles.mine]\nsource = "work"\naccount_id = "222222222222"\nrole_name = "Billing"\n' in \
+            home.config_file.read_text()
+
+        portal.unassign(ALICE_ID, DEV)
+        portal.assign(ALICE_ID, PROD, "ReadOnly")
+        again = json.loads(tipctl(home, "accounts", "sync", "--json").stdout)
+        assert again["added"] == ["prod-ReadOnly"] and again["removed"] == ["dev-ReadOnly"], again
+        assert again["unchanged"] == ["prod-AdministratorAccess"] and again["kept"] == ["mine"] and again["reloaded"]
+        text = home.config_file.read_text()
+        assert "[profiles.dev-ReadOnly]" not in text and "[profiles.prod-ReadOnly]" in text
+        assert "[profiles.mine]" in text and text.startswith("# my tipd config\n")
+        st = status(home)
+        names = {a["profile"] for p in st["profiles"] for a in p["accounts"]}
+        assert names == {"prod-AdministratorAccess", "prod-ReadOnly", "mine"}
+        wait_for(lambda: tipctl(home, "credential-process", "dev-ReadOnly", check=False).returncode != 0,
+                 what="the removed profile is no longer served")
+        # nothing changed since: up to date, nothing written
+        same = home.config_file.read_text()
+        assert "up to date (2 unchanged)" in tipctl(home, "accounts", "sync").stdout
+        assert home.config_file.read_text() == same
+    finally:
+        d.stop()
+
+
+def test_accounts_sync_refuses_a_bad_template_and_names_by_a_good_one(home: Home, fake: Any, portal: Any) -> None:
+    d = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        r = tipctl(home, "accounts", "sync", "--template", "{account}-{role_name}", check=False)
+        assert r.returncode == 1 and "not {account}" in r.stderr and "Traceback" not in r.stderr
+        out = json.loads(tipctl(home, "accounts", "sync", "--template", "{account_id}/{role_name}", "--json").stdout)
+        assert sorted(out["added"]) == [f"{PROD}-AdministratorAccess", f"{DEV}-ReadOnly"]
+    finally:
+        d.stop()

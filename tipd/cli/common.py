@@ -14,13 +14,22 @@ def client(timeout: float = 30.0) -> ControlClient:
     return ControlClient(Paths.default().control_socket, timeout)
 
 
-def resolve_profile(ctl: ControlClient, name: str | None) -> tuple[str, dict[str, Any]]:
-    """The profile a command means, as the running daemon knows it (the rule of tipd.profiles)."""
+def resolve_profile(ctl: ControlClient, name: str | None, *, signs_in: bool = False) -> tuple[str, dict[str, Any]]:
+    """The profile a command means, as the running daemon knows it (the rule of tipd.profiles). `signs_in`: a
+    command about sign-ins (login, logout), where an account profile means its source and, with no name and no
+    default, the only profile that signs in is meant."""
     from ..profiles import pick_profile
 
     info = ctl.request("GET", "/v1/profiles")
     profiles: dict[str, dict[str, Any]] = info["profiles"]
-    name = pick_profile(name, info.get("default_profile"), tuple(profiles))
+    default = info.get("default_profile")
+    names = tuple(profiles)
+    if signs_in and name is None and not default:
+        names = tuple(n for n, p in profiles.items() if "source" not in p)
+    name = pick_profile(name, default, names)
+    if signs_in and "source" in profiles[name]:
+        print(f"{name} is an account profile of {profiles[name]['source']}: that sign-in is meant", file=sys.stderr)
+        name = profiles[name]["source"]
     return name, profiles[name]
 
 

@@ -143,11 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     ctl = client(timeout=120)
     # asks the daemon first: when it is not running, say so before any browser opens or code is issued
-    name, profile = resolve_profile(ctl, args.profile)
-    if "source" in profile:  # an account profile signs in through its source
-        print(f"{name} is an account profile of {profile['source']}: signing in to {profile['source']}",
-              file=sys.stderr)
-        name, profile = resolve_profile(ctl, profile["source"])
+    name, profile = resolve_profile(ctl, args.profile, signs_in=True)  # an account profile: its source
     if not args.force:
         now = profile_status(ctl, name)
         if now is not None and now["state"] == "fresh":

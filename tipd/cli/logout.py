@@ -68,7 +68,7 @@ def _with_daemon(ctl: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
         profiles = ctl.request("GET", "/v1/status")["profiles"]
         names = [p["profile"] for p in profiles if p["state"] != "signed-out"]
     else:
-        names = [resolve_profile(ctl, args.profile)[0]]
+        names = [resolve_profile(ctl, args.profile, signs_in=True)[0]]  # an account profile: its source
     return [ctl.request("POST", f"/v1/logout/{name}") for name in names]
 
 

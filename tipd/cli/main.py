@@ -114,6 +114,20 @@ def parser(argv: list[str] | None = None) -> Parser:
     return p
 
 
+def with_default_action(argv: list[str]) -> list[str]:
+    """`tipctl accounts [PROFILE]` is `tipctl accounts list [PROFILE]`: a command with actions (its module's
+    ACTIONS) gets its DEFAULT_ACTION when no action is named."""
+    i = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is None or argv[i] != "accounts":
+        return argv
+    from . import accounts
+
+    rest = argv[i + 1:]
+    if rest[:1] and (rest[0] in accounts.ACTIONS or rest[0] in ("-h", "--help")):
+        return argv
+    return [*argv[:i + 1], accounts.DEFAULT_ACTION, *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..errors import TipdError
 
@@ -122,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         from .completion import complete
 
         return complete(argv[1:])
+    argv = with_default_action(argv)
     p = parser(argv)
     args, extras = p.parse_known_args(argv)
     if extras:

@@ -335,3 +335,34 @@ def _foreign(name: str, s: Statement) -> TomlEditError:
     return TomlEditError(f"line {s.line}: profile {name!r} (or the whole `profiles`) is written in a form "
                          f"tipctl configure does not rewrite (an inline table, dotted keys or sub-tables); "
                          f"edit it by hand, or make it a plain [profiles.{toml_key(name)}] table")
+
+
+def remove_table(text: str, name: str) -> str:
+    """`text` without the table `[profiles.NAME]` (its header, its keys and the blank line after it); text
+    that has no such table comes back as it is. A profile written in another form (inline, dotted keys) is
+    refused, as by set_table."""
+    prefix = ("profiles", name)
+    stmts = statements(text)
+    current: tuple[str, ...] = ()
+    header: Statement | None = None
+    last: Statement | None = None
+    for s in stmts:
+        if s.kind != "kv":
+            current = s.keys
+            if s.keys == prefix and s.kind == "table":
+                header = last = s
+            elif s.keys[:2] == prefix:
+                raise _foreign(name, s)
+        elif header is not None and current == prefix:
+            last = s
+        elif (current + s.keys)[:2] == prefix:
+            raise _foreign(name, s)
+    if header is None or last is None:
+        return text
+    end = last.end
+    nl = _newline(text)
+    if text.startswith(nl, end):
+        end += len(nl)  # the blank line that kept it apart from the next table
+    elif end == len(text) and text[:header.start].endswith(nl * 2):
+        return text[:header.start - len(nl)]  # the last table: the blank line before it goes with it
+    return text[:header.start] + text[end:]
