@@ -19,9 +19,9 @@ from .clock import Clock, iso_utc
 from .config import AccountProfile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsCredentials, IdcToken
-from .refresh import Stage
+from .refresh import TICK, Stage
 from .secret import Secret
-from .session import HARD_MIN_REMAINING, TICK, ProfileSession, Served
+from .session import HARD_MIN_REMAINING, ProfileSession, Served
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,23 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cache
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from .clock import Clock, iso_utc, local_expiry, parse_time
 from .errors import UpstreamError
 from .secret import Secret
 
+if TYPE_CHECKING:
+    import ssl
+    from datetime import datetime
+
+    import aiohttp
+
 log = logging.getLogger(__name__)
 
 
-def unverified_claims(token: str) -> dict:
+def unverified_claims(token: str) -> dict[str, Any]:
     """idp.verify's, imported at the first use: PyJWT (with cryptography) is not needed on tipd's way to
     listening."""
     from .idp.verify import unverified_claims as claims
@@ -96,9 +102,14 @@ def _boto() -> SimpleNamespace:
         It also bounds every answer: aiobotocore reads a whole body into memory (a 200 MB one took 1.5 GB), so
         the body is read here, in chunks, and refused past MAX_RESPONSE_BYTES (or a larger Content-Length)."""
 
-        _contexts: dict = {}
+        _contexts: ClassVar[dict[bool | str, ssl.SSLContext]] = {}
+        # set by AIOHTTPSession.__init__; types-aiobotocore leaves these private attributes out
+        _cert_file: str | None
+        _verify: bool | str
 
-        async def send(self, request):
+        # Any: the stubs type these as requests' Request/Response; aiobotocore passes an AWSPreparedRequest
+        # and returns an AioAWSResponse
+        async def send(self, request: Any) -> Any:
             streaming, request.stream_output = request.stream_output, True  # we read the body, not aiobotocore
             try:
                 response = await super().send(request)
@@ -108,12 +119,14 @@ def _boto() -> SimpleNamespace:
                 response._content = await _read_capped(response.raw, MAX_RESPONSE_BYTES)
             return response
 
-        def _build_verify_context(self):
+        def _build_verify_context(self) -> ssl.SSLContext:
+            build = super()._build_verify_context  # type: ignore[misc]  # private, not in types-aiobotocore
             if self._cert_file:  # a client certificate is loaded into the context: never share that one
-                return super()._build_verify_context()
+                own: ssl.SSLContext = build()
+                return own
             ctx = self._contexts.get(self._verify)
             if ctx is None:
-                ctx = self._contexts[self._verify] = super()._build_verify_context()
+                ctx = self._contexts[self._verify] = build()
             return ctx
 
     return SimpleNamespace(AioConfig=AioConfig, AioSession=AioSession, UNSIGNED=UNSIGNED, ClientError=ClientError,
@@ -124,16 +137,18 @@ def _boto() -> SimpleNamespace:
 
 def _boto_errors() -> tuple[type[Exception], ...]:
     """What a botocore call raises that `explain` turns into a sentence."""
-    return _boto().errors
+    errors: tuple[type[Exception], ...] = _boto().errors
+    return errors
 
 
-async def _read_capped(raw, limit: int) -> bytes:
+async def _read_capped(raw: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body of an aiohttp response, or ResponseTooLarge (the connection is closed, not drained)."""
     try:
         declared = int(raw.headers.get("Content-Length", "0"))
     except ValueError:
         declared = 0
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     try:
         if declared > limit:
             raise _boto().ResponseTooLarge(limit=limit)
@@ -172,7 +187,7 @@ class AwsChain:
             self._session = _boto().AioSession(session_vars={"profile": (None, None, None, None)})
         return self._session
 
-    def _expiry(self, r: dict, expiration, stage: str) -> float:
+    def _expiry(self, r: dict[str, Any], expiration: str | datetime, stage: str) -> float:
         """`Expiration` on our clock (see clock.local_expiry), refusing credentials already expired on AWS's
         own clock: they would be served with a past Expiration."""
         expires, sent, now = parse_time(expiration), _server_time(r), self.clock.time()
@@ -181,7 +196,7 @@ class AwsChain:
                                 code="ExpiredCredentials")
         return local_expiry(expires, sent, now)
 
-    def _creds(self, r: dict, stage: str) -> AwsCredentials:
+    def _creds(self, r: dict[str, Any], stage: str) -> AwsCredentials:
         c = r["Credentials"]
         arn = (r.get("AssumedRoleUser") or {}).get("Arn", "")
         return AwsCredentials(
@@ -189,7 +204,9 @@ class AwsChain:
             session_token=Secret(c["SessionToken"]), expires_at=self._expiry(r, c["Expiration"], stage),
             account_id=_account_from_arn(arn), arn=arn)
 
-    def _client(self, service: str, region: str, creds: AwsCredentials | None, duration: int | None = None):
+    def _client(self, service: Literal["sts", "sso-oidc", "s3control"], region: str, creds: AwsCredentials | None,
+                duration: int | None = None) -> Any:
+        """The client's async context manager (Any: its type depends on `service`)."""
         boto = _boto()
         cfg = boto.AioConfig(
             region_name=region,
@@ -199,7 +216,7 @@ class AwsChain:
             parameter_validation=not (duration is not None and duration < STS_MIN_DURATION),
             http_session_cls=boto.SharedTLSSession,
         )
-        kw = {}
+        kw: dict[str, str] = {}
         if creds is not None:
             kw = dict(aws_access_key_id=creds.access_key_id,
                       aws_secret_access_key=creds.secret_access_key.reveal(),
@@ -280,7 +297,7 @@ class AwsChain:
                 r.get("MatchedGrantTarget") or target)
 
 
-def _no_account_label_on_ip(params: dict, **kwargs) -> None:
+def _no_account_label_on_ip(params: dict[str, Any], **kwargs: Any) -> None:
     """s3control's endpoint rules put `<AccountId>.` in front of every host, a custom endpoint's too; in front
     of an IP address or localhost (a local emulator) that name can never resolve, so drop it there. The
     account id still travels in the x-amz-account-id header."""
@@ -298,7 +315,7 @@ def _is_ip_or_localhost(host: str) -> bool:
         return host == "localhost"
 
 
-def _server_time(r: dict) -> float | None:
+def _server_time(r: dict[str, Any]) -> float | None:
     """When AWS answered, on AWS's clock: the response's HTTP Date header."""
     date = ((r.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
     try:

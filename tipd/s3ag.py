@@ -206,7 +206,7 @@ class GrantCache:
         found = [g for g in self._grants.values()
                  if g.key[1:] == key[1:] and g.matched is not None and covers(g.matched, key.target)
                  and self._fresh(g, now)]
-        return max(found, key=lambda g: g.served.creds.expires_at) if found else None
+        return max(found, key=lambda g: g.served.creds.expires_at if g.served else 0.0) if found else None
 
     async def _serve(self, g: Grant) -> Served:
         now = self.clock.time()
