@@ -18,7 +18,6 @@ def add_parser(sub: Any) -> None:
                     "after adding or removing profiles: it updates the block and says what changed. Nothing "
                     "outside the block changes; the file is replaced atomically, keeping its mode. A profile name "
                     "the file already has outside the block is refused.")
-    s.add_argument("--config", metavar="PATH", help="tipd's config file (default: $TIPD_CONFIG or the per-user one)")
     s.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
     s.add_argument("--remove", action="store_true", help="remove tipd's block (and only it) from the file")
     s.add_argument("--json", action="store_true", help="print what changed as a JSON object")

@@ -58,8 +58,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "not a terminal (the default without --profile or --from when it is one)")
     p.add_argument("--show", action="store_true", help="print the effective config (defaults filled in, "
                    "secrets as ***) and change nothing; with --profile, only that profile")
-    p.add_argument("--config", metavar="PATH", help="the config file (default: $TIPD_CONFIG, else the per-user "
-                   "config directory's tipd/config.toml)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 

@@ -35,7 +35,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--region", help="call Identity Center in this region instead of the profile's")
     p.add_argument("--aws-profile", metavar="NAME", help="the AWS profile of your own (admin) credentials "
                                                          "(default: the usual credential chain)")
-    p.add_argument("--config", metavar="PATH", help="tipd's config file (default: $TIPD_CONFIG, else the usual place)")
     p.add_argument("--clock-skew", type=float, default=60.0, metavar="SECONDS",
                    help="clock skew allowed on the token's exp/nbf/iat (default 60)")
     p.add_argument("--json", action="store_true",

@@ -28,7 +28,6 @@ def add_parser(sub: Any) -> None:
                        "syntax of your shell. Reads the config and file locations only; the daemon does not have to "
                        "be running. " + USE + " " + DETECT_RULE)
     p.add_argument("profile", nargs="?", help="profile to serve (default: the default profile)")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     p.add_argument("--imds", action="store_true", help="print AWS_EC2_METADATA_SERVICE_ENDPOINT for tools that only "
                    "know the EC2 instance metadata service (IMDSv2; serves the default profile)")
     p.add_argument("--json", action="store_true", help="print the variables as a JSON object")

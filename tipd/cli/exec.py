@@ -29,7 +29,6 @@ def add_parser(sub: Any) -> None:
                        "...) are removed. The command replaces tipctl: its exit status and signals are its own. "
                        "PROFILE may be left out when a default profile is set (`tipctl exec -- CMD`).",
                        usage="tipctl exec [--config PATH] [PROFILE] -- COMMAND [ARG ...]")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="PROFILE -- COMMAND", help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 

@@ -14,8 +14,6 @@ HELP = "list the configured profiles (from the config file; with their state and
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("profiles", help=HELP, description=HELP + ". The default profile is marked with *.")
-    p.add_argument("--config", metavar="PATH", help="the config file (default: $TIPD_CONFIG, else the per-user "
-                   "config directory's tipd/config.toml)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 

@@ -23,7 +23,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                           description="Print the exports that point AWS SDKs at tipd's S3 Access Grants endpoint for "
                           "one location. Reads the config only; the daemon does not have to be running.")
     _request_args(env)
-    env.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     env.add_argument("--json", action="store_true", help="print the variables as a JSON object")
     from .env import add_shell_arguments
 

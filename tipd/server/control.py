@@ -17,6 +17,7 @@ from ..clock import numeric_date
 from ..errors import TipdError, UnknownProfile
 from ..idp.oidc import TokenResponse, parse_token_response
 from ..idp.verify import unverified_claims
+from ..profiles import unknown_profile
 from ..session import ProfileSession
 from .guards import Routes, same_user
 
@@ -58,7 +59,7 @@ def make_app(broker: Broker) -> web.Application:
                 raise UnknownProfile(f"{name} is an account profile: it signs in through profile {acct.source.name} "
                                      f"(use `tipctl login {acct.source.name}` / `tipctl logout {acct.source.name}`)",
                                      status=400)
-            raise UnknownProfile(f"no profile named {name!r} (configured: {', '.join(sorted(broker.sessions))})")
+            raise UnknownProfile(unknown_profile(name, broker.sessions))
         return s
 
     def profile_statuses() -> list[dict[str, Any]]:
@@ -80,8 +81,7 @@ def make_app(broker: Broker) -> web.Application:
         """A profile whose credentials can be asked for: a sign-in or an account profile."""
         s = broker.sessions.get(name) or broker.accounts.get(name)
         if s is None:
-            raise UnknownProfile(f"no profile named {name!r} (configured: "
-                                 f"{', '.join(sorted([*broker.sessions, *broker.accounts]))})")
+            raise UnknownProfile(unknown_profile(name, [*broker.sessions, *broker.accounts]))
         return s
 
     def overall(states: list[str]) -> str:
