@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from .clock import Clock, iso_utc, local_expiry, numeric_date
 from .config import Profile, RefreshConfig
@@ -17,12 +17,12 @@ from .fsutil import crash_point
 from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
 from .refresh import TICK, Held, Stage, Verdict, WakeOrTick, Windows
 from .secret import Secret
-from .store import Grant, StoreError, TokenStore, client_secret
+from .store import ClientSecret, Grant, StoreError, TokenStore, client_secret
 
 log = logging.getLogger(__name__)
 
 
-def unverified_claims(token: str) -> dict:
+def unverified_claims(token: str) -> dict[str, Any]:
     """idp.verify's, imported at the first use: PyJWT (with cryptography) is not needed on tipd's way to
     listening."""
     from .idp.verify import unverified_claims as claims
@@ -149,7 +149,7 @@ class ProfileSession:
         self.served: Served | None = None
         #: reading the stored sign-in at start-up, when it runs behind the listeners (the daemon's start): a
         #: request waits for it rather than hear "not signed in"
-        self.loading: asyncio.Task | None = None
+        self.loading: asyncio.Task[None] | None = None
         self.signing_in = False
         #: set while no sign-in runs (a reload waits for one under way before replacing the session)
         self.no_sign_in_running = asyncio.Event()
@@ -164,13 +164,15 @@ class ProfileSession:
         #: the schedule's loop (`run`); a request that served something short wakes it
         self.schedule = WakeOrTick(clock)
         ahead = refresh.rotate_remaining
-        kw = dict(on_change=self._changed)
-        self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead, **kw)
-        self.bootstrap: Stage[AwsCredentials] = Stage("bootstrap-session", self._fetch_bootstrap, clock, ahead, **kw)
-        self.idc: Stage[IdcToken] = Stage("identity-center-token", self._fetch_idc, clock, ahead, **kw)
+        changed = self._changed
+        self.idp: Stage[IdpTokens] = Stage("idp-tokens", self._fetch_idp, clock, ahead, on_change=changed)
+        self.bootstrap: Stage[AwsCredentials] = Stage("bootstrap-session", self._fetch_bootstrap, clock, ahead,
+                                                      on_change=changed)
+        self.idc: Stage[IdcToken] = Stage("identity-center-token", self._fetch_idc, clock, ahead, on_change=changed)
         self.enhanced: Stage[AwsCredentials] = Stage("identity-enhanced-session", self._fetch_enhanced, clock, ahead,
-                                                     **kw)
-        self.stages = (self.idp, self.bootstrap, self.idc, self.enhanced)
+                                                     on_change=changed)
+        #: the chain in order (each stage holds its own kind of value)
+        self.stages: tuple[Stage[Any], ...] = (self.idp, self.bootstrap, self.idc, self.enhanced)
         self._told_state = self.state
 
     # -- the stages ------------------------------------------------------------------------
@@ -209,7 +211,7 @@ class ProfileSession:
             return self.profile.refresh_scope_for(self.granted_scope)
         return None if self._scope_mode == "omit" else (self.granted_scope or " ".join(self.profile.scopes))
 
-    def _other_refresh_scope(self, sent: str | None, e: OAuthError) -> str | bool | None:
+    def _other_refresh_scope(self, sent: str | None, e: OAuthError) -> str | Literal[False] | None:
         """The other way to ask, when the IdP's refusal says it wants it (once per session: the answer is kept):
         the granted scope after a refusal of a refresh without one (Entra's AADSTS90023), no scope after a
         refusal of the granted one (a grant narrower than it said, an IdP that takes none). False: the refusal
@@ -647,10 +649,10 @@ class ProfileSession:
             delay = min(delay, max(0.0, nxt - now))
         return delay
 
-    def _due_stage(self, now: float) -> Stage | None:
+    def _due_stage(self, now: float) -> Stage[Any] | None:
         if self.enhanced.held is None:
-            st = self.enhanced
-            return st if st.next_attempt is None or st.next_attempt <= now else None
+            enhanced = self.enhanced
+            return enhanced if enhanced.next_attempt is None or enhanced.next_attempt <= now else None
         # The IdP stage is renewed ahead of its expiry like the others, not only when AWS needs a new JWT:
         # refresh tokens with an idle lifetime (Keycloak's SSO Session Idle, 30 min by default; Okta's and
         # PingOne's idle windows) die if tipd stays quiet, and an IdP outage shows in the status while the
@@ -718,4 +720,13 @@ class _Unstored:
         pass
 
     async def delete(self, profile: str) -> None:
+        pass
+
+    async def load_secret(self, profile: str) -> ClientSecret | None:
+        return None
+
+    async def save_secret(self, profile: str, secret: ClientSecret) -> None:
+        pass
+
+    async def delete_secret(self, profile: str) -> None:
         pass
