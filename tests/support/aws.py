@@ -886,6 +886,11 @@ class FakeAWS:
                 del self._refresh[t]
             return len(gone)
 
+    def issued(self, access_key_id: str) -> _Creds | None:
+        """The credentials this fake (or moto behind it) issued under that access key id, if any."""
+        with self._lock:
+            return self._issued_creds.get(access_key_id)
+
     def bootstrap_access_keys(self) -> set[str]:
         with self._lock:
             return {k for k, c in self._issued_creds.items() if c.action == "AssumeRoleWithWebIdentity"}

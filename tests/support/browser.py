@@ -171,12 +171,12 @@ def _path(url: str) -> str:
     return urllib.parse.urlsplit(url).path
 
 
-def _describe(resp: Response) -> str:
+def describe(resp: Response) -> str:
     snippet = " ".join(resp.text.split())[:400]
     return f"{resp.status} from {_path(resp.url)}: {snippet}"
 
 
-def _form_with(page: _PageParser, field: str, value: str | None = None) -> _Form | None:
+def form_with(page: _PageParser, field: str, value: str | None = None) -> _Form | None:
     for form in page.forms:
         if field in form.fields and (value is None or form.fields[field] == value):
             return form
@@ -198,10 +198,10 @@ def drive_interactions(session: Session, resp: Response, login: str, *,
             resp = session.get(target)
             continue
         if resp.status != 200:
-            raise BrowserError(f"unexpected response {_describe(resp)}")
+            raise BrowserError(f"unexpected response {describe(resp)}")
         page = parse_page(resp.text)
-        login_form = _form_with(page, "prompt", "login")
-        consent_form = _form_with(page, "prompt", "consent")
+        login_form = form_with(page, "prompt", "login")
+        consent_form = form_with(page, "prompt", "consent")
         if login_form is not None:
             fields = dict(login_form.fields)
             fields.update(login=login, password="any-password")
@@ -274,7 +274,7 @@ def complete_login(url: str, login: str = "alice", mode: str = "login") -> None:
         )
         record["steps"] = steps
         if not (_is_redirect(resp) and _same_endpoint(resp.location, redirect_uri)):
-            raise BrowserError(f"IdP did not redirect to the redirect_uri: {_describe(resp)}")
+            raise BrowserError(f"IdP did not redirect to the redirect_uri: {describe(resp)}")
         callback = resp.location
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))
         record["callback_path"] = _path(callback)

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import urllib.parse
 
-from .browser import BrowserError, Session, _describe, _form_with, drive_interactions, parse_page
+from .browser import BrowserError, Session, describe, drive_interactions, form_with, parse_page
 
 
 def _confirm_page(session: Session, issuer: str, user_code: str):
     verify = issuer.rstrip("/") + "/device"
     resp = session.get(verify)
     if resp.status != 200:
-        raise BrowserError(f"device verification page: {_describe(resp)}")
-    form = _form_with(parse_page(resp.text), "xsrf")
+        raise BrowserError(f"device verification page: {describe(resp)}")
+    form = form_with(parse_page(resp.text), "xsrf")
     if form is None:
-        raise BrowserError(f"no xsrf form on the verification page: {_describe(resp)}")
+        raise BrowserError(f"no xsrf form on the verification page: {describe(resp)}")
     action = urllib.parse.urljoin(resp.url, form.action or verify)
     resp = session.post(action, {**form.fields, "user_code": user_code})
     if resp.status != 200:
-        raise BrowserError(f"submitting the user code: {_describe(resp)}")
+        raise BrowserError(f"submitting the user code: {describe(resp)}")
     page = parse_page(resp.text)
-    confirm = _form_with(page, "confirm", "yes")
+    confirm = form_with(page, "confirm", "yes")
     if confirm is None:
-        raise BrowserError(f"user code {user_code!r} not accepted: {_describe(resp)}")
+        raise BrowserError(f"user code {user_code!r} not accepted: {describe(resp)}")
     return urllib.parse.urljoin(resp.url, confirm.action or action), confirm.fields
 
 
@@ -39,7 +39,7 @@ def approve_device_code(issuer: str, user_code: str, login: str = "alice") -> No
     resp = session.post(action, dict(fields))
     resp, _steps = drive_interactions(session, resp, login)
     if resp.status != 200 or "Sign-in Success" not in resp.text:
-        raise BrowserError(f"device approval did not succeed: {_describe(resp)}")
+        raise BrowserError(f"device approval did not succeed: {describe(resp)}")
 
 
 def deny_device_code(issuer: str, user_code: str, login: str = "alice") -> None:
@@ -53,4 +53,4 @@ def deny_device_code(issuer: str, user_code: str, login: str = "alice") -> None:
     fields["abort"] = "yes"
     resp = session.post(action, fields)
     if resp.status != 200 or "interrupted" not in resp.text:
-        raise BrowserError(f"device denial did not take: {_describe(resp)}")
+        raise BrowserError(f"device denial did not take: {describe(resp)}")

@@ -131,8 +131,7 @@ class AccessGrants:
             raise _AwsError("AccessDenied", "missing authentication: the request is not SigV4-signed", 403)
         if scope.service != "s3":
             raise _AwsError("SignatureDoesNotMatch", "Credential should be scoped to correct service: 's3'.", 403)
-        with self.fake._lock:
-            creds = self.fake._issued_creds.get(scope.access_key_id)
+        creds = self.fake.issued(scope.access_key_id)
         if creds is None:
             raise _AwsError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
                             403)
