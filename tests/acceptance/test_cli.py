@@ -66,6 +66,10 @@ def test_a_fresh_profile_says_so_force_signs_in_again_and_the_usage_line(home, t
     assert "eval" not in forced.stdout
     named = tipctl(home, "login", "work", "--force")
     assert 'eval "$(tipctl env work)"' in named.stdout
+    one = tipctl(home, "status", "work", "--json")
+    assert [p["profile"] for p in json.loads(one.stdout)["profiles"]] == ["work"]
+    wrong = tipctl(home, "status", "wrok", check=False)
+    assert wrong.returncode == 1 and "did you mean 'work'?" in wrong.stderr, wrong.stderr
 
 
 def test_logout_all_and_a_second_logout(home, tipd):

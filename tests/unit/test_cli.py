@@ -128,6 +128,11 @@ def test_status_of_a_profile_shows_only_that_one():
     assert only(status, None) is status
     with pytest.raises(UnknownProfile, match="did you mean 'work'"):
         only(status, "wrok")
+    # an account profile: under its source, alone
+    status["profiles"][0]["accounts"] = [{"profile": "prod", "state": "degraded"}, {"profile": "dev", "state": "fresh"}]
+    mine = only(status, "prod")
+    assert [p["profile"] for p in mine["profiles"]] == ["work"] and mine["state"] == "degraded"
+    assert mine["profiles"][0]["accounts"] == [{"profile": "prod", "state": "degraded"}]
 
 
 def test_configure_show_of_one_profile_and_the_effective_imds(user, capsys):

@@ -78,9 +78,15 @@ def _account_rows(accounts: list[dict[str, Any]], errors: list[str]) -> list[tup
     return rows
 
 
-def needs_attention(status: dict[str, Any]) -> bool:
-    return bool(status.get("failed_tasks")) or any(p["state"] not in ("fresh", "signed-out", "refreshing")
-                                                   for p in status["profiles"])
+#: the states that need nothing from the person
+CALM = ("fresh", "signed-out", "refreshing")
+
+
+def needs_attention(status: dict[str, Any], profile: str | None = None) -> bool:
+    """Something needs the person: a stopped task, or a profile (the one asked about) that is not calm."""
+    if profile is not None:  # `tipctl status PROFILE`: that profile's state (see only())
+        return status["state"] not in CALM
+    return bool(status.get("failed_tasks")) or any(p["state"] not in CALM for p in status["profiles"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(status)
     else:
         print(render(status))
-    return 1 if needs_attention(status) else 0
+    return 1 if needs_attention(status, args.profile) else 0
 
 
 def only(status: dict[str, Any], profile: str | None) -> dict[str, Any]:
@@ -120,11 +126,19 @@ def only(status: dict[str, Any], profile: str | None) -> dict[str, Any]:
     from ..errors import UnknownProfile
     from ..profiles import unknown_profile
 
-    names = [p["profile"] for p in status["profiles"]]
-    if profile not in names:
+    mine: list[dict[str, Any]] = []
+    names: list[str] = []
+    for p in status["profiles"]:
+        accounts = p.get("accounts") or []
+        names += [p["profile"], *(a["profile"] for a in accounts)]
+        if p["profile"] == profile:
+            mine.append(p)
+        elif any(a["profile"] == profile for a in accounts):  # an account profile: shown under its source
+            mine.append(dict(p, accounts=[a for a in accounts if a["profile"] == profile]))
+    if not mine:
         raise UnknownProfile(unknown_profile(profile, names))
-    mine = [p for p in status["profiles"] if p["profile"] == profile]
-    return dict(status, profiles=mine, state=mine[0]["state"],
+    state = next((a["state"] for a in mine[0].get("accounts") or [] if a["profile"] == profile), mine[0]["state"])
+    return dict(status, profiles=mine, state=state,
                 recent_clients=[c for c in status.get("recent_clients") or [] if c.get("profile") == profile])
 
 
