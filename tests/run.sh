@@ -82,6 +82,15 @@ for d in tests/idp tests/node; do
     npm ci --prefix "$d" --no-audit --no-fund --loglevel=error
 done
 
+echo "== lint: ruff and mypy (any finding fails the run; settings in pyproject.toml, docs/design.md \"Checks\")"
+lint_failed=
+.venv/bin/ruff check --quiet tipd tests bench || lint_failed="$lint_failed ruff"
+.venv/bin/mypy || lint_failed="$lint_failed mypy"
+if [ -n "$lint_failed" ]; then
+  echo "tests/run.sh: the lint step failed (${lint_failed# }): fix the findings above before the tests run" >&2
+  exit 1
+fi
+
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -q -ra "$@"
