@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cache
@@ -223,16 +224,28 @@ class AwsChain:
                       aws_session_token=creds.session_token.reveal())
         return self.session.create_client(service, region_name=region, config=cfg, **kw)
 
+    async def _call(self, service: Literal["sts", "sso-oidc", "s3control"], operation: str, *, stage: str,
+                    region: str, creds: AwsCredentials | None,
+                    duration: int | None = None, hints: dict[str, tuple[bool, str]] | None = None,
+                    prepare: Callable[[Any], None] | None = None, **params: Any) -> dict[str, Any]:
+        """One AWS call, and the one place a botocore error of the chain becomes a sentence (`explain`, with the
+        call's `hints`): a client made for it (unsigned, or with explicit credentials), `prepare`d, `operation`
+        called with `params`; its response."""
+        try:
+            async with self._client(service, region, creds, duration) as client:
+                if prepare is not None:
+                    prepare(client)
+                response: dict[str, Any] = await getattr(client, operation)(**params)
+                return response
+        except _boto_errors() as e:
+            raise explain(stage, e, HINTS if hints is None else hints) from None
+
     async def assume_role_with_web_identity(self, *, region: str, role_arn: str, id_token: Secret,
                                             session: str, duration: int = 3600) -> AwsCredentials:
         stage = "AssumeRoleWithWebIdentity (bootstrap session)"
-        try:
-            async with self._client("sts", region, None, duration) as sts:
-                r = await sts.assume_role_with_web_identity(
-                    RoleArn=role_arn, RoleSessionName=session, WebIdentityToken=id_token.reveal(),
-                    DurationSeconds=duration)
-        except _boto_errors() as e:
-            raise explain(stage, e, WEB_IDENTITY_HINTS) from None
+        r = await self._call("sts", "assume_role_with_web_identity", stage=stage, region=region, creds=None,
+                             duration=duration, hints=WEB_IDENTITY_HINTS, RoleArn=role_arn, RoleSessionName=session,
+                             WebIdentityToken=id_token.reveal(), DurationSeconds=duration)
         return self._creds(r, stage)
 
     async def create_token_with_iam(self, *, region: str, creds: AwsCredentials, application_arn: str,
@@ -243,11 +256,8 @@ class AwsChain:
         kw = ({"grantType": JWT_BEARER, "assertion": assertion.reveal()} if assertion is not None
               else {"grantType": "refresh_token", "refreshToken": refresh_token.reveal()})  # type: ignore[union-attr]
         stage = f"CreateTokenWithIAM ({'jwt-bearer' if assertion is not None else 'refresh_token'} grant)"
-        try:
-            async with self._client("sso-oidc", region, creds) as oidc:
-                r = await oidc.create_token_with_iam(clientId=application_arn, **kw)
-        except _boto_errors() as e:
-            raise explain(stage, e) from None
+        r = await self._call("sso-oidc", "create_token_with_iam", stage=stage, region=region, creds=creds,
+                             clientId=application_arn, **kw)
         ctx = (r.get("awsAdditionalDetails") or {}).get("identityContext")
         claims = unverified_claims(r["idToken"]) if r.get("idToken") else {}
         ctx = ctx or claims.get("sts:identity_context")
@@ -266,14 +276,10 @@ class AwsChain:
     async def assume_role_with_context(self, *, region: str, creds: AwsCredentials, role_arn: str, session: str,
                                        identity_context: Secret, duration: int = 3600) -> AwsCredentials:
         stage = "AssumeRole with ProvidedContexts (identity-enhanced session)"
-        try:
-            async with self._client("sts", region, creds, duration) as sts:
-                r = await sts.assume_role(
-                    RoleArn=role_arn, RoleSessionName=session, DurationSeconds=duration,
-                    ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER,
-                                       "ContextAssertion": identity_context.reveal()}])
-        except _boto_errors() as e:
-            raise explain(stage, e) from None
+        r = await self._call("sts", "assume_role", stage=stage, region=region, creds=creds, duration=duration,
+                             RoleArn=role_arn, RoleSessionName=session, DurationSeconds=duration,
+                             ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER,
+                                                "ContextAssertion": identity_context.reveal()}])
         return self._creds(r, stage)
 
     async def get_data_access(self, *, region: str, creds: AwsCredentials, account_id: str, target: str,
@@ -284,12 +290,11 @@ class AwsChain:
         stage = f"S3 Access Grants GetDataAccess ({permission} {target})"
         kw = {k: v for k, v in (("Privilege", privilege), ("TargetType", target_type),
                                 ("DurationSeconds", duration)) if v is not None}
-        try:
-            async with self._client("s3control", region, creds, duration) as s3c:
-                s3c.meta.events.register("before-call.s3-control.GetDataAccess", _no_account_label_on_ip)
-                r = await s3c.get_data_access(AccountId=account_id, Target=target, Permission=permission, **kw)
-        except _boto_errors() as e:
-            raise explain(stage, e, S3AG_HINTS) from None
+        r = await self._call(
+            "s3control", "get_data_access", stage=stage, region=region, creds=creds, duration=duration,
+            hints=S3AG_HINTS, AccountId=account_id, Target=target, Permission=permission, **kw,
+            prepare=lambda s3c: s3c.meta.events.register("before-call.s3-control.GetDataAccess",
+                                                         _no_account_label_on_ip))
         c = r["Credentials"]
         return (AwsCredentials(access_key_id=c["AccessKeyId"], secret_access_key=Secret(c["SecretAccessKey"]),
                                session_token=Secret(c["SessionToken"]),
