@@ -14,7 +14,7 @@ Each person runs one tipd. Their day (seeded, so every run and every variant see
   Center token): each first used at wake + an exponential delay (mean 45 min), then kept renewed while the
   laptop is awake (the most it can cost).
 The schedule is tipd's own (tipd/refresh.py: `renewal_due`, `renewal_head_start`, `backoff_delay`; the daemon's
-scheduler notices a resume within its 5 s tick, tipd.session.TICK): a value is renewed 30 min before expiry (less
+scheduler notices a resume within its 5 s tick, tipd.refresh.TICK): a value is renewed 30 min before expiry (less
 the random head start when jitter is on); after a suspend every overdue value is renewed at resume; a failed
 call is retried after the full-jitter exponential backoff (1 s doubling, 5 min cap).
 
@@ -44,8 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tipd.config import RefreshConfig  # noqa: E402
-from tipd.refresh import RENEW_JITTER, backoff_delay, renewal_due, renewal_head_start  # noqa: E402
-from tipd.session import TICK  # noqa: E402
+from tipd.refresh import RENEW_JITTER, TICK, backoff_delay, renewal_due, renewal_head_start  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "fleet.json"
 DAY = 86400
