@@ -6,11 +6,9 @@ import datetime as dt
 import json
 import time
 
-import boto3
 import jwt
 import pytest
 from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.support.aws import (
@@ -23,19 +21,12 @@ from tests.support.aws import (
     MotoServer,
     sha256_hex,
 )
+from tests.support.harness import ACCOUNT, ALICE, ALICE_ID, APP, AUD, OIDC_ROLE, OTHER_APP, REGION, client
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-APP = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
-APP_NO_REFRESH = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-0000111122223333"
+APP_NO_REFRESH = OTHER_APP  # without the refresh_token grant
 APP_ASSIGNED = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-9999888877776666"
-OIDC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tipd-oidc-bootstrap"
 ENHANCED_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tipd-identity-enhanced"
-AUD = "tipd-client"
-ALICE, ALICE_ID = "alice@example.com", "9067a0d1f2-alice"
 BOB, BOB_ID = "bob@example.com", "9067a0d1f2-bob"
-
-NO_RETRY = {"total_max_attempts": 1}
 
 
 @pytest.fixture(scope="module")
@@ -63,26 +54,15 @@ def fake(moto, issuer):
     assert f.errors == []
 
 
-def _client(fake, service, creds=None, **config):
-    if creds is None:
-        kw = dict(aws_access_key_id="unused", aws_secret_access_key="unused")
-        config.setdefault("signature_version", UNSIGNED)
-    else:
-        kw = dict(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                  aws_session_token=creds.get("SessionToken"))
-    cfg = Config(parameter_validation=False, retries=config.pop("retries", NO_RETRY), **config)
-    return boto3.session.Session().client(service, endpoint_url=fake.url, region_name=REGION, config=cfg, **kw)
-
-
 def _bootstrap(fake, token, duration=900):
-    sts = _client(fake, "sts")
+    sts = client(fake, "sts")
     return sts.assume_role_with_web_identity(
         RoleArn=OIDC_ROLE, RoleSessionName="tipd-alice", WebIdentityToken=token, DurationSeconds=duration,
     )["Credentials"]
 
 
 def _exchange(fake, creds, assertion, app=APP):
-    oidc = _client(fake, "sso-oidc", creds)
+    oidc = client(fake, "sso-oidc", creds)
     return oidc.create_token_with_iam(clientId=app, grantType=JWT_BEARER, assertion=assertion)
 
 
@@ -106,7 +86,7 @@ def test_sts_passes_through_to_moto_and_is_logged(fake, moto, issuer):
     creds = _bootstrap(fake, token, duration=15)  # tiny duration: parameter_validation=False on the client
     assert 10 <= (creds["Expiration"] - before).total_seconds() <= 20
 
-    sts = _client(fake, "sts", creds)
+    sts = client(fake, "sts", creds)
     enhanced = sts.assume_role(
         RoleArn=ENHANCED_ROLE, RoleSessionName="alice", DurationSeconds=30,
         ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER_ARN, "ContextAssertion": "ctx-blob"}],
@@ -162,7 +142,7 @@ def test_create_token_with_iam_happy_path_and_full_chain(fake, issuer):
     assert call.params == {"clientId": APP, "grantType": JWT_BEARER, "assertion_sha256": sha256_hex(assertion)}
 
     # the last hop of the chain with the context the fake issued
-    enhanced = _client(fake, "sts", creds).assume_role(
+    enhanced = client(fake, "sts", creds).assume_role(
         RoleArn=ENHANCED_ROLE, RoleSessionName="alice",
         ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER_ARN, "ContextAssertion": context}],
     )["Credentials"]
@@ -299,7 +279,7 @@ def test_unknown_application_is_invalid_client(fake, issuer):
 
 def test_callers_other_than_bootstrap_credentials_are_refused(fake, issuer):
     assertion = issuer.token(aud=AUD, email=ALICE)
-    oidc = _client(fake, "sso-oidc")  # unsigned
+    oidc = client(fake, "sso-oidc")  # unsigned
     with pytest.raises(ClientError) as excinfo:
         oidc.create_token_with_iam(clientId=APP, grantType=JWT_BEARER, assertion=assertion)
     assert _error(excinfo) == "AccessDeniedException"
@@ -312,7 +292,7 @@ def test_callers_other_than_bootstrap_credentials_are_refused(fake, issuer):
     assert _error(excinfo) == "AccessDeniedException"
 
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
-    enhanced = _client(fake, "sts", creds).assume_role(RoleArn=ENHANCED_ROLE, RoleSessionName="x")["Credentials"]
+    enhanced = client(fake, "sts", creds).assume_role(RoleArn=ENHANCED_ROLE, RoleSessionName="x")["Credentials"]
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, enhanced, assertion)  # an AssumeRole key is not the bootstrap role
     assert _error(excinfo) == "AccessDeniedException"
@@ -345,7 +325,7 @@ def test_unassigned_user_is_access_denied(fake, issuer):
 def test_refresh_token_grant_rotates(fake, issuer):
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
     first = _exchange(fake, creds, issuer.token(aud=AUD, email=ALICE))
-    oidc = _client(fake, "sso-oidc", creds)
+    oidc = client(fake, "sso-oidc", creds)
 
     second = oidc.create_token_with_iam(clientId=APP, grantType="refresh_token", refreshToken=first["refreshToken"])
     assert second["refreshToken"] != first["refreshToken"]
@@ -387,7 +367,7 @@ def test_application_without_refresh_grant(fake, issuer):
     assert "refreshToken" not in resp
     assert resp["issuedTokenType"] == "urn:ietf:params:oauth:token-type:access_token"
     with pytest.raises(ClientError) as excinfo:
-        _client(fake, "sso-oidc", creds).create_token_with_iam(
+        client(fake, "sso-oidc", creds).create_token_with_iam(
             clientId=APP_NO_REFRESH, grantType="refresh_token", refreshToken="anything")
     assert _error(excinfo) == "UnsupportedGrantTypeException"
     assert excinfo.value.response["error"] == "unsupported_grant_type"
@@ -398,7 +378,7 @@ def test_application_without_refresh_grant(fake, issuer):
 
 def test_injected_sts_faults(fake, moto, issuer):
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
-    sts = _client(fake, "sts", creds)
+    sts = client(fake, "sts", creds)
     fake.inject("AssumeRole", "Throttling", count=2)
     for _ in range(2):
         with pytest.raises(ClientError) as excinfo:
@@ -422,7 +402,7 @@ def test_injected_sts_faults(fake, moto, issuer):
 
 def test_injected_faults_are_retried_by_botocore(fake, issuer):
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
-    sts = _client(fake, "sts", creds, retries={"total_max_attempts": 3, "mode": "standard"})
+    sts = client(fake, "sts", creds, retries={"total_max_attempts": 3, "mode": "standard"})
     fake.inject("AssumeRole", "Throttling", count=1)
     assert sts.assume_role(RoleArn=ENHANCED_ROLE, RoleSessionName="x")["Credentials"]
     assert fake.count("AssumeRole") == 2
@@ -474,7 +454,7 @@ async def test_aiobotocore_via_aws_endpoint_url(fake, issuer, monkeypatch):
 def test_s3_head_through_the_fake_keeps_the_object_size(fake):
     """A HEAD answer has no body but must carry the object's Content-Length (the aws CLI's `s3 cp` reads it)."""
     keys = dict(AccessKeyId="AKIA" + "HEADTEST0000001", SecretAccessKey="unused")
-    s3 = _client(fake, "s3", keys)
+    s3 = client(fake, "s3", keys)
     s3.create_bucket(Bucket="head-size")
     s3.put_object(Bucket="head-size", Key="obj", Body=b"twelve bytes")
     assert s3.head_object(Bucket="head-size", Key="obj")["ContentLength"] == 12

@@ -7,23 +7,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import boto3
 import pytest
-from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig
+from tests.support.aws import ACCOUNT_ACCESS, AppConfig, FakeAWS, FakeConfig
+from tests.support.harness import ACCOUNT, ALICE, ALICE_ID, APP, AUD, OTHER_APP, REGION, bootstrap, client, idc_token
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-APP = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
-APP_NO_SCOPE = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-0000111122223333"
-OIDC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tipd-oidc-bootstrap"
-AUD = "tipd-client"
-ALICE, ALICE_ID = "alice@example.com", "9067a0d1f2-alice"
+APP_NO_SCOPE = OTHER_APP  # without sso:account:access
 PROD, DEV = "111111111111", "222222222222"
-NO_RETRY = {"total_max_attempts": 1}
 
 
 @pytest.fixture
@@ -44,27 +35,8 @@ def fake(moto, issuer):
     assert f.errors == []
 
 
-def _client(fake, service, creds=None, **config):
-    if creds is None:
-        kw = dict(aws_access_key_id="unused", aws_secret_access_key="unused")
-        config.setdefault("signature_version", UNSIGNED)
-    else:
-        kw = dict(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                  aws_session_token=creds.get("SessionToken"))
-    cfg = Config(parameter_validation=False, retries=config.pop("retries", NO_RETRY), **config)
-    return boto3.session.Session().client(service, endpoint_url=fake.url, region_name=REGION, config=cfg, **kw)
-
-
-def _bootstrap(fake, issuer):
-    sts = _client(fake, "sts")
-    return sts.assume_role_with_web_identity(RoleArn=OIDC_ROLE, RoleSessionName="tipd-alice", DurationSeconds=900,
-                                             WebIdentityToken=issuer.token(aud=AUD, email=ALICE))["Credentials"]
-
-
 def _token(fake, issuer, app=APP):
-    boot = _bootstrap(fake, issuer)
-    return _client(fake, "sso-oidc", boot).create_token_with_iam(
-        clientId=app, grantType=JWT_BEARER, assertion=issuer.token(aud=AUD, email=ALICE))
+    return idc_token(fake, issuer, app)
 
 
 def _code(excinfo):
@@ -72,7 +44,7 @@ def _code(excinfo):
 
 
 def _role_creds(fake, token, account, role):
-    c = _client(fake, "sso").get_role_credentials(accessToken=token, accountId=account, roleName=role)
+    c = client(fake, "sso").get_role_credentials(accessToken=token, accountId=account, roleName=role)
     c = c["roleCredentials"]
     return {"AccessKeyId": c["accessKeyId"], "SecretAccessKey": c["secretAccessKey"],
             "SessionToken": c["sessionToken"], "expiration": c["expiration"]}
@@ -90,7 +62,7 @@ def test_an_account_instance_never_grants_account_access(fake, issuer):
     r = _token(fake, issuer)
     assert ACCOUNT_ACCESS not in r["scope"] and "sts:identity_context" in r["scope"]
     with pytest.raises(ClientError) as e:
-        _client(fake, "sso").list_accounts(accessToken=r["accessToken"])
+        client(fake, "sso").list_accounts(accessToken=r["accessToken"])
     assert _code(e) == ("UnauthorizedException", 401)
 
 
@@ -98,7 +70,7 @@ def test_an_account_instance_never_grants_account_access(fake, issuer):
 
 def test_list_accounts_and_roles_with_pagination(fake, issuer):
     token = _token(fake, issuer)["accessToken"]
-    sso = _client(fake, "sso")
+    sso = client(fake, "sso")
     accounts = [a for page in sso.get_paginator("list_accounts").paginate(accessToken=token,
                                                                            PaginationConfig={"PageSize": 1})
                 for a in page["accountList"]]
@@ -119,7 +91,7 @@ def test_role_credentials_are_usable_and_distinct_per_account_and_role(fake, iss
     for account, role in ((PROD, "AdministratorAccess"), (PROD, "ReadOnly"), (DEV, "Developer")):
         creds = _role_creds(fake, token, account, role)
         assert creds["expiration"] > 10**12  # epoch milliseconds
-        who = _client(fake, "sts", creds).get_caller_identity()
+        who = client(fake, "sts", creds).get_caller_identity()
         assert who["Account"] == account
         assert f"AWSReservedSSO_{role}_" in who["Arn"] and who["Arn"].endswith("/" + ALICE)
         arns.add(who["Arn"])
@@ -136,7 +108,7 @@ def test_permission_set_session_duration(fake, issuer):
 
 
 def test_refusals(fake, issuer):
-    sso = _client(fake, "sso")
+    sso = client(fake, "sso")
     good = _token(fake, issuer)["accessToken"]
     without = _token(fake, issuer, APP_NO_SCOPE)["accessToken"]
     with pytest.raises(ClientError) as e:
@@ -212,8 +184,8 @@ def test_signin_token_refusals(fake, issuer):
 
 
 def test_role_chained_credentials_take_no_session_duration(fake, issuer):
-    boot = _bootstrap(fake, issuer)  # temporary credentials: an AssumeRole made with them is role chaining
-    chained = _client(fake, "sts", boot).assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/other",
+    boot = bootstrap(fake, issuer)  # temporary credentials: an AssumeRole made with them is role chaining
+    chained = client(fake, "sts", boot).assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/other",
                                                      RoleSessionName="chained")["Credentials"]
     assert _federation(fake, Action="getSigninToken", Session=_session(chained), SessionDuration="3600")[0] == 400
     status, body, _ = _federation(fake, Action="getSigninToken", Session=_session(chained))
@@ -224,7 +196,7 @@ def test_an_expired_token_is_unauthorized(fake, issuer):
     fake.config.applications[APP].access_token_ttl = 0  # expired the moment it is issued
     token = _token(fake, issuer)["accessToken"]
     with pytest.raises(ClientError) as e:
-        _client(fake, "sso").list_accounts(accessToken=token)
+        client(fake, "sso").list_accounts(accessToken=token)
     assert _code(e) == ("UnauthorizedException", 401)
 
 

@@ -5,25 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-import boto3
 import pytest
-from botocore import UNSIGNED
-from botocore.config import Config
 
-from tests.support.aws import ACCOUNT_ACCESS, JWT_BEARER, AppConfig, FakeAWS, FakeConfig
+from tests.support.aws import ACCOUNT_ACCESS, AppConfig, FakeAWS, FakeConfig
+from tests.support.harness import ALICE, ALICE_ID, APP, AUD, OTHER_APP, REGION, idc_token
 from tipd.clock import Clock
 from tipd.errors import TipdError, UpstreamError
 from tipd.exchange import AwsChain, IdcToken
 from tipd.portal import AccountAccessNotEnabled, Portal
 from tipd.secret import Secret
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-APP = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-aaaabbbbccccdddd"
-APP_NO_SCOPE = f"arn:aws:sso::{ACCOUNT}:application/ssoins-1111222233334444/apl-0000111122223333"
-OIDC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/tipd-oidc-bootstrap"
-AUD = "tipd-client"
-ALICE, ALICE_ID = "alice@example.com", "9067a0d1f2-alice"
+APP_NO_SCOPE = OTHER_APP  # without sso:account:access
 SCOPES = ["sts:identity_context", "openid", "aws", ACCOUNT_ACCESS]
 
 
@@ -39,17 +31,7 @@ def fake(moto, issuer, monkeypatch):
 
 
 def _token(fake, issuer, app=APP) -> IdcToken:
-    def client(service, creds=None):
-        kw = ({"aws_access_key_id": "x", "aws_secret_access_key": "x"} if creds is None else
-              {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
-               "aws_session_token": creds["SessionToken"]})
-        cfg = Config(signature_version=UNSIGNED) if creds is None else Config()
-        return boto3.client(service, endpoint_url=fake.url, region_name=REGION, config=cfg, **kw)
-
-    boot = client("sts").assume_role_with_web_identity(
-        RoleArn=OIDC_ROLE, RoleSessionName="alice", WebIdentityToken=issuer.token(aud=AUD, email=ALICE))["Credentials"]
-    r = client("sso-oidc", boot).create_token_with_iam(clientId=app, grantType=JWT_BEARER,
-                                                       assertion=issuer.token(aud=AUD, email=ALICE))
+    r = idc_token(fake, issuer, app)
     return IdcToken(access_token=Secret(r["accessToken"]), refresh_token=None, identity_context=Secret("x"),
                     expires_at=time.time() + 3600, user_id=ALICE_ID, scopes=tuple(r.get("scope") or ()))
 
