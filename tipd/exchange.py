@@ -253,8 +253,12 @@ class AwsChain:
                                     refresh_token: Secret | None = None) -> IdcToken:
         if (assertion is None) == (refresh_token is None):
             raise ValueError("exactly one of assertion and refresh_token")
-        kw = ({"grantType": JWT_BEARER, "assertion": assertion.reveal()} if assertion is not None
-              else {"grantType": "refresh_token", "refreshToken": refresh_token.reveal()})  # type: ignore[union-attr]
+        kw: dict[str, Any]  # the operation's parameters (Any: botocore's request JSON)
+        if assertion is not None:
+            kw = {"grantType": JWT_BEARER, "assertion": assertion.reveal()}
+        else:
+            assert refresh_token is not None  # exactly one of the two, checked above
+            kw = {"grantType": "refresh_token", "refreshToken": refresh_token.reveal()}
         stage = f"CreateTokenWithIAM ({'jwt-bearer' if assertion is not None else 'refresh_token'} grant)"
         r = await self._call("sso-oidc", "create_token_with_iam", stage=stage, region=region, creds=creds,
                              clientId=application_arn, **kw)

@@ -87,7 +87,8 @@ class LoopbackReceiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port: int = self._runner.addresses[0][1]  # the one site's: the port the OS chose for port 0
+        self.port = port
         if self.host == "localhost":
             await self._also_ipv6()
 

@@ -198,6 +198,7 @@ async def discover(http: aiohttp.ClientSession, issuer: str, need: tuple[str, ..
     missing = [k for k in need if fields[k] is None]
     if missing:
         raise UpstreamError(f"{what}: the document lacks {', '.join(missing)}", code="IdPError", permanent=True)
+    # the required fields were checked above; mypy cannot follow that through the dict
     return ProviderMetadata(**fields)  # type: ignore[arg-type]
 
 

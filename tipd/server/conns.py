@@ -129,5 +129,6 @@ class CappedRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = CappedServer  # same layout, two methods more: aiohttp offers no other hook
-        server.caps = self.caps  # type: ignore[attr-defined]
+        assert isinstance(server, CappedServer)
+        server.caps = self.caps
         return server

@@ -117,6 +117,7 @@ def peer_uid(request: web.Request) -> int | None:
         uid: int = struct.unpack("3i", creds)[1]
         return uid
     try:  # macOS / BSD
+        # not in typeshed's os for Linux, where mypy checks
         return os.getpeereid(sock.fileno())  # type: ignore[attr-defined,no-any-return]
     except (AttributeError, OSError):
         return None
