@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,15 @@ def stop(proc: subprocess.Popen, notify: NotifySocket) -> dict[str, str]:
     return message
 
 
+def reap(proc: subprocess.Popen, *opened: Any) -> None:
+    """After the test, pass or fail: tipd is not left running, and what the test opened is closed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for thing in opened:
+        thing.close()
+
+
 def test_ready_only_once_both_listeners_accept_and_stopping_on_sigterm(home):
     notify = NotifySocket(home.dir / "notify")
     log = open(home.dir / "tipd-notify.log", "wb")
@@ -88,11 +98,7 @@ def test_ready_only_once_both_listeners_accept_and_stopping_on_sigterm(home):
         assert answer.status == 401 and json.loads(answer.read())["code"] == "LoginRequired"
         assert stop(proc, notify) == {"STOPPING": "1"}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-        notify.close()
+        reap(proc, log, notify)
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
@@ -142,12 +148,7 @@ def test_the_installed_unit_serves_sdks_that_know_only_the_environment_file(home
         assert json.loads(who.stdout)["Arn"].endswith(f"assumed-role/{ENHANCED_ROLE.split('/')[-1]}/tip-{ALICE_ID}")
         assert stop(proc, notify) == {"STOPPING": "1"}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-        notify.close()
-        held.close()
+        reap(proc, log, notify, held)
     assert "the service manager holds" in (home.dir / "tipd-unit.log").read_text()
 
     r = tipctl(home, "service", "uninstall", env={"PATH": str(BIN)})
