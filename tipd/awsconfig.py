@@ -191,7 +191,7 @@ def write(path: Path, old: str, new: str) -> None:
 def tipctl_command() -> str:
     """This tipctl as a `credential_process` command word: an absolute path (a GUI program or an IDE has no
     ~/.local/bin in its PATH), quoted as the AWS CLI guide says for paths with spaces (double quotes), which
-    botocore's shlex split and the Node and Go SDKs' shell read alike
+    botocore's shlex split, the Node SDK's child_process.exec and the Go SDK v2's `sh -c` read alike
     (https://docs.aws.amazon.com/cli/latest/userguide/cli-configure-sourcing-external.html)."""
     argv0 = sys.argv[0]
     if os.path.basename(argv0) == "tipctl" and os.path.isfile(argv0):
