@@ -38,9 +38,9 @@ class Client:
 
 class Audit:
     def __init__(self) -> None:
-        #: (profile, endpoint, peer) -> its tally: counted as they happen, so a flush costs one
+        #: (profile, endpoint, peer, grant) -> its tally: counted as they happen, so a flush costs one
         #: entry per client, not one per request
-        self._pending: dict[tuple[str, str, Peer | None], _Tally] = {}
+        self._pending: dict[tuple[str, str, Peer | None, str | None], _Tally] = {}
         #: the client process of each connection (by socket inode), looked up in a worker thread as soon
         #: as the connection is first seen, while the client still holds it; one /proc walk serves every
         #: connection that arrived meanwhile
@@ -50,9 +50,10 @@ class Audit:
         self.recent: dict[tuple[int | None, str | None, str, str], Client] = {}
         self._wake = asyncio.Event()  # the writer sleeps until there is something to write
 
-    def record(self, profile: str, endpoint: str, peer: Peer | None) -> None:
-        """Hot path: a couple of dict operations; the process lookup runs in a thread."""
-        key = (profile, endpoint, peer)
+    def record(self, profile: str, endpoint: str, peer: Peer | None, grant: str | None = None) -> None:
+        """Hot path: a couple of dict operations; the process lookup runs in a thread. `grant`: the consumer
+        token's grant (`tipctl grant`) that authorised the request, named in the audit line."""
+        key = (profile, endpoint, peer, grant)
         entry = self._pending.get(key)
         if entry is None:
             self._pending[key] = _Tally(time.time())
@@ -89,14 +90,15 @@ class Audit:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
-        for (profile, endpoint, peer), tally in batch.items():
+        for (profile, endpoint, peer, grant), tally in batch.items():
             n, last = tally.count, tally.last
             proc = await self._process(peer)
             pid, exe = (proc.pid, proc.exe) if proc else (None, None)
             uid = peer.uid if peer else None
-            log.info("handed out %d credential%s: profile=%s endpoint=%s client_pid=%s exe=%s uid=%s", n,
+            log.info("handed out %d credential%s: profile=%s endpoint=%s client_pid=%s exe=%s uid=%s%s", n,
                      "" if n == 1 else "s", profile, endpoint, pid if pid is not None else "unknown",
-                     exe or "unknown", uid if uid is not None else "unknown")
+                     exe or "unknown", uid if uid is not None else "unknown",
+                     f" grant={grant}" if grant is not None else "")
             c = self.recent.get((pid, exe, profile, endpoint))
             if c is None:
                 c = self.recent[(pid, exe, profile, endpoint)] = Client(0, profile, endpoint, pid, exe, uid, 0)

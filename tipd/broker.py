@@ -15,6 +15,7 @@ from .audit import Audit
 from .changes import Changes
 from .clock import Clock
 from .config import Config
+from .consumers import Consumers
 from .errors import TipdError
 from .portal import Portal
 from .s3ag import GrantCache
@@ -54,6 +55,8 @@ class Broker:
     accounts: dict[str, AccountSession] = field(default_factory=dict)
     #: the portal API client (its 60 s account listings cache), shared by the account profiles and the control API
     portal: Portal | None = None
+    #: the consumer tokens (`tipctl grant`); None in a broker made without a state directory
+    consumers: Consumers | None = None
     audit: Audit = field(default_factory=Audit)
     changes: Changes = field(default_factory=Changes)
     tasks: Tasks = field(default_factory=lambda: Tasks(Clock().time))

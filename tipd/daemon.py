@@ -18,6 +18,7 @@ import socket
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import ClientSession, web
 
@@ -27,6 +28,7 @@ from .activation import inherited_listener
 from .broker import Broker, ReloadResult
 from .clock import Clock
 from .config import Config, Profile, RefreshConfig, load_config
+from .consumers import Consumers
 from .coredump import forbid_core_dumps
 from .errors import ConfigError, TipdError
 from .exchange import AwsChain
@@ -79,7 +81,8 @@ class Daemon:
         self.clock = clock or Clock()
         #: the --config it was started with (None: $TIPD_CONFIG or the default), for reloads
         self.config_path = config_path
-        self.broker = Broker(config, tasks=Tasks(self.clock.time))
+        self.broker = Broker(config, tasks=Tasks(self.clock.time),
+                             consumers=Consumers(paths.grants_file, self.clock.time))
         self.broker.rotate_token = self.rotate_token
         self.broker.reload = self.reload
         self.tasks = self.broker.tasks
@@ -95,6 +98,7 @@ class Daemon:
         self._listener: socket.socket | None = None
         #: (st_dev, st_ino) of the control socket this process bound: shutdown removes only that one
         self._socket_id: tuple[int, int] | None = None
+        self._relay_socket_id: tuple[int, int] | None = None
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
         #: start() has finished: only then may a reload compare configs (start is still adding sessions)
@@ -127,6 +131,7 @@ class Daemon:
         token = self._endpoint_token()
         await self._open_sessions()
         await self._serve_credentials(token)
+        await self._serve_relay_socket()
         await self._sessions_loaded()
         await self._serve_control()
         self.tasks.spawn(self.broker.audit.run(), "audit")
@@ -209,7 +214,10 @@ class Daemon:
 
     async def _serve_credentials(self, token: bytes) -> None:
         server = self.config.server
-        guard = self._guard = Guard(token, server.port, allow_other_users=server.allow_other_users)
+        assert self.broker.consumers is not None
+        self.broker.consumers.load()
+        guard = self._guard = Guard(token, server.port, allow_other_users=server.allow_other_users,
+                                    consumers=self.broker.consumers)
         imds = server.imds_enabled
         runner = container.make_runner(self.broker, guard, imds=imds, access_log=None,
                                        handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **LIMITS)
@@ -218,6 +226,17 @@ class Daemon:
         assert self._listener is not None
         await web.SockSite(runner, self._listener).start()
         self._imds = imds
+
+    async def _serve_relay_socket(self) -> None:
+        """The credentials endpoint on a unix socket for consumer tokens only (tipd/relay.py, in a container, forwards
+        to it), alone in its 0700 directory so that a container mounts it and nothing else of tipd's."""
+        assert self._guard is not None
+        limits: dict[str, Any] = dict(LIMITS)  # aiohttp's request limits, passed through to its server
+        runner = web.AppRunner(container.make_app(self.broker, self._guard, relay=True), access_log=None,
+                               handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **limits)
+        await runner.setup()
+        self._runners.append(runner)
+        self._relay_socket_id = await _bind_private_socket(runner, self.paths.relay_socket, "relay socket")
 
     async def _sessions_loaded(self) -> None:
         """The stored sign-ins are read behind the listeners (the keyring probe is slow); the control socket,
@@ -231,20 +250,7 @@ class Daemon:
                                shutdown_timeout=SHUTDOWN_GRACE)
         await runner.setup()
         self._runners.append(runner)
-        sock_path = self.paths.control_socket
-        try:
-            if sock_path.exists() or sock_path.is_symlink():
-                sock_path.unlink()  # stale: nothing answered on it, and the lock says no tipd owns it
-            old = os.umask(0o177)  # the socket is created 0600 (no window where others could connect)
-            try:
-                await web.UnixSite(runner, str(sock_path)).start()
-            finally:
-                os.umask(old)
-            os.chmod(sock_path, 0o600)
-            st = sock_path.lstat()
-        except OSError as e:
-            raise _os_error(f"cannot create the control socket {sock_path}", e, sock_path) from None
-        self._socket_id = (st.st_dev, st.st_ino)
+        self._socket_id = await _bind_private_socket(runner, self.paths.control_socket, "control socket")
 
     def _say_ready(self) -> None:
         port = self.config.server.port
@@ -427,13 +433,18 @@ class Daemon:
             self._listener.close()  # under socket activation the manager keeps its own copy listening
         if self._http is not None:
             await self._http.close()
-        if self._socket_id is not None:
-            try:
-                st = self.paths.control_socket.lstat()
-                if (st.st_dev, st.st_ino) == self._socket_id:
-                    self.paths.control_socket.unlink()
-            except FileNotFoundError:
-                pass
+        for path, ident in ((self.paths.control_socket, self._socket_id),
+                            (self.paths.relay_socket, self._relay_socket_id)):
+            if ident is not None:
+                try:
+                    st = path.lstat()
+                    if (st.st_dev, st.st_ino) == ident:
+                        path.unlink()
+                except FileNotFoundError:
+                    pass
+        if self.broker.consumers is not None and self._started:
+            with contextlib.suppress(TipdError):  # last use of each grant: a full disk loses only that
+                self.broker.consumers.save()
         if self._lock.held:
             self._lock.release()
             log.info("tipd stopped")
@@ -459,6 +470,24 @@ async def _stop_accepting(runner: web.AppRunner) -> None:
         if not fresh:
             return
         await asyncio.sleep(0.01)
+
+
+async def _bind_private_socket(runner: web.AppRunner, sock_path: Path, what: str) -> tuple[int, int]:
+    """Serve `runner` on a unix socket created 0600 in a 0700 directory; returns the socket's (st_dev, st_ino)."""
+    try:
+        private_dir(sock_path.parent)
+        if sock_path.exists() or sock_path.is_symlink():
+            sock_path.unlink()  # stale: nothing answered on it, and the lock says no tipd owns it
+        old = os.umask(0o177)  # the socket is created 0600 (no window where others could connect)
+        try:
+            await web.UnixSite(runner, str(sock_path)).start()
+        finally:
+            os.umask(old)
+        os.chmod(sock_path, 0o600)
+        st = sock_path.lstat()
+    except OSError as e:
+        raise _os_error(f"cannot create the {what} {sock_path}", e, sock_path) from None
+    return (st.st_dev, st.st_ino)
 
 
 def _read_endpoint_token(path: Path) -> bytes | None:

@@ -43,6 +43,21 @@ class Paths(NamedTuple):  # not a dataclass: importing dataclasses costs tipctl 
         return self.runtime_dir / "control.sock"
 
     @property
+    def grants_file(self) -> Path:
+        """The consumer tokens' grants (`tipctl grant`): names, profiles, expiry, SHA-256 of each token."""
+        return self.state_dir / "grants.json"
+
+    @property
+    def relay_dir(self) -> Path:
+        """The directory a container mounts to reach tipd (the relay socket alone: never the control socket)."""
+        return self.runtime_dir / "relay"
+
+    @property
+    def relay_socket(self) -> Path:
+        """The credentials endpoint on a unix socket, for consumer tokens only (tipd/relay.py forwards to it)."""
+        return self.relay_dir / "credentials.sock"
+
+    @property
     def prompt_dir(self) -> Path:
         """What shell prompts show, kept current by tipd (tipd/promptfile.py; nothing secret)."""
         return self.runtime_dir / "prompt"

@@ -31,6 +31,7 @@ COMMANDS = [
     "diag",
     "cfn_template",
     "rotate_token",
+    "grant",
     "reload",
 ]
 

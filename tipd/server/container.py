@@ -10,7 +10,7 @@ from aiohttp import web
 from ..broker import BROKER, Broker
 from ..errors import UnknownProfile
 from .conns import CappedRunner, Caps
-from .guards import Guard, Routes
+from .guards import GRANT, Guard, Routes
 from .imds import Imds
 from .peer import SUPPORTED as PEER_UID_SUPPORTED
 
@@ -21,8 +21,9 @@ GUARD = web.AppKey("guard", Guard)
 NO_SUCH_PROFILE = "no such profile; `tipctl status` lists the configured ones"
 
 
-def make_app(broker: Broker, guard: Guard, *, imds: bool = False) -> web.Application:
-    """The credential endpoints on one port: container credentials, and IMDSv2 when enabled."""
+def make_app(broker: Broker, guard: Guard, *, imds: bool = False, relay: bool = False) -> web.Application:
+    """The credential endpoints on one port: container credentials, and IMDSv2 when enabled. `relay`: the app of
+    the relay's unix socket (consumer tokens only, container credentials only)."""
     # The handlers are the hot path: what they use is bound here once, not looked up per request.
     sessions, grants, audit, peer = broker.sessions, broker.grants, broker.audit.record, guard.peer
     accounts = broker.accounts
@@ -34,7 +35,7 @@ def make_app(broker: Broker, guard: Guard, *, imds: bool = False) -> web.Applica
         body = session.cached_body()  # from memory
         if body is None:
             body = (await session.credentials()).body
-        audit(name, "container", peer(request))
+        audit(name, "container", peer(request), request.get(GRANT))
         return web.Response(body=body, content_type=JSON)
 
     async def s3ag(request: web.Request) -> web.Response:
@@ -54,9 +55,12 @@ def make_app(broker: Broker, guard: Guard, *, imds: bool = False) -> web.Applica
     app[BROKER] = broker
     app[GUARD] = guard
     routes = Routes(app)
+    if relay:
+        routes.add("GET", "/v1/credentials/{profile}", credentials, guard.refuse_relay)
+        return app
     routes.add("GET", "/v1/credentials/{profile}", credentials, guard.refuse)
     routes.add("GET", "/v1/credentials", credentials, guard.refuse)
-    routes.add("GET", "/v1/s3ag/{profile}", s3ag, guard.refuse)
+    routes.add("GET", "/v1/s3ag/{profile}", s3ag, guard.refuse_user_token_only)
     if imds:
         Imds(broker, guard, allow_v1=broker.config.server.imds_v1).add_routes(routes)
     return app

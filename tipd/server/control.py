@@ -14,6 +14,7 @@ from ..accounts import AccountSession
 from ..broker import BROKER, Broker
 from ..changes import follow, worst_state
 from ..clock import numeric_date
+from ..consumers import DEFAULT_TTL, Consumers, GrantError, check_name
 from ..errors import TipdError, UnknownProfile
 from ..idp.oidc import TokenResponse, parse_token_response
 from ..idp.verify import unverified_claims
@@ -179,6 +180,43 @@ def make_app(broker: Broker) -> web.Application:
         broker.rotate_token()
         return _json({"rotated": True})
 
+    def consumers() -> Consumers:
+        if broker.consumers is None:
+            raise TipdError("this tipd does not offer consumer tokens", status=501)
+        return broker.consumers
+
+    async def body(request: web.Request) -> dict[str, Any]:  # Any: a JSON object
+        try:
+            data = await request.json()
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise GrantError("the request body must be a JSON object")
+        return data
+
+    async def grant_create(request: web.Request) -> web.Response:
+        data = await body(request)
+        name, profiles, ttl = data.get("name"), data.get("profiles"), data.get("ttl_seconds", DEFAULT_TTL)
+        if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+            raise GrantError("profiles must be a list of profile names")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise GrantError("ttl_seconds must be a number")
+        for p in profiles:
+            served(p)  # an unknown profile is a 404 that lists the configured ones
+        g, token = consumers().create(check_name(name if isinstance(name, str) else ""), profiles, float(ttl))
+        return _json({**g.to_json(consumers().now()), "token": token})
+
+    async def grant_rotate(request: web.Request) -> web.Response:
+        g, token = consumers().rotate(request.match_info["name"])
+        return _json({**g.to_json(consumers().now()), "token": token})
+
+    async def grant_revoke(request: web.Request) -> web.Response:
+        g = consumers().revoke(request.match_info["name"])
+        return _json({"name": g.name, "revoked": True})
+
+    async def grant_list(request: web.Request) -> web.Response:
+        return _json({"grants": consumers().listing()})
+
     async def reload(request: web.Request) -> web.Response:
         return _json(await broker.reload())  # a config that does not load: its ConfigError, as a 400
 
@@ -190,6 +228,10 @@ def make_app(broker: Broker) -> web.Application:
     for method, path, handler in (
             ("POST", "/v1/reload", reload),
             ("POST", "/v1/rotate-token", rotate_token),
+            ("GET", "/v1/grants", grant_list),
+            ("POST", "/v1/grants", grant_create),
+            ("POST", "/v1/grants/{name}/rotate", grant_rotate),
+            ("DELETE", "/v1/grants/{name}", grant_revoke),
             ("GET", "/v1/status", status),
             ("GET", "/v1/summary", get_summary),
             ("GET", "/v1/events", events),

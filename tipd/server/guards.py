@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ..consumers import Consumers
 from ..errors import TipdError
 from .peer import SUPPORTED as PEER_UID_SUPPORTED
 from .peer import Peer, peer_uid, tcp_peer
@@ -29,6 +30,11 @@ Check = Callable[[web.Request], TipdError | None]
 FORBIDDEN = TipdError("request refused", code="Forbidden", status=403)
 UNAUTHORIZED = TipdError("missing or wrong authorization token", code="Unauthorized", status=401)
 OTHER_USER = TipdError("tipd serves only the user it runs as", code="Forbidden", status=403)
+GRANT_ONLY = TipdError("this socket serves consumer tokens only (`tipctl grant`)", code="Unauthorized", status=401)
+GRANT_NEEDS_PROFILE = TipdError("a consumer token fetches /v1/credentials/PROFILE, for a profile its grant names",
+                                code="Forbidden", status=403)
+#: where a request that a consumer token authorised keeps the grant's name (for the audit line)
+GRANT = "tipd.grant"
 CONTROL_OTHER_USER = TipdError("the control socket serves only the user running tipd", code="Forbidden", status=403)
 
 
@@ -77,8 +83,11 @@ class Routes:
 class Guard:
     """The credential port's checks (container credentials, S3 Access Grants, IMDS)."""
 
-    def __init__(self, token: bytes, port: int, *, allow_other_users: bool = False) -> None:
+    def __init__(self, token: bytes, port: int, *, allow_other_users: bool = False,
+                 consumers: Consumers | None = None) -> None:
         self.token = token
+        #: the consumer tokens (`tipctl grant`), tried when the presented token is not the user's
+        self.consumers = consumers
         #: DNS rebinding: a page at evil.example resolving to 127.0.0.1 still sends Host: evil.example
         self.hosts = frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
         self.check_uid = PEER_UID_SUPPORTED and not allow_other_users
@@ -136,9 +145,54 @@ class Guard:
         if refused is not None:
             return refused
         presented = request.headers.get("Authorization")
+        if presented is None:
+            return UNAUTHORIZED
+        raw = presented.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(raw, self.token):
+            refused = self.refuse_grant(request, raw)
+            if refused is not None:
+                return refused
+        return self.refuse_user(request)
+
+    def refuse_user_token_only(self, request: web.Request) -> TipdError | None:
+        """Routes a consumer token does not open (S3 Access Grants): the user's token only."""
+        refused = self.refuse_browser(request)
+        if refused is not None:
+            return refused
+        presented = request.headers.get("Authorization")
         if presented is None or not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self.token):
             return UNAUTHORIZED
         return self.refuse_user(request)
+
+    def refuse_grant(self, request: web.Request, presented: bytes) -> TipdError | None:
+        """A consumer token: live, and its grant names the profile asked for. The request remembers the grant
+        (its handouts are audited under its name)."""
+        grant = self.consumers.match(presented) if self.consumers is not None else None
+        if grant is None:
+            return UNAUTHORIZED
+        profile = request.match_info.get("profile")
+        if profile is None:
+            return GRANT_NEEDS_PROFILE
+        if profile not in grant.profiles:
+            return TipdError(f"grant {grant.name} does not allow profile {profile[:64]!r} (it allows: "
+                             f"{', '.join(grant.profiles)})", code="Forbidden", status=403)
+        request[GRANT] = grant.name
+        return None
+
+    def refuse_relay(self, request: web.Request) -> TipdError | None:
+        """The relay socket's check (tipd/relay.py forwards container requests there): a consumer token, for a
+        profile its grant names; never the user's own token. No peer-uid check: a container's processes run as
+        whatever uid its image says; the socket's 0700 directory is what keeps other host users out."""
+        for marker in BROWSER_MARKERS:
+            if marker in request.headers:
+                return FORBIDDEN
+        presented = request.headers.get("Authorization")
+        if presented is None:
+            return UNAUTHORIZED
+        raw = presented.encode("utf-8", "surrogateescape")
+        if hmac.compare_digest(raw, self.token):
+            return GRANT_ONLY
+        return self.refuse_grant(request, raw)
 
 
 def same_user(uid: int | None = None) -> Check:
