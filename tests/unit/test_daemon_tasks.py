@@ -12,13 +12,12 @@ import aiohttp
 import pytest
 
 from tests.support.net import free_port
+from tests.support.profiles import PROFILE
 from tipd.cli.status import needs_attention, render
 from tipd.config import parse_config
 from tipd.daemon import Daemon
 from tipd.paths import Paths
 from tipd.session import ProfileSession
-
-from .test_container_endpoint import PROFILE
 
 #: what the failing code's exception says: it must reach neither the log nor the status
 SECRET = "refresh-token-s3cr3t-value"
