@@ -210,6 +210,17 @@ def tipctl_command() -> str:
     return f'"{exe}"'
 
 
+def stale_hint() -> str | None:
+    """After tipd's profiles changed: a sentence saying to sync the AWS config when it has tipd's block (a user
+    who never synced is not told about it), else None."""
+    path = config_file()
+    try:
+        has_block = split(read(path), path)[1] is not None
+    except ConfigError:
+        has_block = False
+    return f"{path} has tipd's profiles: run `tipctl aws-config sync` to bring it along" if has_block else None
+
+
 def sync(path: Path, profiles: list[AwsProfile], *, remove: bool = False, dry_run: bool = False) -> Changes:
     """Bring `path`'s tipd block in line with `profiles` (or remove it), writing only when something changed."""
     old = read(path)

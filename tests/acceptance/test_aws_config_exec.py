@@ -165,6 +165,12 @@ def test_account_profiles_get_sections_and_exec_with_their_region(home: Home, fa
         assert r.returncode == 0, r.stderr
         who, region = r.stdout.splitlines()
         assert json.loads(who)["Account"] == PROD and "ReadOnly" in json.loads(who)["Arn"] and region == "us-east-1"
+
+        # a profile added later: tipctl says the AWS config is behind, and the next sync adds it
+        added = tipctl(home, "accounts", "add", "prod-read-2", "--account-id", PROD, "--role-name", "ReadOnly",
+                       "--source", "work", env=env).stdout
+        assert "has tipd's profiles: run `tipctl aws-config sync`" in added, added
+        assert "added prod-read-2" in tipctl(home, "aws-config", "sync", env=env).stdout
     finally:
         daemon.stop()
         app.scopes.remove(ACCOUNT_ACCESS)

@@ -200,3 +200,13 @@ def test_a_file_tipd_cannot_read_or_write_is_a_sentence(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         sync(path / "below-a-file", [prof("work")])
     assert "cannot read the AWS config file" in e.value.message
+
+
+def test_the_hint_to_sync_comes_only_to_who_synced_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "config"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    assert awsconfig.stale_hint() is None  # no file
+    path.write_text("[profile mine]\n")
+    assert awsconfig.stale_hint() is None  # never synced
+    sync(path, [prof("work")])
+    assert "run `tipctl aws-config sync`" in (awsconfig.stale_hint() or "")

@@ -133,6 +133,7 @@ def run_add(args: argparse.Namespace) -> int:
     else:
         print(f"Added account profile {args.name} ({args.role_name} in {args.account_id}, through {source}) to "
               f"{cfg.path}. Use it with `eval \"$(tipctl env {args.name})\"` or `tipctl exec {args.name} -- ...`.")
+        _aws_config_hint()
     return 0
 
 
@@ -167,4 +168,14 @@ def run_sync(args: argparse.Namespace) -> int:
         print(f"  kept {name}: no longer assigned, but added by hand (remove it yourself if you wish)")
     for name, why in plan.skipped:
         print(f"  skipped {name}: {why}")
+    if plan.changes and not args.dry_run:
+        _aws_config_hint()
     return 0
+
+
+def _aws_config_hint() -> None:
+    from ..awsconfig import stale_hint
+
+    hint = stale_hint()
+    if hint:
+        print(hint)
