@@ -19,7 +19,7 @@ from .clock import Clock, iso_utc
 from .config import AccountProfile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsCredentials, IdcToken
-from .refresh import TICK, Stage
+from .refresh import TICK, Stage, Verdict, WakeOrTick, Windows
 from .secret import Secret
 from .session import HARD_MIN_REMAINING, ProfileSession, Served
 
@@ -53,6 +53,8 @@ class AccountSession:
         self.settings = refresh
         self.on_change = on_change or (lambda: None)
         self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
+        #: the serving windows every profile follows (tipd/refresh.py)
+        self.windows = Windows(advisory=refresh.min_remaining, mandatory=self.floor)
         self.served: Served | None = None
         #: the expiry of the latest credentials handed to a client: the profile is in use until then
         self.handed_out_until = 0.0
@@ -65,7 +67,7 @@ class AccountSession:
         """The hot path: credentials with at least `min_remaining` left, from memory, or None. Handing them
         out keeps the profile in use."""
         s = self.served
-        if s is not None and s.creds.expires_at - self.clock.time() >= self.settings.min_remaining:
+        if s is not None and s.creds.expires_at - self.clock.time() >= self.windows.advisory:
             self.handed_out_until = s.creds.expires_at
             return s.body
         return None
@@ -74,16 +76,16 @@ class AccountSession:
         """Credentials to hand out: the ones in memory, else fetched now (at most FETCH_TIMEOUT)."""
         s = self.served
         now = self.clock.time()
-        if s is None or s.creds.expires_at - now < self.settings.min_remaining:
-            if s is not None and s.creds.expires_at - now > self.floor and self.stage.refreshing:
-                pass  # a renewal is under way: still-valid credentials go out meanwhile
-            else:
-                st = self.stage
-                if st.next_attempt is not None and st.next_attempt > now and st.last_error is not None:
-                    raise st.last_error  # backing off: answer at once rather than pile onto a failing upstream
-                await self._fetch_now()
-                s = self.served
-                assert s is not None
+        verdict = self.windows.verdict(s.creds.expires_at if s is not None else None, now)
+        # short but valid credentials go out while a renewal is under way; otherwise this request fetches (an
+        # account profile not in use has no renewal ahead of it)
+        if s is None or verdict is Verdict.RENEW or (verdict is Verdict.SERVE_AND_RENEW and not self.stage.refreshing):
+            failing = self.stage.backing_off(now)
+            if failing is not None:
+                raise failing
+            await self._fetch_now()
+            s = self.served
+            assert s is not None
         self.handed_out_until = max(self.handed_out_until, s.creds.expires_at)
         return s
 
@@ -217,23 +219,28 @@ class AccountSchedule:
         self.accounts = accounts
         self.clock = clock
         self._renewals: set[asyncio.Task[None]] = set()
+        #: the loop (tipd/refresh.py's, as for sessions and grants)
+        self.schedule = WakeOrTick(clock)
 
     async def run(self) -> None:
         try:
-            while True:
-                now = self.clock.time()
-                for a in list(self.accounts.values()):
-                    if a.due(now):
-                        task = asyncio.create_task(self._renew(a), name=f"renew-{a.name}")
-                        self._renewals.add(task)
-                        task.add_done_callback(self._renewals.discard)
-                await asyncio.sleep(0)  # let the renewals just started mark themselves under way
-                nxt = min((d for a in self.accounts.values() if (d := a.next_due(now)) is not None and
-                           not a.stage.refreshing), default=now + TICK)
-                await self.clock.sleep(min(TICK, max(0.05, nxt - now)))
+            await self.schedule.run(self._step)
         finally:
             for task in list(self._renewals):
                 task.cancel()
+
+    async def _step(self) -> float:
+        """Start the renewals that are due; the seconds until the next one."""
+        now = self.clock.time()
+        for a in list(self.accounts.values()):
+            if a.due(now):
+                task = asyncio.create_task(self._renew(a), name=f"renew-{a.name}")
+                self._renewals.add(task)
+                task.add_done_callback(self._renewals.discard)
+        await asyncio.sleep(0)  # let the renewals just started mark themselves under way
+        nxt = min((d for a in self.accounts.values() if (d := a.next_due(now)) is not None and
+                   not a.stage.refreshing), default=now + TICK)
+        return max(0.05, nxt - now)
 
     async def _renew(self, a: AccountSession) -> None:
         try:
