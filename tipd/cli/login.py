@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"Signed in to {name} as {status['user']} (Identity Center user {status['identity_center_user_id']}).")
         print(f"Role: {status['role_arn']}")
         print(f"Credentials valid until {when(status['credentials_expire'])}; tipd renews them by itself.")
-        hint = usage_hint(name, args.profile is not None, args.config)
+        # the profile asked for: an account profile is used by its own name, though its source signed in
+        hint = usage_hint(args.profile or name, args.profile is not None, args.config)
         if hint:
             print(hint)
     return 0
