@@ -116,7 +116,9 @@ async def test_a_refresh_without_id_token_signs_no_one_out_until_aws_needs_one()
     assert rig.session.login_required is None and rig.session.idp.held.value.assertion is not None
     await rig.run(25 * 60)
     assert rig.session.state == State.FRESH
-    await rig.run(HOUR)  # the bootstrap session must be renewed now, and the login's id_token has expired
+    # the login's id_token expires at 1 h; the bootstrap session is renewed every 27 to 30 min (the renewal's random
+    # head start): within 2 h one renewal needs a new JWT
+    await rig.run(2 * HOUR)
     await rig.stop()
     err = rig.session.login_required
     assert err is not None and err.code == "NoIdTokenOnRefresh"
