@@ -18,16 +18,16 @@ def resolve_profile(ctl: ControlClient, name: str | None, *, signs_in: bool = Fa
     """The profile a command means, as the running daemon knows it (the rule of tipd.profiles). `signs_in`: a
     command about sign-ins (login, logout), where an account profile means its source and, with no name and no
     default, the only profile that signs in is meant."""
-    from ..profiles import pick_profile
+    from ..profiles import IDP, pick_profile, profile_kind
 
     info = ctl.request("GET", "/v1/profiles")
     profiles: dict[str, dict[str, Any]] = info["profiles"]
     default = info.get("default_profile")
     names = tuple(profiles)
     if signs_in and name is None and not default:
-        names = tuple(n for n, p in profiles.items() if "source" not in p)
+        names = tuple(n for n, p in profiles.items() if profile_kind(p) == IDP)
     name = pick_profile(name, default, names)
-    if signs_in and "source" in profiles[name]:
+    if signs_in and profile_kind(profiles[name]) != IDP:
         print(f"{name} is an account profile of {profiles[name]['source']}: that sign-in is meant", file=sys.stderr)
         name = profiles[name]["source"]
     return name, profiles[name]

@@ -38,16 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
     from ..console import FEDERATION_ENV, redirect_page, signin_url
-    from ..errors import TipdError, UnknownProfile
+    from ..errors import TipdError
     from ..paths import Paths
-    from .common import client
+    from .common import client, resolve_profile
 
     ctl = client()
-    info = ctl.request("GET", "/v1/profiles")
-    name = args.profile or info.get("default_profile")
-    if name is None:
-        raise UnknownProfile("name the account profile to open the console as")
-    profile: dict[str, Any] = (info.get("profiles") or {}).get(name) or {}
+    name, profile = resolve_profile(ctl, args.profile)  # the one rule of which profile is meant
     if profile and not (profile.get("source") or profile.get("role_name")):
         raise TipdError(IDENTITY_ENHANCED.format(name=name), code="NotForConsole", status=400)
     creds = ctl.request("GET", f"/v1/credentials/{quote(name, safe='')}")
