@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -44,7 +45,8 @@ class AccountSession:
     source signs out."""
 
     def __init__(self, name: str, profile: AccountProfile, source: ProfileSession, portal: RoleCredentials, *,
-                 clock: Clock, refresh: RefreshConfig, on_change: Callable[[], None] | None = None) -> None:
+                 clock: Clock, refresh: RefreshConfig, on_change: Callable[[], None] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.name = name
         self.profile = profile
         self.source = source
@@ -59,7 +61,7 @@ class AccountSession:
         #: the expiry of the latest credentials handed to a client: the profile is in use until then
         self.handed_out_until = 0.0
         self.stage: Stage[AwsCredentials] = Stage(f"{name}: role credentials", self._fetch, clock,
-                                                  refresh.rotate_remaining, on_change=self.on_change)
+                                                  refresh.rotate_remaining, rng=rng, on_change=self.on_change)
         source.sign_in_listeners.append(self.drop)
 
     # -- serving ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import re
 import secrets
 import signal
@@ -200,11 +201,12 @@ class Daemon:
         assert self._aws is not None
         if self._portal is None:
             self._portal = self.broker.portal = Portal(self._aws)
+        accounts, rng = self.config.accounts, random.Random()  # one jitter source for all: seeding costs 80 µs
         for name in names:
-            acct = self.config.accounts[name]
+            acct = accounts[name]
             self.broker.accounts[name] = AccountSession(
                 name, acct, self.broker.sessions[acct.source], self._portal, clock=self.clock,
-                refresh=self.config.refresh, on_change=self.broker.changes.signal)
+                refresh=self.config.refresh, on_change=self.broker.changes.signal, rng=rng)
 
     def _close_accounts(self, names: list[str]) -> None:
         for name in names:

@@ -18,6 +18,7 @@ A tipd that stops removes them; one killed with SIGKILL leaves them behind, so a
 alive (`kill -0`) before believing them. docs/shell.md shows the readers (`tipctl prompt`)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -117,7 +118,9 @@ async def keep(broker: _Broker, directory: Path, pid: int) -> None:
         while not hub.closed:
             seen = hub.version
             try:
-                _sync(directory, snapshot(broker, pid), written)
+                # in a thread: with hundreds of profiles (account profiles) the first write is hundreds of files,
+                # which must not hold up the credential endpoint on the loop
+                await asyncio.to_thread(_sync, directory, snapshot(broker, pid), written)
                 failed = ""
             except OSError as e:
                 if str(e) != failed:
