@@ -190,7 +190,8 @@ def table(r: dict[str, Any]) -> str:
                   "| --- | --- | --- | --- | --- |"]
         for label, s in r["startup"].items():
             lines.append(f"| {label} | {s['median_listening_ms']:.0f} ms | {s['median_ready_ms']:.0f} ms | "
-                         f"{s['median_rss_at_ready_kib'] / 1024:.1f} MiB | {s['rss_signed_in_and_used_kib'] / 1024:.1f} MiB |")
+                         f"{s['median_rss_at_ready_kib'] / 1024:.1f} MiB | "
+                         f"{s['rss_signed_in_and_used_kib'] / 1024:.1f} MiB |")
         one, many = list(r["startup"].values())
         lines += ["", f"RSS ratio at ready {many['median_rss_at_ready_kib'] / one['median_rss_at_ready_kib']:.2f}x, "
                   f"signed in and used {many['rss_signed_in_and_used_kib'] / one['rss_signed_in_and_used_kib']:.2f}x; "
