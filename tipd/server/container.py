@@ -13,6 +13,7 @@ from .conns import CappedRunner, Caps
 from .guards import GRANT, Guard, Routes
 from .imds import Imds
 from .peer import SUPPORTED as PEER_UID_SUPPORTED
+from .peer import Peer
 
 JSON = "application/json"
 #: where the credential app keeps its guard
@@ -26,6 +27,10 @@ def make_app(broker: Broker, guard: Guard, *, imds: bool = False, relay: bool = 
     the relay's unix socket (consumer tokens only, container credentials only)."""
     # The handlers are the hot path: what they use is bound here once, not looked up per request.
     sessions, grants, audit, peer = broker.sessions, broker.grants, broker.audit.record, guard.peer
+    # the relay socket's client is the relay in a container: no TCP peer to look up, the grant names the consumer
+    endpoint = "relay" if relay else "container"
+    if relay:
+        peer = _no_peer
     accounts = broker.accounts
 
     async def credentials(request: web.Request) -> web.Response:
@@ -35,7 +40,7 @@ def make_app(broker: Broker, guard: Guard, *, imds: bool = False, relay: bool = 
         body = session.cached_body()  # from memory
         if body is None:
             body = (await session.credentials()).body
-        audit(name, "container", peer(request), request.get(GRANT))
+        audit(name, endpoint, peer(request), request.get(GRANT))
         return web.Response(body=body, content_type=JSON)
 
     async def s3ag(request: web.Request) -> web.Response:
@@ -64,6 +69,10 @@ def make_app(broker: Broker, guard: Guard, *, imds: bool = False, relay: bool = 
     if imds:
         Imds(broker, guard, allow_v1=broker.config.server.imds_v1).add_routes(routes)
     return app
+
+
+def _no_peer(request: web.Request) -> Peer | None:
+    return None
 
 
 def make_runner(broker: Broker, guard: Guard, *, imds: bool = False, **kwargs: Any) -> web.AppRunner:

@@ -1,0 +1,178 @@
+"""Containers (docs/containers.md), with a network namespace of the test's own standing in for one: only its own
+loopback, tipd's relay socket reachable through the file system (as a bind mount makes it), the relay
+(tipd/relay.py) inside, and the real boto3, aws CLI and Node SDK inside asking it with a grant's token file. They
+get identity-enhanced credentials, keep getting them across renewals and `tipctl rotate-token`, and are refused
+after `tipctl grant revoke` and with a token for another profile."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support import netns
+from tests.support.consumer import add_profile, is_enhanced, make_grant
+from tests.support.net import free_port
+from tests.support.stack import ROOT, Home, Tipd, aws_cli, tipctl, wait_for
+
+pytestmark = [pytest.mark.acceptance,
+              pytest.mark.skipif(not netns.available(), reason="network namespaces need root and iproute2")]
+
+LIFETIME = 30
+SHORT = f"""
+[refresh]
+min_remaining = 8
+rotate_remaining = 14
+session_duration = {LIFETIME}
+"""
+WHOAMI = {"boto3": ["python", "-c", "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"],
+          "aws": [aws_cli(), "sts", "get-caller-identity", "--query", "Arn", "--output", "text"],
+          "node": ["node", str(ROOT / "tests" / "node" / "whoami.mjs")]}
+#: inside the namespace: fetch through the relay every 0.2 s until the stop file appears, one JSON line per fetch
+POLL = """
+import json, sys, time, urllib.request, urllib.error, os
+url, token_file, out, stop = sys.argv[1:5]
+with open(out, "a") as f:
+    while not os.path.exists(stop):
+        req = urllib.request.Request(url, headers={"Authorization": open(token_file).read()})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                body = json.loads(r.read())
+                f.write(json.dumps({"status": r.status, "key": body["AccessKeyId"]}) + "\\n")
+        except urllib.error.HTTPError as e:
+            f.write(json.dumps({"status": e.code}) + "\\n")
+        f.flush()
+        time.sleep(0.2)
+"""
+
+
+class Container:
+    """A namespace with the relay running in it, and the environment an SDK inside gets."""
+
+    def __init__(self, home: Home, token_file: str, profile: str = "work") -> None:
+        self.ns = netns.Netns()
+        self.home = home
+        self.port = free_port()
+        self.ns.bridge(urlsplit(home.env["AWS_ENDPOINT_URL"]).port or 80)  # STS (the fake) for the SDKs inside
+        ready = home.dir / f"relay-{self.port}.ready"
+        self.log = open(home.dir / f"relay-{self.port}.log", "wb")
+        self.relay = subprocess.Popen(self.ns.cmd(sys.executable, "-m", "tipd.relay", "--listen",
+                                                  f"127.0.0.1:{self.port}", "--socket",
+                                                  str(home.dir / "run" / "tipd" / "relay" / "credentials.sock"),
+                                                  "--ready-file", str(ready)),
+                                      stdout=self.log, stderr=subprocess.STDOUT, env=home.env)
+        wait_for(ready.exists, timeout=30, what="the relay to listen", proc=self.relay)
+        self.env = dict(home.env, AWS_CONTAINER_CREDENTIALS_FULL_URI=self.url(profile),
+                        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=token_file)
+
+    def url(self, profile: str) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/credentials/{profile}"
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.ns.run(*args, env=env or self.env)
+
+    def get(self, path: str, token: str | None) -> tuple[int, bytes, float]:
+        """One request through the relay from inside: status, body, seconds it took."""
+        code = ("import sys, time, urllib.request, urllib.error\n"
+                "h = {'Authorization': sys.argv[2]} if sys.argv[2] else {}\n"
+                "t = time.monotonic()\n"
+                "try:\n r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers=h), timeout=10)\n"
+                " s, b = r.status, r.read()\n"
+                "except urllib.error.HTTPError as e:\n s, b = e.code, e.read()\n"
+                "print(s, time.monotonic() - t); sys.stdout.flush(); sys.stdout.buffer.write(b)\n")
+        r = subprocess.run(self.ns.cmd(sys.executable, "-c", code, f"http://127.0.0.1:{self.port}{path}", token or ""),
+                           capture_output=True, timeout=60)
+        first, _, body = r.stdout.partition(b"\n")
+        status, took = first.split()
+        return int(status), body, float(took)
+
+    def close(self) -> None:
+        self.relay.terminate()
+        self.relay.wait(10)
+        self.log.close()
+        self.ns.close()
+
+
+@pytest.fixture
+def rig(idp, fake):
+    home = Home(idp.issuer, idp.client_id, fake.url, extra_config=SHORT)
+    add_profile(home, "other")
+    d = Tipd(home).start()
+    tipctl(home, "login", "work")
+    grant = make_grant(home, "box", "work")
+    box = Container(home, grant["token_file"])
+    yield home, box, grant
+    box.close()
+    d.stop()
+    home.cleanup()
+
+
+@pytest.mark.parametrize("client", ["boto3", "aws", "node"])
+def test_sdks_in_a_container_get_identity_enhanced_credentials_through_the_relay(rig, client):
+    _home, box, _ = rig
+    r = box.run(*WHOAMI[client])
+    assert r.returncode == 0, r.stderr
+    assert is_enhanced(r.stdout.strip()) and "tip-9067e4a2-alice" in r.stdout
+
+
+def test_credentials_keep_coming_across_renewals_a_rotate_token_and_a_grant_rotation(rig, fake):
+    home, box, grant = rig
+    out, stop = home.dir / "poll.jsonl", home.dir / "poll.stop"
+    poller = subprocess.Popen(box.ns.cmd(sys.executable, "-c", POLL, box.url("work"), grant["token_file"], str(out),
+                                         str(stop)), env=home.env)
+    try:
+        wait_for(lambda: out.exists() and out.read_text().count("\n") >= 3, timeout=30, what="first fetches",
+                 proc=poller)
+        tipctl(home, "rotate-token")  # the user's own token: the container's grant token is untouched
+        start = fake.count("AssumeRole")
+        wait_for(lambda: fake.count("AssumeRole") >= start + 2, timeout=LIFETIME * 4, what="two renewals")
+        seen = out.read_text().count("\n")
+        wait_for(lambda: out.read_text().count("\n") >= seen + 3, timeout=30, what="fetches after the renewals")
+    finally:
+        stop.touch()
+        poller.wait(30)
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert all(x["status"] == 200 for x in lines), [x for x in lines if x["status"] != 200][:3]
+    assert len({x["key"] for x in lines}) >= 2  # the renewed credentials reached the container
+    # a grant rotation rewrites the mounted file: the next fetch in the running container uses the new token
+    tipctl(home, "grant", "rotate", "box")
+    r = box.run(*WHOAMI["boto3"])
+    assert r.returncode == 0 and is_enhanced(r.stdout.strip()), r.stderr
+
+
+def test_revoked_grant_is_refused_in_the_container_within_a_second(rig):
+    home, box, grant = rig
+    assert box.get("/v1/credentials/work", grant["token"])[0] == 200
+    tipctl(home, "grant", "revoke", "box")
+    revoked_at = time.monotonic()
+    status, body, _ = box.get("/v1/credentials/work", grant["token"])
+    assert status == 401 and b"SecretAccessKey" not in body
+    assert time.monotonic() - revoked_at < 1.0 + 5.0  # the request itself includes a python start in the namespace
+    for client in ("boto3", "aws", "node"):
+        r = box.run(*WHOAMI[client])
+        assert r.returncode != 0 and "tip-" not in r.stdout, client
+
+
+def test_a_token_for_another_profile_is_refused_in_the_container(rig):
+    home, box, _ = rig
+    other = make_grant(home, "elsewhere", "other")
+    env = dict(box.env, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=other["token_file"])
+    for client in ("boto3", "aws", "node"):
+        r = box.run(*WHOAMI[client], env=env)
+        assert r.returncode != 0 and "tip-" not in r.stdout, client
+    status, body, _ = box.get("/v1/credentials/work", other["token"])
+    assert status == 403 and json.loads(body)["message"] == \
+        "grant elsewhere does not allow profile 'work' (it allows: other)"
+
+
+def test_the_relay_dir_holds_only_the_relay_socket_0600_in_a_0700_dir(rig):
+    home, _, _ = rig
+    d = home.dir / "run" / "tipd" / "relay"
+    assert oct(d.stat().st_mode & 0o777) == "0o700"
+    assert [p.name for p in d.iterdir()] == ["credentials.sock"]
+    assert oct((d / "credentials.sock").stat().st_mode & 0o777) == "0o600"
+    assert Path(home.socket).parent != d
