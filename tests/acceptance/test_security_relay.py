@@ -1,0 +1,187 @@
+"""Attacks on the new paths of issue 14 (consumer tokens, the relay socket, tipd-relay), each test named for its
+attack, against the real daemon and the real relay process (on the host's loopback here: the network namespace
+adds nothing to these; tests/acceptance/test_relay.py runs the relay in one)."""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.consumer import add_profile, make_grant
+from tests.support.net import free_port
+from tests.support.stack import Tipd, tipctl, wait_for
+
+pytestmark = pytest.mark.acceptance
+
+
+@pytest.fixture
+def rig(home):
+    add_profile(home, "other")
+    d = Tipd(home).start()
+    tipctl(home, "login", "work")
+    grant = make_grant(home, "box", "work")
+    port = free_port()
+    ready = home.dir / "relay.ready"
+    relay = subprocess.Popen([sys.executable, "-m", "tipd.relay", "--listen", f"127.0.0.1:{port}", "--socket",
+                              str(relay_socket(home)), "--ready-file", str(ready)], env=home.env,
+                             stderr=subprocess.DEVNULL)
+    wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
+    yield home, port, grant
+    relay.terminate()
+    relay.wait(10)
+    d.stop()
+
+
+def relay_socket(home):
+    return home.dir / "run" / "tipd" / "relay" / "credentials.sock"
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes | None = None,
+        host: str | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", host or f"127.0.0.1:{port}")
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders(body)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def over_socket(path: str, raw_request: bytes) -> tuple[int, bytes]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(raw_request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def no_credentials(data: bytes) -> bool:
+    return b"SecretAccessKey" not in data
+
+
+def test_relay_request_with_no_token_is_refused(rig):
+    _, port, _ = rig
+    code, data = get(port, "/v1/credentials/work")
+    assert code == 401 and no_credentials(data)
+
+
+def test_relay_request_with_a_wrong_or_almost_right_token_is_refused(rig):
+    _, port, grant = rig
+    t = grant["token"]
+    for bad in ("wrong", t[:-1], t + "x", t[:-1] + ("A" if t[-1] != "A" else "B"), "Bearer " + t, "x" * 300):
+        code, data = get(port, "/v1/credentials/work", {"Authorization": bad})
+        assert code == 401 and no_credentials(data), bad[:10]
+
+
+def test_the_users_own_token_is_refused_on_the_relay_socket(rig):
+    home, port, _ = rig
+    code, data = get(port, "/v1/credentials/work", {"Authorization": home.token()})
+    assert code == 401 and no_credentials(data)
+    assert "consumer tokens only" in json.loads(data)["message"]
+
+
+def test_grant_management_over_tcp_is_refused(rig):
+    home, _, grant = rig
+    for token in (home.token(), grant["token"]):
+        for method, path in (("GET", "/v1/grants"), ("POST", "/v1/grants"), ("DELETE", "/v1/grants/box"),
+                             ("POST", "/v1/grants/box/rotate")):
+            code, data = get(home.port, path, {"Authorization": token}, method=method, body=b"{}")
+            assert code in (400, 401, 404, 405) and b'"token"' not in data and b"grants" not in data, \
+                (method, path, code)
+    assert "box" in tipctl(home, "grant", "list").stdout  # nothing was revoked or rotated
+
+
+def test_grant_management_on_the_relay_socket_is_refused(rig):
+    home, _, grant = rig
+    for raw in (b"GET /v1/grants HTTP/1.0\r\n\r\n",
+                f"DELETE /v1/grants/box HTTP/1.0\r\nAuthorization: {grant['token']}\r\n\r\n".encode(),
+                f"POST /v1/rotate-token HTTP/1.0\r\nAuthorization: {grant['token']}\r\n\r\n".encode()):
+        code, _ = over_socket(relay_socket(home), raw)
+        assert code in (404, 405), raw
+    assert "box" in tipctl(home, "grant", "list").stdout
+
+
+def test_path_traversal_in_the_profile_is_refused(rig):
+    home, port, grant = rig
+    auth = {"Authorization": grant["token"]}
+    for path in ("/v1/credentials/../grants", "/v1/credentials/..%2fother", "/v1/credentials/%2e%2e/other",
+                 "/v1/credentials/work/../other", "/v1/credentials/work%00", "/v1/credentials/", "/v1/credentials",
+                 "/v1/s3ag/work", "/latest/meta-data/iam/security-credentials/work", "//v1/credentials/work"):
+        code, data = get(port, path, auth)
+        assert code in (403, 404) and no_credentials(data), path
+        code, data = over_socket(relay_socket(home), f"GET {path} HTTP/1.0\r\nAuthorization: {grant['token']}\r\n"
+                                 "\r\n".encode())
+        assert code in (403, 404) and no_credentials(data), path
+
+
+def test_grant_token_opens_neither_s3ag_nor_the_default_profile_route_on_tcp(rig):
+    home, _, grant = rig
+    auth = {"Authorization": grant["token"]}
+    assert get(home.port, "/v1/s3ag/work?target=s3://b/&permission=READ", auth)[0] == 401
+    code, data = get(home.port, "/v1/credentials", auth)
+    assert code == 403 and no_credentials(data)
+
+
+def test_oversize_requests_to_the_relay_are_refused(rig):
+    _, port, grant = rig
+    huge = {"X-Pad": "a" * 4000, "X-Pad2": "b" * 4000, "X-Pad3": "c" * 4000}
+    try:
+        code, data = get(port, "/v1/credentials/work", {"Authorization": grant["token"], **huge})
+        assert code == 413 and no_credentials(data)
+    except (ConnectionError, http.client.RemoteDisconnected):
+        pass  # closed without an answer is a refusal too
+    code, data = get(port, "/v1/credentials/work", {"Authorization": grant["token"], "Content-Length": "5"},
+                     body=b"xxxxx")
+    assert code == 413 and no_credentials(data)
+    code, data = get(port, "/v1/credentials/work", {"Authorization": grant["token"]}, method="POST")
+    assert code == 405
+
+
+def test_relay_refuses_foreign_host_and_browser_requests(rig):
+    _, port, grant = rig
+    auth = {"Authorization": grant["token"]}
+    assert get(port, "/v1/credentials/work", auth, host="evil.example")[0] == 403
+    assert get(port, "/v1/credentials/work", {**auth, "Origin": "https://evil.example"})[0] == 403
+    assert get(port, "/v1/credentials/work", auth)[0] == 200
+
+
+def test_relay_socket_is_0600_in_a_0700_directory_of_its_own(rig):
+    home, _, _ = rig
+    sock = relay_socket(home)
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600 and stat.S_ISSOCK(sock.stat().st_mode)
+    assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+    assert sorted(p.name for p in sock.parent.iterdir()) == ["credentials.sock"]  # never the control socket
+
+
+def test_grant_token_file_is_0600_in_a_0700_directory_and_grants_file_has_no_token(rig):
+    home, _, grant = rig
+    f = home.state_dir / "grants" / "box" / "token"
+    assert str(f) == grant["token_file"]
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600 and stat.S_IMODE(f.parent.stat().st_mode) == 0o700
+    assert grant["token"] not in (home.state_dir / "grants.json").read_text()
+
+
+def test_relay_with_tipd_gone_answers_a_sentence_not_a_credential(home, tmp_path):
+    port = free_port()
+    ready = tmp_path / "ready"
+    relay = subprocess.Popen([sys.executable, "-m", "tipd.relay", "--listen", f"127.0.0.1:{port}", "--socket",
+                              str(tmp_path / "nothing.sock"), "--ready-file", str(ready)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
+        code, data = get(port, "/v1/credentials/work", {"Authorization": "x" * 43})
+        assert code == 503 and "is tipd running" in json.loads(data)["message"]
+    finally:
+        relay.terminate()
+        relay.wait(10)
