@@ -205,3 +205,23 @@ def test_accounts_sync_refuses_a_bad_template_and_names_by_a_good_one(home: Home
         assert sorted(out["added"]) == [f"{PROD}-AdministratorAccess", f"{DEV}-ReadOnly"]
     finally:
         d.stop()
+
+
+def test_configure_account_and_accounts_add_write_an_account_profile(home: Home) -> None:
+    before = home.config_file.read_text()
+    r = tipctl(home, "configure", "--account", "--profile", "prod", "--account-id", PROD, "--role-name", "Admin")
+    assert "Added account profile prod (Admin in 111111111111, through work)" in r.stdout
+    assert "tipd is not running: it reads the new profiles when it starts" in r.stderr
+    text = home.config_file.read_text()
+    assert text.startswith(before)
+    assert text.endswith(f'\n\n[profiles.prod]\nsource = "work"\naccount_id = "{PROD}"\nrole_name = "Admin"\n')
+    out = json.loads(tipctl(home, "accounts", "add", "dev", "--account-id", DEV, "--role-name", "ReadOnly",
+                            "--region", "eu-west-1", "--json").stdout)
+    assert out["profile"] == {"source": "work", "account_id": DEV, "role_name": "ReadOnly", "region": "eu-west-1"}
+    for bad, says in ((["prod", "--account-id", DEV, "--role-name", "R"], "already has a profile 'prod'"),
+                      (["x", "--account-id", "12", "--role-name", "R"], "account_id: does not look right"),
+                      (["x", "--account-id", DEV, "--role-name", "R", "--source", "dev"], "dev is an account profile")):
+        r = tipctl(home, "accounts", "add", *bad, check=False)
+        assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = tipctl(home, "configure", "--account", "--profile", "y", check=False)
+    assert r.returncode == 1 and "needs --account-id, --role-name" in r.stderr

@@ -55,7 +55,7 @@ def add_parser(sub: Any) -> None:
     y.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     y.add_argument("--json", action="store_true", help="print what changed as JSON")
     y.set_defaults(run=run_sync)
-    top.set_defaults(run=run)
+    top.set_defaults(run=lambda args: (top.print_help(), 2)[1])
 
 
 def render(accounts: list[dict[str, Any]]) -> str:

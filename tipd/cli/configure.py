@@ -59,12 +59,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--show", action="store_true", help="print the effective config (defaults filled in, "
                    "secrets as ***) and change nothing; with --profile, only that profile")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    acct = p.add_argument_group("account profiles", "with --account, --profile NAME becomes an account profile: "
+                                "--role-name in --account-id, through the sign-in of --source (as `tipctl accounts "
+                                "add`; docs/accounts.md)")
+    acct.add_argument("--account", action="store_true", help="add an account profile rather than an IdP profile")
+    acct.add_argument("--source", metavar="PROFILE", help="the sign-in profile it goes through (default: the "
+                      "default sign-in profile)")
+    acct.add_argument("--role-name", metavar="ROLE", help="the permission set's name (see `tipctl accounts`)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.show:
         return _show(args)
+    if args.account or args.source or args.role_name:
+        return _account(args)
     from ..configure import tomledit
     from ..configure.presets import INPUTS
     from ..configure.profile import build, check_issuer, parse_text, read_from_file
@@ -206,6 +215,19 @@ def _daemon_hint(name: str, settings: dict[str, Any]) -> tuple[bool, str | None]
     if loaded is not None and {k: loaded.get(k) for k in settings} == settings:
         return True, None
     return True, "tipd is running without the profile as saved: run `tipctl reload` to load it"
+
+
+def _account(args: argparse.Namespace) -> int:
+    """`--account`: an account profile, written as `tipctl accounts add` writes it."""
+    from ..errors import ConfigError
+    from .accounts import run_add
+
+    missing = [f for f, v in (("--account", args.account), ("--profile", args.profile),
+                              ("--account-id", args.account_id), ("--role-name", args.role_name)) if not v]
+    if missing:
+        raise ConfigError(f"an account profile needs {', '.join(missing)} (see `tipctl configure --help`)")
+    return run_add(argparse.Namespace(name=args.profile, account_id=args.account_id, role_name=args.role_name,
+                                      source=args.source, region=args.region, config=args.config, json=args.json))
 
 
 def _show(args: argparse.Namespace) -> int:

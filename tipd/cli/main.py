@@ -118,15 +118,28 @@ def parser(argv: list[str] | None = None) -> Parser:
 def with_default_action(argv: list[str]) -> list[str]:
     """`tipctl accounts [PROFILE]` is `tipctl accounts list [PROFILE]`: a command with actions (its module's
     ACTIONS) gets its DEFAULT_ACTION when no action is named."""
-    i = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
-    if i is None or argv[i] != "accounts":
+    words = _words(argv)
+    if not words or argv[words[0]] != "accounts":
         return argv
     from . import accounts
 
-    rest = argv[i + 1:]
-    if rest[:1] and (rest[0] in accounts.ACTIONS or rest[0] in ("-h", "--help")):
+    i = words[0]
+    if (len(words) > 1 and argv[words[1]] in accounts.ACTIONS) or any(a in ("-h", "--help") for a in argv[i + 1:]):
         return argv
-    return [*argv[:i + 1], accounts.DEFAULT_ACTION, *rest]
+    return [*argv[:i + 1], accounts.DEFAULT_ACTION, *argv[i + 1:]]
+
+
+def _words(argv: list[str]) -> list[int]:
+    """Where the words that are not options (nor the value of --config) are."""
+    out, skip = [], False
+    for n, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == "--config":
+            skip = True
+        elif not a.startswith("-"):
+            out.append(n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
