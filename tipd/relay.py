@@ -50,8 +50,12 @@ def error_body(code: str, message: str) -> bytes:
 
 
 class Relay:
-    def __init__(self, listen_host: str, listen_port: int, socket_path: str) -> None:
+    def __init__(self, listen_host: str, listen_port: int, socket_path: str,
+                 upstream_tcp: tuple[str, int] | None = None) -> None:
         self.socket_path = socket_path
+        #: Docker Desktop, where a host unix socket cannot be shared: tipd's TCP endpoint through the VM's
+        #: host.docker.internal (docs/containers.md says what is and is not verified)
+        self.upstream_tcp = upstream_tcp
         port = f":{listen_port}"
         hosts = {f"{listen_host}{port}", f"localhost{port}"}
         if listen_port == 80:  # an SDK leaves the default port out of Host
@@ -124,13 +128,18 @@ class Relay:
 
     async def forward(self, path: str, auth: str | None) -> tuple[int, bytes]:
         """tipd's answer to the request, over its relay socket (HTTP/1.0: the answer ends when tipd closes)."""
-        request = f"GET {path} HTTP/1.0\r\nHost: tipd-relay\r\n"
+        # over TCP tipd checks Host against its own loopback address (DNS rebinding): name that
+        host = f"127.0.0.1:{self.upstream_tcp[1]}" if self.upstream_tcp else "tipd-relay"
+        request = f"GET {path} HTTP/1.0\r\nHost: {host}\r\n"
         if auth is not None:
             request += f"Authorization: {auth}\r\n"
+        where = f"{self.upstream_tcp[0]}:{self.upstream_tcp[1]}" if self.upstream_tcp else self.socket_path
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), UPSTREAM_TIMEOUT)
+            opening = (asyncio.open_connection(*self.upstream_tcp) if self.upstream_tcp
+                       else asyncio.open_unix_connection(self.socket_path))
+            reader, writer = await asyncio.wait_for(opening, UPSTREAM_TIMEOUT)
         except (OSError, Timeout):
-            raise Refused(503, "TipdUnreachable", f"tipd does not answer on {self.socket_path}: is tipd running on the "
+            raise Refused(503, "TipdUnreachable", f"tipd does not answer on {where}: is tipd running on the "
                           "host, and its relay directory mounted (`tipctl grant docker-flags`)?") from None
         try:
             writer.write(request.encode("latin-1") + b"\r\n")
@@ -154,15 +163,16 @@ class Relay:
 def split_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise ValueError(f"--listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:9911 or 169.254.170.2:80")
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9911 or 169.254.170.2:80)")
     return host, int(port)
 
 
-async def run(listen: str, socket_path: str, ready: str | None = None) -> None:
+async def run(listen: str, socket_path: str, ready: str | None = None, upstream_tcp: str | None = None) -> None:
     host, port = split_listen(listen)
-    relay = Relay(host, port, socket_path)
+    relay = Relay(host, port, socket_path, split_listen(upstream_tcp) if upstream_tcp else None)
     server = await asyncio.start_server(relay.serve, host, port, limit=MAX_HEAD, backlog=128)
-    print(f"tipd-relay: listening on {listen}, forwarding to {socket_path}", file=sys.stderr, flush=True)
+    print(f"tipd-relay: listening on {listen}, forwarding to {upstream_tcp or socket_path}", file=sys.stderr,
+          flush=True)
     if ready:  # a file whose appearance says the relay listens (tests, container health checks)
         with open(ready, "w") as f:
             f.write(str(os.getpid()))
@@ -182,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
                    "169.254.170.2:80 in a compose network)")
     p.add_argument("--socket", default=os.environ.get("TIPD_RELAY_SOCKET", DEFAULT_SOCKET),
                    help=f"tipd's relay socket as mounted (default $TIPD_RELAY_SOCKET, else {DEFAULT_SOCKET})")
+    p.add_argument("--upstream-tcp", metavar="HOST:PORT", default=os.environ.get("TIPD_RELAY_UPSTREAM_TCP"),
+                   help="forward to tipd's TCP endpoint instead of the socket (Docker Desktop: "
+                   "host.docker.internal:PORT; see docs/containers.md)")
     p.add_argument("--ready-file", help="write the relay's pid to this file once it listens")
     args = p.parse_args(argv)
     try:
-        asyncio.run(run(args.listen, args.socket, args.ready_file))
+        asyncio.run(run(args.listen, args.socket, args.ready_file, args.upstream_tcp))
     except ValueError as e:
         print(f"tipd-relay: {e}", file=sys.stderr)
         return 2

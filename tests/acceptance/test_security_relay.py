@@ -185,3 +185,24 @@ def test_relay_with_tipd_gone_answers_a_sentence_not_a_credential(home, tmp_path
     finally:
         relay.terminate()
         relay.wait(10)
+
+
+def test_relay_upstream_tcp_mode_keeps_the_grants_limits(rig):
+    """--upstream-tcp (Docker Desktop) forwards to tipd's TCP endpoint: the grant's limits hold there too."""
+    home, _, grant = rig
+    other = make_grant(home, "elsewhere", "other")
+    port = free_port()
+    ready = home.dir / "relay-tcp.ready"
+    relay = subprocess.Popen([sys.executable, "-m", "tipd.relay", "--listen", f"127.0.0.1:{port}", "--upstream-tcp",
+                              f"127.0.0.1:{home.port}", "--ready-file", str(ready)], env=home.env,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
+        code, data = get(port, "/v1/credentials/work", {"Authorization": grant["token"]})
+        assert code == 200 and b"SecretAccessKey" in data
+        code, data = get(port, "/v1/credentials/work", {"Authorization": other["token"]})
+        assert code == 403 and no_credentials(data)
+        assert get(port, "/v1/credentials/work")[0] == 401
+    finally:
+        relay.terminate()
+        relay.wait(10)

@@ -128,7 +128,10 @@ def _print_list(listing: list[dict[str, Any]]) -> None:
 
 
 def docker_flags(name: str, profiles: list[str], token_dir: Path, port: int) -> str:
-    """The `docker run` flags that give a container the grant's credentials through the relay."""
+    """The `docker run` flags that give a container the grant's credentials through the relay: the grant's token
+    directory and tipd's relay directory mounted (directories, so a rotation and a tipd restart reach the running
+    container), the relay script itself, and the SDK's two variables."""
+    from .. import relay
     from ..paths import Paths
 
     relay_dir = Paths.default().relay_dir
@@ -136,6 +139,7 @@ def docker_flags(name: str, profiles: list[str], token_dir: Path, port: int) -> 
     flags = [
         "-v", f"{token_dir}:{CONTAINER_TOKEN_DIR}:ro",
         "-v", f"{relay_dir}:{CONTAINER_RELAY_DIR}",
+        "-v", f"{Path(relay.__file__).resolve()}:/opt/tipd-relay/relay.py:ro",
         "-e", f"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{port}/v1/credentials/{profile}",
         "-e", f"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={CONTAINER_TOKEN_DIR}/token",
         "-e", f"TIPD_RELAY_SOCKET={CONTAINER_RELAY_DIR}/credentials.sock",
@@ -145,6 +149,7 @@ def docker_flags(name: str, profiles: list[str], token_dir: Path, port: int) -> 
     if not token_dir.joinpath("token").exists():
         print(f"note: {token_dir}/token does not exist yet: make the grant first (`tipctl grant {name} --profile "
               f"{profile}`)", file=sys.stderr)
-    return (f"# docker run flags for grant {name}; the container runs the relay beside its program, e.g.\n"
-            f"#   sh -c 'python3 -m tipd.relay & exec YOUR-COMMAND'  (or the copied relay.py; docs/containers.md)\n"
+    return (f"# docker run flags for grant {name} (Linux Docker; docs/containers.md has compose, devcontainer.json\n"
+            f"# and Docker Desktop). The container starts the relay beside its program (python3 in the image):\n"
+            f"#   docker run ...flags... IMAGE sh -c 'python3 /opt/tipd-relay/relay.py & exec YOUR-COMMAND'\n"
             f"  {lines}")
