@@ -37,6 +37,16 @@ if ! command -v Xvfb >/dev/null || ! command -v trayer >/dev/null; then
   fi
 fi
 
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
+  # the `tipctl ssh` tests log into a real sshd of their own on a loopback port (CI fails without)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing OpenSSH's server and client (for the tipctl ssh tests)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server openssh-client >/dev/null
+  else
+    echo "tests/run.sh: sshd is missing (apt-get install openssh-server); the tipctl ssh tests will fail" >&2
+  fi
+fi
+
 if ! command -v gnome-keyring-daemon >/dev/null || ! command -v dbus-daemon >/dev/null; then
   # the keyring tests run tipd against a real Secret Service on a private D-Bus session (CI fails without)
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

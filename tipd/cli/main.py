@@ -22,6 +22,7 @@ COMMANDS = [
     "completion",
     "credential_process",
     "exec",
+    "ssh",
     "aws_config",
     "accounts",
     "console",
