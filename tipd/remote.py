@@ -150,9 +150,10 @@ class Session:
         return int(port)
 
     def send_token(self, token: str) -> str:
-        """The token into a private directory on HOST; returns the directory."""
+        """The token into a private directory on HOST; returns the directory. No newline after it: botocore sends
+        the file as it is and refuses a header value with one ("Auth token value is not a legal header value")."""
         r = subprocess.run(self._mux("-T", "-o", "RemoteCommand=none", "-o", "ClearAllForwardings=yes", self.host,
-                                     WRITE_TOKEN), input=token + "\n", capture_output=True, text=True)
+                                     WRITE_TOKEN), input=token, capture_output=True, text=True)
         d = r.stdout.strip()
         if r.returncode != 0 or REMOTE_DIR.fullmatch(d) is None:
             raise SshError(f"could not write the session's token on {self.host} "
@@ -164,9 +165,10 @@ class Session:
                 interactive: bool) -> int:
         assert self.remote_dir is not None
         tty = flags or (["-t"] if interactive and not command else [])
-        return subprocess.run(self._mux(*tty, "-o", "RemoteCommand=none", "-o", "ClearAllForwardings=yes",
-                                        self.host, remote_command(self.remote_dir, port, profile, region, command))
-                              ).returncode
+        rc = subprocess.run(self._mux(*tty, "-o", "RemoteCommand=none", "-o", "ClearAllForwardings=yes",
+                                      self.host, remote_command(self.remote_dir, port, profile, region, command))
+                            ).returncode
+        return 128 - rc if rc < 0 else rc  # ssh killed by a signal: the shell's convention
 
     def close(self) -> None:
         """Remove the token directory (again), end the master. Best effort: the token is revoked anyway."""

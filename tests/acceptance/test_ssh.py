@@ -55,7 +55,7 @@ def remote_env(home: Home) -> list[str]:
             "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true"]
 
 
-def ssh_run(home: Home, sshd: Sshd, *command: str, tipctl_args: tuple[str, ...] = ()) -> \
+def ssh_run(home: Home, sshd: Sshd, *command: str, tipctl_args: tuple[str, ...] = ("--profile", "work")) -> \
         subprocess.CompletedProcess[str]:
     return subprocess.run(["tipctl", "ssh", *tipctl_args, HOST, "-F", str(sshd.client_config), "--", *command],
                           env=home.env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
@@ -100,7 +100,7 @@ class LongSession:
         script = (f'printf \'{{"port": %s, "token_file": "%s"}}\' "$TIPD_SSH_PORT" '
                   f'"$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" > {self.report}.tmp && mv {self.report}.tmp '
                   f'{self.report}; read line; echo done')
-        self.proc = subprocess.Popen(["tipctl", "ssh", HOST, "-F", str(sshd.client_config), "--", "sh", "-c", script],
+        self.proc = subprocess.Popen(["tipctl", "ssh", "--profile", "work", HOST, "-F", str(sshd.client_config), "--", "sh", "-c", script],
                                      env=home.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         wait_for(self.report.exists, timeout=120, what="the ssh session started", proc=self.proc)
@@ -116,6 +116,10 @@ class LongSession:
     def children(self) -> list[int]:
         text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
         return [int(p) for p in text.split()]
+
+    @staticmethod
+    def cmdline(pid: int) -> list[str]:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -192,19 +196,20 @@ def test_attack_session_token_for_another_profile_is_refused(stack: Home, sshd: 
         s.kill()
 
 
-def test_attack_ssh_killed_mid_session_still_revokes_the_token(stack: Home, sshd: Sshd, tmp_path: Path):
+@pytest.mark.parametrize("which", ["master", "session"])
+def test_attack_ssh_killed_mid_session_still_revokes_the_token(stack: Home, sshd: Sshd, tmp_path: Path, which: str):
     s = LongSession(stack, sshd, tmp_path)
     try:
         assert fetch(s.port, s.token)[0] == 200
-        ssh_clients = s.children()
-        assert ssh_clients
-        for pid in ssh_clients:  # the master and the session's client, both children of this tipctl
-            os.kill(pid, signal.SIGKILL)
+        # tipctl's two ssh children: the master (the connection; `-M`) and the session's client
+        [pid] = [p for p in s.children() if ("-M" in s.cmdline(p)) == (which == "master")]
+        os.kill(pid, signal.SIGKILL)
         assert s.proc.wait(timeout=120) != 0
     finally:
         s.kill()
     assert relay_fetch(stack, s.token) == 401
     assert ssh_grants(stack) == []
+    wait_for(lambda: _refused(s.port), timeout=60, what="the forward closed")
 
 
 def test_attack_tipctl_terminated_mid_session_revokes_the_token_and_closes_the_forward(
@@ -230,8 +235,8 @@ def _refused(port: int) -> bool:
 
 
 def test_ssh_that_cannot_log_in_leaves_no_grant(stack: Home, sshd: Sshd):
-    r = subprocess.run(["tipctl", "ssh", HOST, "-F", str(sshd.client_config), "-o", "IdentityFile=/dev/null",
-                        "-o", "IdentitiesOnly=yes", "--", "true"], env=stack.env, capture_output=True, text=True,
-                       timeout=120, stdin=subprocess.DEVNULL)
+    r = subprocess.run(["tipctl", "ssh", "-p", "work", HOST, "-F", str(sshd.client_config), "-l", "tipd-no-such-user",
+                        "--", "true"], env=stack.env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and "could not connect" in r.stderr
     assert ssh_grants(stack) == []
