@@ -100,9 +100,9 @@ class LongSession:
         script = (f'printf \'{{"port": %s, "token_file": "%s"}}\' "$TIPD_SSH_PORT" '
                   f'"$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE" > {self.report}.tmp && mv {self.report}.tmp '
                   f'{self.report}; read line; echo done')
-        self.proc = subprocess.Popen(["tipctl", "ssh", "--profile", "work", HOST, "-F", str(sshd.client_config), "--", "sh", "-c", script],
-                                     env=home.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["tipctl", "ssh", "--profile", "work", HOST, "-F", str(sshd.client_config), "--", "sh", "-c", script],
+            env=home.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(self.report.exists, timeout=120, what="the ssh session started", proc=self.proc)
         info = json.loads(self.report.read_text())
         self.port: int = info["port"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tipd.cli.main import main
+from tipd.consumers import NAME
 from tipd.remote import SshError, grant_name, remote_command, split_ssh_args
 
 ENV_PROBE = ("import json, os; print(json.dumps({k: v for k, v in os.environ.items() "
@@ -36,8 +37,6 @@ def test_split_refuses_a_command_without_the_double_dash_and_an_option_without_i
 
 @pytest.mark.parametrize("host", ["build-box", "me@Build.Example.COM", "[::1]", "-evil", "a" * 300, "ü"])
 def test_grant_names_fit_the_grant_alphabet(host):
-    from tipd.consumers import NAME
-
     name = grant_name(host)
     assert NAME.fullmatch(name), name
     assert name.startswith("ssh-") and name != grant_name(host)
