@@ -98,6 +98,11 @@ class AccountSession:
             raise UpstreamError(f"account profile {self.name}: Identity Center did not hand out the role "
                                 f"credentials within {FETCH_TIMEOUT:.0f} s; try again in a moment",
                                 code="PortalTimeout", status=504) from None
+        except UpstreamError:
+            if self.source.refresh_token is None:  # the source signed out meanwhile (its drop cancelled the fetch)
+                raise LoginRequired(f"account profile {self.name} signs in through profile {self.source.name}, "
+                                    f"which signed out: run `tipctl login {self.source.name}`") from None
+            raise
 
     # -- fetching --------------------------------------------------------------------------
     async def _fetch(self) -> tuple[AwsCredentials, float]:

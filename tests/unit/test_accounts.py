@@ -171,3 +171,19 @@ async def test_an_unauthorized_token_is_renewed_once_and_the_fetch_tried_again()
     assert (await rig.accounts["acct0"].credentials()).creds.account_id == account_id(0)
     assert rig.aws.calls["CreateTokenWithIAM"] == idc + 1
     await rig.stop()
+
+
+async def test_credentials_fetched_while_the_source_signs_out_are_thrown_away() -> None:
+    rig = AccountRig(1)
+    await rig.start()
+    a0 = rig.accounts["acct0"]
+    rig.portal.hold = asyncio.Event()
+    fetch = asyncio.create_task(a0.credentials())
+    while not rig.portal.calls:  # the portal call is under way
+        await asyncio.sleep(0)
+    await rig.source.logout()
+    rig.portal.hold.set()
+    with pytest.raises(LoginRequired, match="which signed out: run `tipctl login work`"):
+        await fetch
+    assert a0.served is None and a0.cached_body() is None
+    await rig.stop()
