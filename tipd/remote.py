@@ -52,6 +52,8 @@ WRITE_TOKEN = ('umask 077 && d=$(mktemp -d "${TMPDIR:-/tmp}/tipd-ssh.XXXXXXXXXX"
 REMOTE_DIR = re.compile(r"/[A-Za-z0-9_./-]{1,200}/tipd-ssh\.[A-Za-z0-9]{10}")
 #: the ssh options that shape a session (not the connection): they belong to the session, not to the master
 SESSION_FLAGS = frozenset({"-t", "-tt", "-T"})
+#: ssh options that would fight the connection tipctl runs (its own master, its own command)
+REFUSED = frozenset({"-f", "-M", "-N", "-O", "-S", "-W", "-G", "-V", "-s"})
 #: ssh options that take a value (ssh(1) SYNOPSIS), so that the value is not read as the host
 VALUE_OPTIONS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
 #: how often the master's readiness is polled while it authenticates (prompts may take minutes)
@@ -82,6 +84,9 @@ def split_ssh_args(words: Sequence[str]) -> tuple[list[str], list[str], list[str
     for w in it:
         if w in SESSION_FLAGS:
             session.append(w)
+        elif w[:2] in REFUSED:
+            raise SshError(f"ssh option {w[:2]} cannot be used with tipctl ssh: it runs its own connection "
+                           "(a ControlMaster) and its own remote command", status=400)
         elif w.startswith("-") and len(w) == 2 and w[1] in VALUE_OPTIONS:
             value = next(it, None)
             if value is None:

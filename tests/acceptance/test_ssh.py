@@ -4,9 +4,12 @@ forwarded port, and when the session ends, however it ends, its token is dead an
 Each attack on the path has a test named for it (docs/security.md, "Remote sessions")."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -143,6 +146,35 @@ def test_boto3_in_an_ssh_session_gets_identity_enhanced_credentials_and_the_toke
     assert "until the session ends" in r.stderr
 
 
+def test_with_no_command_a_terminal_gets_the_login_shell_with_the_variables(stack: Home, sshd: Sshd):
+    """The everyday use: `tipctl ssh HOST` from a terminal is an interactive login shell on HOST (ssh -t)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: tipctl on the pty, as from a terminal
+        os.execvpe("tipctl", ["tipctl", "ssh", "--profile", "work", HOST, "-F", str(sshd.client_config)], stack.env)
+    seen = b""
+    try:
+        os.write(fd, b'printf "URI=%s TTY=%s\\n" "$AWS_CONTAINER_CREDENTIALS_FULL_URI" "$(tty)"; exit 5\n')
+
+        def read_some() -> bool:
+            nonlocal seen
+            if select.select([fd], [], [], 1)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the pty closed: the session is over
+                    return True
+            return b"URI=http://127.0.0.1:" in seen and b"/v1/credentials/work TTY=/dev/pts/" in seen
+
+        wait_for(read_some, timeout=120, what="the remote login shell's answer")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 5, seen
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    assert ssh_grants(stack) == []
+
+
 def test_the_session_runs_the_command_words_as_given_and_returns_its_status(stack: Home, sshd: Sshd):
     r = ssh_run(stack, sshd, "sh", "-c", 'printf "%s|" "$@"; exit 3', "sh", "a b", "$HOME", ";")
     assert (r.returncode, r.stdout) == (3, "a b|$HOME|;|")
@@ -235,8 +267,8 @@ def _refused(port: int) -> bool:
 
 
 def test_ssh_that_cannot_log_in_leaves_no_grant(stack: Home, sshd: Sshd):
-    r = subprocess.run(["tipctl", "ssh", "-p", "work", HOST, "-F", str(sshd.client_config), "-l", "tipd-no-such-user",
-                        "--", "true"], env=stack.env, capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run(["tipctl", "ssh", "--profile", "work", HOST, "-F", str(sshd.client_config),
+                        "-l", "tipd-no-such-user", "--", "true"], env=stack.env, capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and "could not connect" in r.stderr
     assert ssh_grants(stack) == []

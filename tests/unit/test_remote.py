@@ -111,3 +111,18 @@ def test_ssh_refuses_a_host_that_looks_like_an_option(capsys, monkeypatch):
     monkeypatch.setenv("TIPD_CONFIG", str(Path(tempfile.gettempdir()) / "tipd-no-such-config.toml"))
     assert main(["ssh", "build-box", "uptime"]) == 1
     assert "after `--`" in capsys.readouterr().err
+
+
+def test_options_after_host_are_ssh_s_even_where_tipctl_has_the_same_name():
+    from tipd.cli.main import parser
+
+    argv = ["ssh", "--profile", "prod", "--ttl", "30m", "box", "-p", "2222", "--ttl", "x", "--", "ls", "-l"]
+    args = parser(argv).parse_args(argv)
+    assert (args.profile, args.ttl, args.host) == (["prod"], "30m", "box")
+    assert args.ssh_args == ["-p", "2222", "--ttl", "x", "--", "ls", "-l"]
+
+
+@pytest.mark.parametrize("flag", ["-f", "-N", "-M", "-S", "-O", "-W"])
+def test_ssh_options_that_would_fight_tipctl_s_own_connection_are_refused(flag):
+    with pytest.raises(SshError, match=f"{flag} cannot be used"):
+        split_ssh_args([flag, "x", "--", "true"])

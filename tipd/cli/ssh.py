@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "ssh", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="tipctl ssh [--profile P] [--ttl 4h] HOST [SSH_OPTION ...] [-- COMMAND [ARG ...]]",
         description=HELP + ".\n\n"
-        "  tipctl ssh build-box                       a login shell on build-box\n"
-        "  tipctl ssh -p prod build-box -p 2222       profile prod; ssh's own options after HOST\n"
+        "  tipctl ssh build-box                          a login shell on build-box\n"
+        "  tipctl ssh --profile prod build-box -p 2222   profile prod; ssh's own options after HOST\n"
         "  tipctl ssh build-box -- aws sts get-caller-identity\n\n"
         "tipctl makes a consumer token for the session (`tipctl grant`: the chosen profiles only, expiring after "
         "--ttl), opens one SSH connection, asks sshd on HOST to forward a free port on HOST's 127.0.0.1 to tipd "
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "The COMMAND after `--` runs as its words are (no remote shell re-reads them; use `-- sh -c '...'` for a "
         "pipeline). Nothing is needed on HOST but sshd allowing TCP forwarding (its default) and /bin/sh. "
         "See docs/remote.md.")
-    p.add_argument("--profile", "-p", action="append", default=[], metavar="P",
+    p.add_argument("--profile", action="append", default=[], metavar="P",
                    help="a profile the session may use (repeat for several; the first is the one "
                    "AWS_CONTAINER_CREDENTIALS_FULL_URI names; default: the default profile)")
     p.add_argument("--ttl", default=DEFAULT_TTL, help="the session token's lifetime, the backstop if tipctl cannot "
