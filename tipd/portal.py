@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,19 @@ CACHE_SECONDS = 60.0
 MAX_PAGES = 100
 #: the portal API's page size limit (MaxResultType, 1-100)
 PAGE_SIZE = 100
+#: a portal's answers are bounded and checked before use (a hostile or broken one must not cost unbounded calls,
+#: memory or a bad profile name): at most this many accounts, and roles per account
+MAX_ACCOUNTS = 10_000
+MAX_ROLES = 1_000
+#: an account name is shown and fills name templates only: Organizations allows 50 characters, this is generous
+MAX_NAME = 256
+#: an account id is 12 digits; a permission set name 1-32 of [\w+=,.@-] (CreatePermissionSet,
+#: https://docs.aws.amazon.com/singlesignon/latest/APIReference/API_CreatePermissionSet.html); tipd's config
+#: takes up to 64. Anything else cannot be asked for credentials, so it is skipped.
+ACCOUNT_ID = re.compile(r"\d{12}")
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,16 +138,21 @@ class Portal:
         bearer = token.access_token
         try:
             async with self._client(region) as sso:
-                accounts = [Account(str(a.get("accountId", "")), str(a.get("accountName", "")),
-                                    str(a.get("emailAddress", "")))
-                            for a in await _pages(sso.list_accounts, "accountList", access_token=bearer)]
+                accounts = _accounts(await _pages(sso.list_accounts, "accountList", access_token=bearer,
+                                                  most=MAX_ACCOUNTS, what="accounts"))
                 gate = asyncio.Semaphore(self.concurrency)
 
                 async def roles(account: Account) -> AccountRoles:
                     async with gate:
                         found = await _pages(sso.list_account_roles, "roleList", access_token=bearer,
+                                             most=MAX_ROLES, what=f"roles in account {account.account_id}",
                                              accountId=account.account_id)
-                    return AccountRoles(account, tuple(sorted(str(r.get("roleName", "")) for r in found)))
+                    names = {str(r.get("roleName", "")) for r in found}
+                    good = {n for n in names if ROLE_NAME.fullmatch(n)}
+                    if len(good) != len(names):
+                        log.warning("the portal listed %d role name(s) in account %s that are not permission set "
+                                    "names; skipped", len(names) - len(good), account.account_id)
+                    return AccountRoles(account, tuple(sorted(good)))
 
                 listed = await asyncio.gather(*(roles(a) for a in accounts))
         except _boto().errors as e:
@@ -200,8 +220,24 @@ class Portal:
         return explain(stage, e)
 
 
-async def _pages(call: Any, key: str, *, access_token: Secret, **kw: str) -> list[dict[str, Any]]:
-    """Every item of a paginated portal list, following nextToken (at most MAX_PAGES pages)."""
+def _accounts(items: list[dict[str, Any]]) -> list[Account]:
+    """The listed accounts whose id is an account id (one that is not cannot be asked about: its ListAccountRoles
+    would fail the whole listing), names and e-mails cut to MAX_NAME, each account once."""
+    out: dict[str, Account] = {}
+    for a in items:
+        account_id = str(a.get("accountId", ""))
+        if ACCOUNT_ID.fullmatch(account_id) is None:
+            log.warning("the portal listed an account whose id is not a 12-digit account id; skipped")
+            continue
+        out[account_id] = Account(account_id, str(a.get("accountName", ""))[:MAX_NAME],
+                                  str(a.get("emailAddress", ""))[:MAX_NAME])
+    return list(out.values())
+
+
+async def _pages(call: Any, key: str, *, access_token: Secret, most: int, what: str,
+                 **kw: str) -> list[dict[str, Any]]:
+    """Every item of a paginated portal list, following nextToken (at most MAX_PAGES pages), and at most `most` of
+    them: more is refused with a sentence (a listing cut short would make `accounts sync` remove profiles)."""
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     token: str | None = None
@@ -211,6 +247,9 @@ async def _pages(call: Any, key: str, *, access_token: Secret, **kw: str) -> lis
             args["nextToken"] = token
         r = await call(**args)
         items += [i for i in r.get(key) or [] if isinstance(i, dict)]
+        if len(items) > most:
+            raise UpstreamError(f"the Identity Center portal listed more than {most} {what}, more than tipd takes; "
+                                "nothing was changed", code="TooManyItems", permanent=True, status=502)
         token = r.get("nextToken") or None
         if token is None or token in seen:
             break

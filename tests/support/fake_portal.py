@@ -87,6 +87,8 @@ class PortalDirectory:
     scope_error: str = "UnauthorizedException"
     #: sign-in tokens this fake issued (to search logs for), and when
     issued_signin_tokens: dict[str, float] = field(default_factory=dict)
+    #: a hostile or broken portal: pages of this many items whatever `max_result` asks (None: as asked)
+    forced_page_size: int | None = None
     #: GetRoleCredentials answers: (account id, role name, access key id)
     vended: list[tuple[str, str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -123,6 +125,7 @@ class PortalDirectory:
             self.session_durations.clear()
             self.issued_signin_tokens.clear()
             self.vended.clear()
+            self.forced_page_size = None
             self.scope_error = "UnauthorizedException"
 
     def role_arn(self, account_id: str, role: str) -> str:
@@ -142,7 +145,7 @@ class PortalDirectory:
                 mine = sorted(a for a, roles in self.assignments.get(user_id, {}).items() if roles)
                 items = [{"accountId": a, "accountName": self.accounts[a].name,
                           "emailAddress": self.accounts[a].email} for a in mine]
-            page, token = _page(items, q)
+            page, token = _page(items, q, self.forced_page_size)
             return _ok({"accountList": page, **({"nextToken": token} if token else {})})
         account_id = q.get("account_id", "")
         if not (account_id.isdigit() and len(account_id) == 12):
@@ -151,7 +154,7 @@ class PortalDirectory:
             roles = list(self.assignments.get(user_id, {}).get(account_id, []))
         if info.operation == "ListAccountRoles":
             # an account the user has no role in: an empty list (the real answer is not documented)
-            page, token = _page([{"roleName": r, "accountId": account_id} for r in roles], q)
+            page, token = _page([{"roleName": r, "accountId": account_id} for r in roles], q, self.forced_page_size)
             return _ok({"roleList": page, **({"nextToken": token} if token else {})})
         if info.operation == "GetRoleCredentials":
             role = q.get("role_name", "")
@@ -246,7 +249,7 @@ class PortalDirectory:
         return web.Response(status=200, text=json.dumps({"SigninToken": token}), content_type="application/json")
 
 
-def _page(items: list[dict[str, str]], q: Any) -> tuple[list[dict[str, str]], str | None]:
+def _page(items: list[dict[str, str]], q: Any, forced: int | None = None) -> tuple[list[dict[str, str]], str | None]:
     from .aws import _AwsError
 
     raw = q.get("max_result")
@@ -255,6 +258,7 @@ def _page(items: list[dict[str, str]], q: Any) -> tuple[list[dict[str, str]], st
         if not raw.isdigit() or not 1 <= int(raw) <= 100:
             raise _AwsError("InvalidRequestException", "max_result must be between 1 and 100", 400)
         size = int(raw)
+    size = forced or size
     start = 0
     if q.get("next_token"):
         try:
