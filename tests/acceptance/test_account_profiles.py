@@ -225,3 +225,31 @@ def test_configure_account_and_accounts_add_write_an_account_profile(home: Home)
         assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = tipctl(home, "configure", "--account", "--profile", "y", check=False)
     assert r.returncode == 1 and "needs --account-id, --role-name" in r.stderr
+
+
+def test_a_role_not_assigned_is_a_sentence_on_every_path(home: Home, daemon: Tipd, fake: Any) -> None:
+    tipctl(home, "login", "work")
+    r = tipctl(home, "credential-process", "spare0", check=False)  # configured, but Alice has no such role
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "you have no role 'ReadOnly' in account 300000000000" in r.stderr, r.stderr
+    boto = env_for(home, "spare0", "python -c 'import boto3; boto3.client(\"sts\").get_caller_identity()'")
+    assert boto.returncode != 0 and "AKIA" not in boto.stderr
+    work = next(p for p in status(home)["profiles"] if p["profile"] == "work")
+    spare = next(a for a in work["accounts"] if a["profile"] == "spare0")
+    assert spare["state"] == "degraded" and "no role 'ReadOnly'" in spare["last_error"]
+    assert work["state"] == "fresh"  # the sign-in itself is fine
+
+
+def test_without_the_account_access_scope_an_account_profile_names_what_the_administrator_enables(
+        home: Home, daemon: Tipd, fake: Any) -> None:
+    scopes = fake.config.applications[APP_ARN].scopes
+    scopes.remove(ACCOUNT_ACCESS)  # the administrator has not enabled it
+    calls = fake.count("GetRoleCredentials")
+    try:
+        tipctl(home, "login", "work")
+        r = tipctl(home, "credential-process", "prod-admin", check=False)
+    finally:
+        scopes.append(ACCOUNT_ACCESS)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "must enable the sso:account:access scope on application" in r.stderr and APP_ARN in r.stderr, r.stderr
+    assert fake.count("GetRoleCredentials") == calls  # refused before any call
