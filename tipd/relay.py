@@ -23,6 +23,7 @@ PATH = re.compile(r"/v1/credentials/[A-Za-z0-9._-]{1,64}")
 MAX_HEAD = 8192
 MAX_ANSWER = 64 * 1024
 MAX_CONNECTIONS = 64
+MAX_IDLE = 8
 #: a client has this long to send a whole request head (slow-loris), tipd this long to answer
 HEAD_TIMEOUT = 10.0
 UPSTREAM_TIMEOUT = 15.0
@@ -62,6 +63,8 @@ class Relay:
             hosts |= {listen_host, "localhost"}
         self.hosts = frozenset(hosts)
         self.connections = 0
+        #: upstream connections to tipd, idle and reusable
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.connections >= MAX_CONNECTIONS:
@@ -127,37 +130,66 @@ class Relay:
         return target, auth, keep
 
     async def forward(self, path: str, auth: str | None) -> tuple[int, bytes]:
-        """tipd's answer to the request, over its relay socket (HTTP/1.0: the answer ends when tipd closes)."""
+        """tipd's answer to the request. Upstream connections are kept alive and reused (a new connection per
+        request cost more than the request itself); one that tipd closed meanwhile is retried once on a new one."""
         # over TCP tipd checks Host against its own loopback address (DNS rebinding): name that
         host = f"127.0.0.1:{self.upstream_tcp[1]}" if self.upstream_tcp else "tipd-relay"
-        request = f"GET {path} HTTP/1.0\r\nHost: {host}\r\n"
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
         if auth is not None:
             request += f"Authorization: {auth}\r\n"
+        data = request.encode("latin-1") + b"\r\n"
+        for attempt in (0, 1):
+            reused = bool(self.idle) and attempt == 0
+            reader, writer = self.idle.pop() if reused else await self.connect()
+            try:
+                writer.write(data)
+                status, body, keep = await asyncio.wait_for(read_answer(reader), UPSTREAM_TIMEOUT)
+            except (OSError, Timeout, asyncio.IncompleteReadError, ValueError) as e:
+                writer.close()
+                if reused and isinstance(e, (OSError, asyncio.IncompleteReadError)):
+                    continue  # tipd closed the idle connection (its keep-alive timeout): once more, fresh
+                if isinstance(e, ValueError):
+                    raise Refused(502, "BadGateway", "tipd sent an unreadable answer") from None
+                raise Refused(504, "TipdTimeout", "tipd did not answer in time") from None
+            if keep and len(self.idle) < MAX_IDLE:
+                self.idle.append((reader, writer))
+            else:
+                writer.close()
+            return status, body
+        raise Refused(502, "BadGateway", "tipd closed the connection")
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         where = f"{self.upstream_tcp[0]}:{self.upstream_tcp[1]}" if self.upstream_tcp else self.socket_path
         try:
-            opening = (asyncio.open_connection(*self.upstream_tcp) if self.upstream_tcp
-                       else asyncio.open_unix_connection(self.socket_path))
-            reader, writer = await asyncio.wait_for(opening, UPSTREAM_TIMEOUT)
+            opening = (asyncio.open_connection(*self.upstream_tcp, limit=MAX_HEAD) if self.upstream_tcp
+                       else asyncio.open_unix_connection(self.socket_path, limit=MAX_HEAD))
+            return await asyncio.wait_for(opening, UPSTREAM_TIMEOUT)
         except (OSError, Timeout):
             raise Refused(503, "TipdUnreachable", f"tipd does not answer on {where}: is tipd running on the "
                           "host, and its relay directory mounted (`tipctl grant docker-flags`)?") from None
-        try:
-            writer.write(request.encode("latin-1") + b"\r\n")
-            raw = await asyncio.wait_for(reader.read(MAX_ANSWER + 1), UPSTREAM_TIMEOUT)
-            while raw and len(raw) <= MAX_ANSWER:
-                more = await asyncio.wait_for(reader.read(MAX_ANSWER + 1 - len(raw)), UPSTREAM_TIMEOUT)
-                if not more:
-                    break
-                raw += more
-        except (OSError, Timeout):
-            raise Refused(504, "TipdTimeout", "tipd did not answer in time") from None
-        finally:
-            writer.close()
-        head, sep, body = raw.partition(b"\r\n\r\n")
-        status_line = head.split(b"\r\n", 1)[0].split(b" ")
-        if not sep or len(raw) > MAX_ANSWER or len(status_line) < 2 or not status_line[1].isdigit():
-            raise Refused(502, "BadGateway", "tipd sent an unreadable answer")
-        return int(status_line[1]), body
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 answer with a Content-Length (what tipd sends): status, body, whether the connection stays."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise ValueError("answer head too large") from None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError("no status line")
+    length, keep = None, True
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        if key == "content-length":
+            length = int(value.strip())  # ValueError: unreadable
+        elif key == "connection" and value.strip().lower() == "close":
+            keep = False
+    if length is None or not 0 <= length <= MAX_ANSWER:
+        raise ValueError("no usable Content-Length")
+    return int(parts[1]), await reader.readexactly(length), keep
 
 
 def split_listen(text: str) -> tuple[str, int]:

@@ -206,3 +206,28 @@ def test_relay_upstream_tcp_mode_keeps_the_grants_limits(rig):
     finally:
         relay.terminate()
         relay.wait(10)
+
+
+def test_relay_keeps_serving_across_a_tipd_restart(home):
+    """The relay reuses its upstream connection; tipd's restart closes it: the next request goes out on a new one
+    (to the new socket in the same mounted directory), no error reaches the SDK."""
+    d = Tipd(home).start()
+    tipctl(home, "login", "work")
+    grant = make_grant(home, "box", "work")
+    port = free_port()
+    ready = home.dir / "relay.ready"
+    relay = subprocess.Popen([sys.executable, "-m", "tipd.relay", "--listen", f"127.0.0.1:{port}", "--socket",
+                              str(relay_socket(home)), "--ready-file", str(ready)], env=home.env,
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
+        assert get(port, "/v1/credentials/work", {"Authorization": grant["token"]})[0] == 200
+        d.stop()
+        d = Tipd(home).start()
+        tipctl(home, "login", "work")
+        code, data = get(port, "/v1/credentials/work", {"Authorization": grant["token"]})
+        assert code == 200 and b"SecretAccessKey" in data
+    finally:
+        relay.terminate()
+        relay.wait(10)
+        d.stop()
