@@ -272,3 +272,16 @@ def test_ssh_that_cannot_log_in_leaves_no_grant(stack: Home, sshd: Sshd):
                        timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and "could not connect" in r.stderr
     assert ssh_grants(stack) == []
+
+
+def test_a_host_that_forbids_forwarding_is_a_sentence_and_leaves_no_grant(stack: Home):
+    strict = Sshd(extra="AllowTcpForwarding no").start()
+    try:
+        r = subprocess.run(["tipctl", "ssh", "--profile", "work", HOST, "-F", str(strict.client_config), "--", "true"],
+                           env=stack.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    finally:
+        strict.stop()
+    assert r.returncode == 1, r.stderr
+    assert "refused to forward a port to tipd" in r.stderr and "AllowTcpForwarding" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert ssh_grants(stack) == []

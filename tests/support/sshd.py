@@ -28,7 +28,8 @@ def available() -> str | None:
 class Sshd:
     """`sshd -D` on 127.0.0.1:PORT, logging to a file; stop() ends it and removes its directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: str = "") -> None:
+        """`extra`: sshd_config lines that come first (sshd takes the first value of an option)."""
         self.dir = Path(tempfile.mkdtemp(prefix="tipd-sshd-"))
         self.port = free_port()
         self.user = getpass.getuser()
@@ -42,7 +43,7 @@ class Sshd:
         (self.dir / "authorized_keys").write_text(user_key.with_suffix(".pub").read_text())
         host_pub = host_key.with_suffix(".pub").read_text().split()
         (self.dir / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
-        (self.dir / "sshd_config").write_text(f"""\
+        (self.dir / "sshd_config").write_text(f"""{extra}
 ListenAddress 127.0.0.1
 Port {self.port}
 HostKey {host_key}
