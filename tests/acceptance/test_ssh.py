@@ -144,6 +144,12 @@ def test_boto3_in_an_ssh_session_gets_identity_enhanced_credentials_and_the_toke
     assert relay_fetch(stack, seen["token"]) == 401
     assert not Path(seen["token_file"]).parent.exists()
     assert "until the session ends" in r.stderr
+    # the handout is audited under the session's grant (audit lines are written once a second)
+    wait_for(lambda: "grant=ssh-testhost-" in tipd_log(stack), timeout=30, what="the audit line")
+
+
+def tipd_log(home: Home) -> str:
+    return "".join(p.read_text(errors="replace") for p in home.dir.glob("tipd-*.log"))
 
 
 def test_with_no_command_a_terminal_gets_the_login_shell_with_the_variables(stack: Home, sshd: Sshd):
