@@ -253,3 +253,17 @@ def test_without_the_account_access_scope_an_account_profile_names_what_the_admi
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "must enable the sso:account:access scope on application" in r.stderr and APP_ARN in r.stderr, r.stderr
     assert fake.count("GetRoleCredentials") == calls  # refused before any call
+
+
+def test_imds_serves_an_account_profile_that_is_the_default(home: Home, portal: Any) -> None:
+    home.config_file.write_text('default_profile = "prod-admin"\n' + home.config_file.read_text() + account_tables())
+    d = Tipd(home).start()
+    try:
+        tipctl(home, "login", "work")
+        r = subprocess.run(["bash", "-c", 'set -e; eval "$(tipctl env --imds)"; python -c \'import boto3, json; '
+                            'print(json.dumps(boto3.client("sts").get_caller_identity()))\''],
+                           env=home.env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["Arn"].startswith(f"arn:aws:sts::{PROD}:assumed-role/AWSReservedSSO_Admin")
+    finally:
+        d.stop()

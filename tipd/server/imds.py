@@ -79,7 +79,8 @@ class Imds:
         if not self._token_ok(request):
             return _text("Unauthorized", 401)
         name = request.match_info["name"]
-        session = self.broker.sessions.get(name) if name == self.broker.default_profile else None
+        broker = self.broker
+        session = (broker.sessions.get(name) or broker.accounts.get(name)) if name == broker.default_profile else None
         if session is None:
             return _text("Not Found", 404)
         served = session.served if session.cached_body() is not None else None
