@@ -16,6 +16,7 @@ StreamLocalBindUnlink, no GatewayPorts (the remote forward binds 127.0.0.1 as as
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shlex
@@ -180,11 +181,13 @@ class Session:
         if self.master is None:
             return
         if self.master.poll() is None:
+            steps = [self._mux("-O", "exit", self.host)]
             if self.remote_dir is not None:
-                subprocess.run(self._mux("-T", "-o", "RemoteCommand=none", "-o", "ClearAllForwardings=yes",
-                                         self.host, "rm -rf -- " + shlex.quote(self.remote_dir)),
-                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-            subprocess.run(self._mux("-O", "exit", self.host), capture_output=True, timeout=30)
+                steps.insert(0, self._mux("-T", "-o", "RemoteCommand=none", "-o", "ClearAllForwardings=yes",
+                                          self.host, "rm -rf -- " + shlex.quote(self.remote_dir)))
+            for step in steps:
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                    subprocess.run(step, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         try:
             self.master.wait(timeout=30)
         except subprocess.TimeoutExpired:
