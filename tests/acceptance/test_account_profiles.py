@@ -75,6 +75,7 @@ def test_300_account_profiles_are_served_to_every_sdk_and_cost_nothing_until_use
     boto = env_for(home, "prod-admin", "python -c 'import boto3, json; "
                    "print(json.dumps(boto3.client(\"sts\").get_caller_identity()))'")
     assert boto.returncode == 0, boto.stderr
+    assert "tipctl:" not in boto.stderr  # a cold account profile of a signed-in source: nothing to warn about
     prod_arn = json.loads(boto.stdout)["Arn"]
     assert prod_arn.startswith(f"arn:aws:sts::{PROD}:assumed-role/AWSReservedSSO_AdministratorAccess_"), prod_arn
     assert fake.count("GetRoleCredentials") == 1
@@ -120,6 +121,9 @@ def test_logout_of_the_source_ends_its_account_profiles(home: Home, daemon: Tipd
     tipctl(home, "login", "work")
     assert env_for(home, "prod-admin", f"{aws_cli()} sts get-caller-identity").returncode == 0
     tipctl(home, "logout", "work")
+    env = tipctl(home, "env", "prod-admin")
+    assert ("account profile prod-admin signs in through work, which is signed-out, so AWS SDKs will get no "
+            "credentials: run `tipctl login work`") in env.stderr
     work = next(p for p in status(home)["profiles"] if p["profile"] == "work")
     prod = next(a for a in work["accounts"] if a["profile"] == "prod-admin")
     assert prod["state"] == "signed-out" and prod["credentials_expire"] is None

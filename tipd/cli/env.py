@@ -82,12 +82,19 @@ def serving_warning(profile: str | None) -> str | None:
         return None  # slow or odd: no warning rather than a slow shell start
     states = {p["profile"]: p["state"] for p in summary.get("profiles", [])}
     name = profile if profile is not None else next(iter(states), None) if len(states) == 1 else None
+    sources = {a["profile"]: a["source"] for a in summary.get("accounts", [])}
+    if name in sources:  # an account profile: served while its source is signed in (fetched at first use)
+        states[name] = next((s for p, s in states.items() if p == sources[name]), "signed-out")
+        profile = sources[name]
     if name is None:
         return None
     if name not in states:
         return (f"tipd does not serve profile {name} (it was started with another config, or before the profile "
                 "was added): run `tipctl reload`")
     if states[name] in ("signed-out", "login-required"):
+        if name in sources:
+            return (f"account profile {name} signs in through {profile}, which is {states[name]}, so AWS SDKs "
+                    f"will get no credentials: run `tipctl login {profile}`")
         return (f"profile {name} is {states[name]}, so AWS SDKs will get no credentials: run "
                 f"`tipctl login{' ' + name if profile else ''}`")
     return None

@@ -24,6 +24,8 @@ from .guards import Routes, same_user
 
 #: a profile's status as /v1/summary and `/v1/events?brief=1` give it
 SUMMARY_KEYS = ("profile", "state", "user", "credentials_expire", "next_refresh", "last_error")
+#: an account profile's, in the summary's `accounts`
+ACCOUNT_SUMMARY_KEYS = ("profile", "source", "state", "credentials_expire", "last_error")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -100,8 +102,9 @@ def make_app(broker: Broker) -> web.Application:
     def summary() -> dict[str, Any]:
         """What a tray or a shell prompt shows: no stages, no audit."""
         profiles = [{k: st[k] for k in SUMMARY_KEYS} for st in profile_statuses()]
+        accounts = [{k: st[k] for k in ACCOUNT_SUMMARY_KEYS} for st in (a.status() for a in broker.accounts.values())]
         return {"version": __version__, "pid": os.getpid(), "state": overall([p["state"] for p in profiles]),
-                "profiles": profiles}
+                "profiles": profiles, "accounts": accounts}
 
     async def status(request: web.Request) -> web.Response:
         return _json(full_status())
