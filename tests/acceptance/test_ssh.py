@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -193,7 +194,9 @@ def test_attack_token_reuse_after_the_session_is_refused(stack: Home, sshd: Sshd
         status, body = fetch(s.port, s.token)
         assert status == 200 and "SecretAccessKey" in body  # what the token allows while the session lasts
         [grant] = ssh_grants(stack)
-        assert grant["profiles"] == ["work"]
+        assert grant["profiles"] == ["work"]  # the session's profile only, for --ttl (default 4 h) at most
+        left = datetime.strptime(grant["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - datetime.now(UTC)
+        assert timedelta(hours=3, minutes=50) < left <= timedelta(hours=4)
         done = s.end()
         assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
     finally:
