@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.consumer import add_profile, is_enhanced
 from tests.support.sshd import HOST, Sshd
-from tests.support.stack import Home, Tipd, tipctl, wait_for
+from tests.support.stack import Home, Tipd, aws_cli, tipctl, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -179,6 +179,13 @@ def test_with_no_command_a_terminal_gets_the_login_shell_with_the_variables(stac
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(fd)
+    assert ssh_grants(stack) == []
+
+
+def test_the_aws_cli_in_an_ssh_session_gets_the_profile_s_identity(stack: Home, sshd: Sshd):
+    r = ssh_run(stack, sshd, *remote_env(stack), aws_cli(), "sts", "get-caller-identity", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    assert is_enhanced(json.loads(r.stdout)["Arn"])
     assert ssh_grants(stack) == []
 
 
