@@ -42,6 +42,7 @@ from .portal import Portal
 from .portowner import listener_uids
 from .s3ag import GrantCache
 from .server import container, control
+from .server.conns import PER_UID, CappedRunner, Caps
 from .server.guards import Guard
 from .server.peer import SUPPORTED as PEER_UID_SUPPORTED
 from .session import ProfileSession
@@ -234,8 +235,12 @@ class Daemon:
         to it), alone in its 0700 directory so that a container mounts it and nothing else of tipd's."""
         assert self._guard is not None
         limits: dict[str, Any] = dict(LIMITS)  # aiohttp's request limits, passed through to its server
-        runner = web.AppRunner(container.make_app(self.broker, self._guard, relay=True), access_log=None,
-                               handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **limits)
+        # Every client of this socket (containers, an ssh HOST's users through the forward: no token needed to
+        # connect) counts as one other user, capped like one on TCP (oldest idle closed first): idle connections
+        # held there can no longer take the descriptors the owner's SDKs and the control socket need.
+        caps = Caps(_relay_client, per_uid=PER_UID)
+        runner = CappedRunner(container.make_app(self.broker, self._guard, relay=True), caps, access_log=None,
+                              handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, **limits)
         await runner.setup()
         self._runners.append(runner)
         self._relay_socket_id = await _bind_private_socket(runner, self.paths.relay_socket, "relay socket")
@@ -472,6 +477,14 @@ async def _stop_accepting(runner: web.AppRunner) -> None:
         if not fresh:
             return
         await asyncio.sleep(0.01)
+
+
+#: the "user" every relay-socket connection counts as in the connection caps (never a real uid)
+RELAY_CLIENT = -1
+
+
+def _relay_client(transport: asyncio.BaseTransport) -> int:
+    return RELAY_CLIENT
 
 
 async def _bind_private_socket(runner: web.AppRunner, sock_path: Path, what: str) -> tuple[int, int]:

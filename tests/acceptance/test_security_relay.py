@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import resource
 import socket
 import stat
 import subprocess
@@ -42,8 +44,8 @@ def relay_socket(home):
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes | None = None,
-        host: str | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        host: str | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     conn.putheader("Host", host or f"127.0.0.1:{port}")
     for k, v in (headers or {}).items():
@@ -230,4 +232,58 @@ def test_relay_keeps_serving_across_a_tipd_restart(home):
     finally:
         relay.terminate()
         relay.wait(10)
+
+
+SOCKET_HOLDER = """
+import resource, socket, sys, time
+n, path = int(sys.argv[1]), sys.argv[2]
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = []
+deadline = time.monotonic() + 20
+while len(held) < n and time.monotonic() < deadline:  # a full backlog (EAGAIN): try again, as an attacker would
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(path)
+        held.append(s)
+    except OSError:
+        s.close()
+        time.sleep(0.001)
+print(len(held), flush=True)
+sys.stdin.readline()  # hold them until told
+"""
+
+
+def _owner_served(home, timeout: float) -> bool:
+    """A credential request by the owner on tipd's TCP endpoint, answered with credentials within `timeout`."""
+    try:
+        code, data = get(home.port, "/v1/credentials/work", {"Authorization": home.token(), "Connection": "close"},
+                         timeout=timeout)
+    except OSError:
+        return False
+    return code == 200 and b"SecretAccessKey" in data
+
+
+def test_attack_idle_connections_on_the_relay_socket_starve_no_one(home):
+    """A consumer (a container with the relay directory mounted, or any user of an ssh HOST through the forwarded
+    port, no token needed) opens 1,100 idle connections to the relay socket. Unfixed, each took one of tipd's file
+    descriptors (a login session's 1,024): tipd could accept nothing more, not its owner's SDKs, not the control
+    socket. The relay socket's connections are capped (the oldest idle ones closed) like another user's on TCP."""
+    d = Tipd(home).start()
+    resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (1024, 1024))  # as in a login session with a hard 1,024
+    holder = None
+    try:
+        tipctl(home, "login", "work")
+        holder = subprocess.Popen([sys.executable, "-c", SOCKET_HOLDER, "1100", str(relay_socket(home))],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert int(holder.stdout.readline()) > 100  # (unfixed, about 1,000 of them: then tipd accepts nothing)
+        for _ in range(5):
+            assert _owner_served(home, timeout=8)
+        assert json.loads(tipctl(home, "status", "--json", timeout=8).stdout)["state"] == "fresh"
+        assert len(os.listdir(f"/proc/{d.proc.pid}/fd")) < 300
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         d.stop()
