@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -148,10 +147,9 @@ def test_revoked_grant_is_refused_in_the_container_within_a_second(rig):
     home, box, grant = rig
     assert box.get("/v1/credentials/work", grant["token"])[0] == 200
     tipctl(home, "grant", "revoke", "box")
-    revoked_at = time.monotonic()
-    status, body, _ = box.get("/v1/credentials/work", grant["token"])
-    assert status == 401 and b"SecretAccessKey" not in body
-    assert time.monotonic() - revoked_at < 1.0 + 5.0  # the request itself includes a python start in the namespace
+    # the very next request is refused, and the refusal itself comes at once (timed inside the namespace)
+    status, body, took = box.get("/v1/credentials/work", grant["token"])
+    assert status == 401 and b"SecretAccessKey" not in body and took < 1.0
     for client in ("boto3", "aws", "node"):
         r = box.run(*WHOAMI[client])
         assert r.returncode != 0 and "tip-" not in r.stdout, client
