@@ -45,3 +45,82 @@ def test_the_check_sees_relative_and_absolute_imports():
         assert any(is_test_module(n) for n in imported_modules(form, unit)), form
     fine = "from tests.support.fakes import FakeClock\nfrom ..support import stack\nimport tipd.config\n"
     assert not any(is_test_module(n) for n in imported_modules(fine, unit))
+
+
+def module_imports(path: Path, package: tuple[str, ...]) -> list[str]:
+    """The modules a file imports when it is imported: its top-level statements (a lazy import inside a
+    function runs later, and an `if TYPE_CHECKING:` block never runs)."""
+    tree = ast.parse(path.read_text())
+    body: list[ast.stmt] = []
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.If):
+            if "TYPE_CHECKING" not in ast.unparse(node.test):
+                pending += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            pending += node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            body.append(node)
+    return imported_modules(ast.unparse(ast.Module(body=body, type_ignores=[])), package)
+
+
+def import_graph(tree: Path) -> dict[str, set[str]]:
+    """tipd's modules, each with the tipd modules its import-time statements import."""
+    modules: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for path in tree.rglob("*.py"):
+        parts = path.relative_to(tree.parent).with_suffix("").parts
+        name = parts[:-1] if parts[-1] == "__init__" else parts
+        modules[".".join(name)] = (path, name if parts[-1] == "__init__" else parts[:-1])
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        edges = set()
+        for imported in module_imports(path, package):
+            while imported and imported not in modules:  # `from .x import NAME`: the module is x
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                edges.add(imported)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle as a path (first module repeated at its end), or [] when the graph has none."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return []
+
+
+def test_tipd_has_no_import_cycles():
+    """A module can be read, tested and moved alone only if what it imports does not import it back (the
+    daemon <-> server and config <-> config_file cycles are gone; this keeps them gone)."""
+    cycle = find_cycle(import_graph(ROOT / "tipd"))
+    assert cycle == [], " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle_and_skips_lazy_and_type_checking_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import thing\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n"
+                              "def later():\n    from . import a\n")
+    assert find_cycle(import_graph(pkg)) == []
+    (pkg / "b.py").write_text("try:\n    from pkg import a\nexcept ImportError:\n    pass\n")
+    assert find_cycle(import_graph(pkg)) == ["pkg.a", "pkg.b", "pkg.a"]
