@@ -16,13 +16,16 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import iso_utc
 from .errors import TipdError
 from .fsutil import write_private
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger("tipd.consumers")
 
@@ -37,6 +40,19 @@ DEFAULT_TTL = 8 * 3600.0
 TOKEN_LENGTH = 43
 _TTL = re.compile(r"(\d{1,7})([smhd]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def definitions(config: Config) -> dict[str, str]:
+    """{profile name: SHA-256 of its definition} (an account profile's includes its source's). A grant is bound to
+    its profiles as they were defined when it was made: a profile removed and another later given its name, or
+    one changed to another role or account, is not what the grant was given for, and the grant no longer opens
+    it (make the grant again)."""
+    out = {n: hashlib.sha256(b"idp\0" + p.model_dump_json().encode()).hexdigest()
+           for n, p in config.idp_profiles.items()}
+    for n, a in config.accounts.items():
+        out[n] = hashlib.sha256(b"account\0" + a.model_dump_json().encode() + b"\0"
+                                + out.get(a.source, "").encode()).hexdigest()
+    return out
 
 
 class GrantError(TipdError):
@@ -84,6 +100,8 @@ class Grant:
     token_hash: bytes
     last_used: float | None = None
     uses: int = 0
+    #: each profile's definition when the grant was made (`definitions`)
+    bound: dict[str, str] = field(default_factory=dict)
 
     def to_json(self, now: float) -> dict[str, Any]:  # Any: a JSON object
         return {"name": self.name, "profiles": list(self.profiles), "created": iso_utc(self.created),
@@ -92,7 +110,8 @@ class Grant:
 
     def stored(self) -> dict[str, Any]:
         return {"name": self.name, "profiles": list(self.profiles), "created": self.created, "expires": self.expires,
-                "sha256": self.token_hash.hex(), "last_used": self.last_used, "uses": self.uses}
+                "sha256": self.token_hash.hex(), "last_used": self.last_used, "uses": self.uses,
+                "bound": self.bound}
 
 
 class Consumers:
@@ -103,6 +122,13 @@ class Consumers:
         self.now = now
         self.by_name: dict[str, Grant] = {}
         self.by_hash: dict[bytes, Grant] = {}
+        #: every configured profile's definition now (`definitions`), set at start and at each reload
+        self.current: dict[str, str] = {}
+
+    def allows(self, g: Grant, profile: str) -> bool:
+        """The grant names `profile`, and it is still the profile the grant was made for."""
+        bound = g.bound.get(profile)
+        return profile in g.profiles and bound is not None and bound == self.current.get(profile)
 
     def load(self) -> None:
         try:
@@ -121,6 +147,11 @@ class Consumers:
             except (KeyError, TypeError, ValueError, TipdError):
                 log.error("the grants file %s has an unreadable entry; it is skipped", self.path)
                 continue
+            bound = item.get("bound")
+            if isinstance(bound, dict):
+                g.bound = {str(k): str(v) for k, v in bound.items() if k in g.profiles}
+            else:  # a grant saved before grants were bound: to its profiles as they are now
+                g.bound = {p: self.current[p] for p in g.profiles if p in self.current}
             if len(g.token_hash) == 32:
                 self.by_name[g.name] = g
                 self.by_hash[g.token_hash] = g
@@ -160,6 +191,7 @@ class Consumers:
                              status=409)
         token = new_token()
         g = Grant(name, tuple(dict.fromkeys(profiles)), now, now + ttl, digest(token.encode()))
+        g.bound = {p: self.current[p] for p in g.profiles if p in self.current}
         self.by_name[name] = g
         self.by_hash[g.token_hash] = g
         self.save()

@@ -29,7 +29,7 @@ from .activation import inherited_listener
 from .broker import Broker, ReloadResult
 from .clock import Clock
 from .config import Config, Profile, RefreshConfig, load_config
-from .consumers import Consumers
+from .consumers import Consumers, definitions
 from .coredump import forbid_core_dumps
 from .errors import ConfigError, TipdError
 from .exchange import AwsChain
@@ -218,6 +218,7 @@ class Daemon:
     async def _serve_credentials(self, token: bytes) -> None:
         server = self.config.server
         assert self.broker.consumers is not None
+        self.broker.consumers.current = definitions(self.config)
         self.broker.consumers.load()
         guard = self._guard = Guard(token, server.port, allow_other_users=server.allow_other_users,
                                     consumers=self.broker.consumers)
@@ -359,6 +360,8 @@ class Daemon:
             a_changed = [n for n in new.accounts if n in old.accounts and (
                 all_changed or new.accounts[n] != old.accounts[n] or new.accounts[n].source in changed)]
             self.config = self.broker.config = new
+            if self.broker.consumers is not None:  # a grant opens its profiles only as they were defined
+                self.broker.consumers.current = definitions(new)
             self._close_accounts(a_removed + a_changed)
             replaced = {name: self.broker.sessions.get(name) for name in removed + changed}
             for name in removed + changed:

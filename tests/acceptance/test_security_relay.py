@@ -287,3 +287,31 @@ def test_attack_idle_connections_on_the_relay_socket_starve_no_one(home):
             holder.kill()
             holder.wait()
         d.stop()
+
+
+def test_attack_grant_reaches_a_profile_that_later_took_its_name(rig):
+    """A grant made for profile `other`; later `other` is removed, and a different profile is given the name
+    (`tipctl accounts sync` names profiles by a template over account and role names, so a new account or role can
+    take a name that was freed). Unfixed, the grant's token fetched the new profile's credentials: grants were
+    bound to names only. A grant is bound to its profiles' definitions as they were when it was made."""
+    home, _, _ = rig
+    tipctl(home, "login", "other")
+    grant = make_grant(home, "agent", "other")
+    auth = {"Authorization": grant["token"]}
+    assert get(home.port, "/v1/credentials/other", auth)[0] == 200
+    text = home.config_file.read_text()
+    other = text[text.index("[profiles.other]"):]
+    home.config_file.write_text(text.replace(other, ""))
+    tipctl(home, "reload")
+    code, data = get(home.port, "/v1/credentials/other", auth)
+    assert code in (403, 404) and no_credentials(data)
+    home.config_file.write_text(text.replace(other, other.rstrip() + '\naccount_id = "123456789012"\n'))
+    tipctl(home, "reload")
+    tipctl(home, "login", "other")
+    assert get(home.port, "/v1/credentials/other", {"Authorization": home.token()})[0] == 200  # it serves
+    code, data = get(home.port, "/v1/credentials/other", auth)
+    assert code == 403 and no_credentials(data) and "make the grant again" in json.loads(data)["message"]
+    # a grant made now is for the profile as it is now; a restart keeps both bindings
+    again = make_grant(home, "agent2", "other")
+    tipctl(home, "reload")
+    assert get(home.port, "/v1/credentials/other", {"Authorization": again["token"]})[0] == 200

@@ -167,12 +167,18 @@ class Guard:
     def refuse_grant(self, request: web.Request, presented: bytes) -> TipdError | None:
         """A consumer token: live, and its grant names the profile asked for. The request remembers the grant
         (its handouts are audited under its name)."""
-        grant = self.consumers.match(presented) if self.consumers is not None else None
-        if grant is None:
+        consumers = self.consumers
+        grant = consumers.match(presented) if consumers is not None else None
+        if consumers is None or grant is None:
             return UNAUTHORIZED
         profile = request.match_info.get("profile")
         if profile is None:
             return GRANT_NEEDS_PROFILE
+        if profile in grant.profiles and not consumers.allows(grant, profile):
+            return TipdError(f"grant {grant.name} was made for profile {profile[:64]!r} as it was configured then; "
+                             "that profile has been changed or replaced since: make the grant again "
+                             f"(`tipctl grant revoke {grant.name}`, then `tipctl grant {grant.name} --profile ...`)",
+                             code="Forbidden", status=403)
         if profile not in grant.profiles:
             return TipdError(f"grant {grant.name} does not allow profile {profile[:64]!r} (it allows: "
                              f"{', '.join(grant.profiles)})", code="Forbidden", status=403)
