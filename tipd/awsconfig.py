@@ -175,6 +175,7 @@ def write(path: Path, old: str, new: str) -> None:
     followed, so a config kept in a dotfiles repository stays there. Refuses when the file changed since it
     was read (another program was editing it)."""
     target = Path(os.path.realpath(path))
+    refuse_others(path, target)
     if read(target) != old:
         raise ConfigError(f"{path} changed while tipd was editing it; run the command again")
     try:
@@ -186,6 +187,27 @@ def write(path: Path, old: str, new: str) -> None:
         write_private(target, new.encode("utf-8"), mode, tag="aws-config")
     except OSError as e:
         raise ConfigError(f"{path}: cannot write the AWS config file: {e.strerror}") from None
+
+
+def refuse_others(path: Path, target: Path) -> None:
+    """Refuse a file (symlinks followed) that another user controls: whoever can change it can replace a
+    `credential_process` with a command of theirs, which every SDK then runs as you. The file and its directory must
+    be yours (or root's) and not writable by everyone (a sticky directory such as /tmp protects its files); group
+    write is allowed (a user-private group is the default on many systems)."""
+    me = os.getuid()
+    for p in (target, target.parent):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot inspect {p}: {e.strerror}") from None
+        sticky_dir = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (me, 0) or (st.st_mode & 0o002 and not sticky_dir):
+            raise ConfigError(f"{path}: {p} belongs to another user or anyone can change it (uid {st.st_uid}, mode "
+                              f"{stat.S_IMODE(st.st_mode):o}), so they could replace its credential_process commands "
+                              "with their own; tipd does not write its profiles there: `chmod o-w` it, or point "
+                              "AWS_CONFIG_FILE at a file of your own")
 
 
 def tipctl_command() -> str:

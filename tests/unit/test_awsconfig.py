@@ -210,3 +210,30 @@ def test_the_hint_to_sync_comes_only_to_who_synced_before(tmp_path: Path, monkey
     assert awsconfig.stale_hint() is None  # never synced
     sync(path, [prof("work")])
     assert "run `tipctl aws-config sync`" in (awsconfig.stale_hint() or "")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a file another user's takes root")
+@pytest.mark.parametrize("attack", ["symlink to another user's file", "world-writable file",
+                                    "world-writable directory"])
+def test_attack_sync_writes_no_profile_into_a_file_others_control(tmp_path: Path, attack: str) -> None:
+    """~/.aws/config a symlink to another user's file, or a file or directory anyone can change: whoever controls
+    the file controls its `credential_process` commands (run as you by every SDK), so tipd's profiles are not
+    written there (unfixed: written, the symlink followed into the other user's file)."""
+    tmp_path.chmod(0o755)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    target = theirs / "config"
+    target.write_text(USER)
+    config = tmp_path / "config"
+    if attack == "symlink to another user's file":
+        os.chown(target, 65534, 65534)
+        config.symlink_to(target)
+    elif attack == "world-writable file":
+        target.chmod(0o666)
+        config.symlink_to(target)
+    else:
+        theirs.chmod(0o777)
+        config = target
+    with pytest.raises(ConfigError, match="another user or anyone can change"):
+        sync(config, [prof("work")])
+    assert target.read_text() == USER
