@@ -175,3 +175,31 @@ def test_account_profiles_get_sections_and_exec_with_their_region(home: Home, fa
         daemon.stop()
         app.scopes.remove(ACCOUNT_ACCESS)
         fake.portal.clear()
+
+
+def test_attack_exec_command_runs_as_the_default_profile_of_the_aws_files(home: Home, tipd: Tipd) -> None:
+    """Every SDK takes a `[default]` profile's credentials from ~/.aws/credentials or ~/.aws/config before the
+    container endpoint (botocore's chain: shared-credentials-file, custom-process and config-file come before
+    container-role). Unfixed, `tipctl exec work -- CMD` ran CMD with those keys, another identity, silently. Now
+    the credentials file is hidden from the command, and a config whose default profile has a credential source is
+    refused with a sentence (unless the profile is in tipd's own block: then the command gets AWS_PROFILE)."""
+    tipctl(home, "login")
+    aws = Path(home.env["HOME"]) / ".aws"
+    aws.mkdir(parents=True, exist_ok=True)
+    (aws / "credentials").write_text("[default]\naws_access_key_id = AKIADEFAULTKEYS\naws_secret_access_key = x\n")
+    r = tipctl(home, "exec", "work", "--", sys.executable, "-c", WHOAMI)
+    assert json.loads(r.stdout)["Arn"].endswith(ALICE_ARN_END)
+    (aws / "credentials").unlink()
+    (aws / "config").write_text("[default]\nregion = eu-west-1\ncredential_process = /bin/false\n")
+    r = tipctl(home, "exec", "work", "--", "true", check=False)
+    assert r.returncode != 0 and "default profile" in r.stderr and "credential_process" in r.stderr
+    # tipd's own block with a profile named `default` (and `work`): the command gets AWS_PROFILE=work
+    (aws / "config").write_text("")
+    cfg = home.config_file.read_text()
+    work = cfg[cfg.index("[profiles.work]"):]
+    home.config_file.write_text(cfg + "\n" + work.replace("[profiles.work]", "[profiles.default]", 1))
+    tipctl(home, "reload")
+    tipctl(home, "aws-config", "sync")
+    env = tipctl(home, "exec", "work", "--", "env", "-0").stdout
+    child = dict(kv.split("=", 1) for kv in env.split("\0") if kv)
+    assert child["AWS_PROFILE"] == "work"

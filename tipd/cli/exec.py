@@ -62,10 +62,59 @@ def environment(profile: str | None, config_path: str | None, base: dict[str, st
     name = endpoint.profile(profile)
     env = {k: v for k, v in base.items() if k not in SHADOWING}
     env.update(container_variables(endpoint, Paths.default(), name))
+    env.update(default_profile_cover(base, name))
     region = _region(read_config_file(config_path)[0], name)
     if region and not (base.get("AWS_REGION") or base.get("AWS_DEFAULT_REGION")):
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region
     return name, env
+
+
+#: what gives a profile of the AWS config files credentials of its own (botocore: static keys, credential_process,
+#: assume-role, web identity, SSO, console login)
+CREDENTIAL_KEYS = ("aws_access_key_id", "credential_process", "role_arn", "web_identity_token_file", "sso_session",
+                   "sso_start_url", "login_session")
+
+
+def default_profile_cover(base: dict[str, str], name: str) -> dict[str, str]:
+    """Keep the AWS files' default profile from taking the command over: every SDK takes `[default]`'s credentials
+    (~/.aws/credentials, then ~/.aws/config) before the container endpoint, so the command would run as another
+    identity. The credentials file is hidden from the command (it holds keys only); a config whose default has a
+    credential source is refused, unless the profile is one of tipd's block in that file: then AWS_PROFILE names
+    it (its credential_process is this profile's)."""
+    import configparser
+    from pathlib import Path
+
+    from ..awsconfig import config_file, read, sections, split
+    from ..errors import ConfigError, TipdError
+
+    cover: dict[str, str] = {}
+    creds = Path(os.path.expanduser(base.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"))
+    if creds.exists():
+        cover["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    path = config_file(base)
+    try:
+        text = read(path)
+        block = split(text, path)[1]
+    except ConfigError:
+        return cover  # a file no SDK can read either
+    default = sections(text).get("default")
+    if default is None:
+        return cover
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read_string("[default]\n" + (default.split("\n", 1)[1] if "\n" in default else ""))
+    except configparser.Error:
+        return cover
+    found = [k for k in CREDENTIAL_KEYS if parser.has_option("default", k)]
+    if not found:
+        return cover
+    if block is not None and name in sections(block):
+        cover["AWS_PROFILE"] = name
+        return cover
+    raise TipdError(f"{path}: its default profile has credentials of its own ({found[0]}), which every AWS SDK "
+                    f"takes before tipd's endpoint: the command would not run as {name}. Run `tipctl aws-config "
+                    f"sync` (then tipctl exec uses AWS_PROFILE={name}), or move those settings to a named profile",
+                    code="DefaultProfileShadows", status=400)
 
 
 def _region(raw: dict[str, Any], name: str) -> str | None:
