@@ -198,3 +198,23 @@ def test_profiles_lists_account_profiles_too(user, capsys):
     code, out, _ = run(capsys, "profiles", "--config", str(user), "--json")
     rows = {r["profile"]: r for r in json.loads(out)["profiles"]}
     assert rows["prod"]["provider"] == "account of work" and rows["work"]["default"]
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["configure", "--show", "--json"], 0), (["profiles", "--json"], 0),
+                                            (["status", "--json"], 3)])
+def test_a_reader_that_stops_reading_is_no_traceback(user, argv, code):
+    """`tipctl configure --show --json | head -1`: the pipe's reader is gone before tipctl writes (its read end
+    closed before tipctl starts, so the case does not depend on timing)."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tipd.cli.main", "--config", str(user), *argv],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    # the command's own exit code when the output was all written before the reader was found gone, else 0
+    assert proc.stderr == "" and proc.returncode in (0, code)

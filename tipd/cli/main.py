@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc: int = args.run(args)
+        sys.stdout.flush()  # a reader that has gone shows here, not as an "Exception ignored" at exit
         return rc
     except TipdError as e:
         print(f"tipctl: {e.message}", file=sys.stderr)
@@ -169,6 +170,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tipctl: cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not reader_gone():  # from elsewhere (a socket): an error
+            raise
+        # `tipctl status --json | head -1`: the reader took what it wanted and left; no traceback for that
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return rc if "rc" in locals() else 0
+
+
+def reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (a BrokenPipeError from elsewhere, such as a socket, is
+    still an error)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll (Windows) or no real stdout
+        return False
 
 
 if __name__ == "__main__":
