@@ -201,20 +201,20 @@ def test_throttling_is_retried_then_a_sentence(fake, issuer):
 
 def test_attack_hostile_portal_answers_are_bounded_and_checked(fake, issuer):
     """A hostile (or broken) portal: an account id that is not one (its ListAccountRoles would be a 400 that sank
-    the whole listing), a 100 KB account name, a role name carrying a newline and an INI section (it would reach
-    profile names and ~/.aws/config), then 10,001 accounts in pages of 5,000 whatever maxResults asked (each would
-    cost a ListAccountRoles call)."""
+    the whole listing), a 100 KB account name opening with a terminal escape sequence (OSC 52: the clipboard), a
+    role name carrying a newline and an INI section (it would reach profile names and ~/.aws/config), then 10,001
+    accounts in pages of 5,000 whatever maxResults asked (each would cost a ListAccountRoles call)."""
     fake.portal.assign(ALICE_ID, "300000000000", "ReadOnly", "Admin\n[profile evil]", "x" * 65)
     fake.portal.account("12345", name="not-an-account")
     fake.portal.assign(ALICE_ID, "12345", "ReadOnly")
-    fake.portal.account("300000000001", name="n" * 100_000)
+    fake.portal.account("300000000001", name="\x1b]52;c;ZXZpbA==\x07" + "n" * 100_000)
     fake.portal.assign(ALICE_ID, "300000000001", "ReadOnly")
     token = _token(fake, issuer)
     listed = _run(Portal(AwsChain(Clock())).accounts(token, region=REGION, application_arn=APP))
     assert sorted(a.account.account_id for a in listed) == ["300000000000", "300000000001"]
     for a in listed:
         assert a.roles == ("ReadOnly",)
-        assert len(a.account.name) <= 256
+        assert len(a.account.name) <= 256 and a.account.name.isprintable()  # no escape sequence for a terminal
     assert fake.count("ListAccountRoles") == 2  # never asked about "12345"
 
     fake.portal.clear()

@@ -40,7 +40,8 @@ PAGE_SIZE = 100
 #: memory or a bad profile name): at most this many accounts, and roles per account
 MAX_ACCOUNTS = 10_000
 MAX_ROLES = 1_000
-#: an account name is shown and fills name templates only: Organizations allows 50 characters, this is generous
+#: an account name is shown and fills name templates only: Organizations allows 50 printable ASCII characters
+#: (https://docs.aws.amazon.com/organizations/latest/APIReference/API_CreateAccount.html); this is generous
 MAX_NAME = 256
 #: an account id is 12 digits; a permission set name 1-32 of [\w+=,.@-] (CreatePermissionSet,
 #: https://docs.aws.amazon.com/singlesignon/latest/APIReference/API_CreatePermissionSet.html); tipd's config
@@ -229,9 +230,15 @@ def _accounts(items: list[dict[str, Any]]) -> list[Account]:
         if ACCOUNT_ID.fullmatch(account_id) is None:
             log.warning("the portal listed an account whose id is not a 12-digit account id; skipped")
             continue
-        out[account_id] = Account(account_id, str(a.get("accountName", ""))[:MAX_NAME],
-                                  str(a.get("emailAddress", ""))[:MAX_NAME])
+        out[account_id] = Account(account_id, _shown(a.get("accountName", "")), _shown(a.get("emailAddress", "")))
     return list(out.values())
+
+
+def _shown(value: object) -> str:
+    """A name as tipctl will print it to a terminal: at most MAX_NAME characters, control characters (an escape
+    sequence could rewrite the screen or, with OSC 52, the clipboard) as '?'. Organizations allows printable ASCII
+    only in account names (CreateAccount's AccountName pattern)."""
+    return "".join(c if c.isprintable() else "?" for c in str(value)[:MAX_NAME])
 
 
 async def _pages(call: Any, key: str, *, access_token: Secret, most: int, what: str,
