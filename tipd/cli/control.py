@@ -16,6 +16,9 @@ from ..errors import TipdError
 class DaemonNotRunning(TipdError):
     code = "DaemonNotRunning"
     status = 503
+    #: tipctl's exit code for it, on every command (as `tipctl status` had it alone): a script can tell
+    #: "start tipd" from any other failure (1)
+    exit_code = 3
 
 
 NOT_RUNNING = ("tipd is not running (nothing answers on its control socket). Start it with `tipd` in another "

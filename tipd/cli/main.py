@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     except TipdError as e:
         print(f"tipctl: {e.message}", file=sys.stderr)
-        return 1
+        code: int = getattr(e, "exit_code", 1)  # 3: tipd is not running (cli/control.py DaemonNotRunning)
+        return code
     except KeyboardInterrupt:
         print("tipctl: cancelled", file=sys.stderr)
         return 130
