@@ -171,9 +171,12 @@ class Consumers:
         g = self.by_hash.get(h)
         if g is None or not hmac.compare_digest(g.token_hash, h) or self.now() >= g.expires:
             return None
+        return g
+
+    def used(self, g: Grant) -> None:
+        """A request the grant authorised (what `tipctl grant list` shows as last use)."""
         g.last_used = self.now()
         g.uses += 1
-        return g
 
     def create(self, name: str, profiles: list[str], ttl: float) -> tuple[Grant, str]:
         check_name(name)

@@ -52,7 +52,9 @@ def test_bad_names(name):
 def test_match_expiry_revoke_rotate(reg):
     r, now = reg
     g, token = r.create("ci", ["work"], 3600)
-    assert r.match(token.encode()) is g and g.uses == 1 and g.last_used == now.t
+    assert r.match(token.encode()) is g and g.uses == 0
+    r.used(g)
+    assert g.uses == 1 and g.last_used == now.t
     assert r.match(token[:-1].encode()) is None and r.match(b"x" * 43) is None
     now.t += 3599
     assert r.match(token.encode()) is g

@@ -182,6 +182,8 @@ class Guard:
         if profile not in grant.profiles:
             return TipdError(f"grant {grant.name} does not allow profile {profile[:64]!r} (it allows: "
                              f"{', '.join(grant.profiles)})", code="Forbidden", status=403)
+        assert self.consumers is not None
+        self.consumers.used(grant)
         request[GRANT] = grant.name
         return None
 
