@@ -228,3 +228,13 @@ def test_tipd_not_running_is_exit_code_3_on_every_command(user, capsys, argv):
     code, out, err = run(capsys, "--config", str(user), *argv)
     assert code == (0 if argv[0] == "logout" else 3), (out, err)
     assert "Traceback" not in err
+
+
+def test_config_has_one_help_except_where_it_means_something_else():
+    """--config is added by tipctl's parser in one place; a command keeps its own only to say another thing
+    (the service's: the file the installed tipd is to use / is compared with)."""
+    from tipd.cli.main import CONFIG_HELP
+
+    own = {path for path, p in every_parser(parser([])) for a in p._actions
+           if "--config" in a.option_strings and a.help != CONFIG_HELP}
+    assert own == {("service", "install"), ("service", "status")}

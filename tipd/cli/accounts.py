@@ -37,7 +37,6 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--role-name", required=True, help="the permission set's name (see `tipctl accounts`)")
     a.add_argument("--source", help="the sign-in profile it goes through (default: the default sign-in profile)")
     a.add_argument("--region", help="the region SDKs use with it (default: the source's)")
-    a.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     a.add_argument("--json", action="store_true", help="print what was added as JSON")
     a.set_defaults(run=run_add)
 
@@ -52,7 +51,6 @@ def add_parser(sub: Any) -> None:
                    "{account_email} and {role_name} (default '{account_name}-{role_name}'); other characters "
                    "than letters, digits, '.', '_' and '-' become '-'")
     y.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
-    y.add_argument("--config", metavar="PATH", help="config file (default: $TIPD_CONFIG or the per-user one)")
     y.add_argument("--json", action="store_true", help="print what changed as JSON")
     y.set_defaults(run=run_sync)
     top.set_defaults(run=lambda args: (top.print_help(), 2)[1])
