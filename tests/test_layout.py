@@ -124,3 +124,13 @@ def test_the_cycle_check_finds_a_cycle_and_skips_lazy_and_type_checking_imports(
     assert find_cycle(import_graph(pkg)) == []
     (pkg / "b.py").write_text("try:\n    from pkg import a\nexcept ImportError:\n    pass\n")
     assert find_cycle(import_graph(pkg)) == ["pkg.a", "pkg.b", "pkg.a"]
+
+
+def test_the_daemon_imports_at_the_top_only():
+    """Daemon.start imported a dozen modules inside itself (to dodge the daemon <-> server cycle): what tipd
+    needs to run is imported where a reader looks for it, and a missing module fails at start, not mid-way."""
+    tree = ast.parse((ROOT / "tipd" / "daemon.py").read_text())
+    inside = sorted(f"{fn.name}:{node.lineno}" for fn in ast.walk(tree)
+                    if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+                    for node in ast.walk(fn) if isinstance(node, ast.Import | ast.ImportFrom))
+    assert inside == [], inside
