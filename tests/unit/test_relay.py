@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tipd import relay
-from tipd.cli.grant import docker_flags
+from tipd.cli.grant import compose_snippet, docker_flags
 from tipd.relay import Refused, Relay
 
 
@@ -64,3 +64,14 @@ def test_docker_flags_mount_directories_and_set_the_sdk_variables(tmp_path):
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9911/v1/credentials/work" in out
     assert "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/tipd/token" in out
     assert "control.sock" not in out
+
+
+def test_compose_snippet_is_yaml_with_the_sidecar_and_the_sdk_variables(tmp_path):
+    import yaml
+
+    doc = yaml.safe_load(compose_snippet("box", ["work"], tmp_path / "box", 9911))
+    relay, app = doc["services"]["tipd-relay"], doc["services"]["app"]
+    assert app["network_mode"] == "service:tipd-relay" and f"{tmp_path / 'box'}:/run/tipd:ro" in app["volumes"]
+    assert app["environment"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://127.0.0.1:9911/v1/credentials/work"
+    assert app["environment"]["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == "/run/tipd/token"
+    assert any(v.endswith(":/run/tipd-relay") for v in relay["volumes"])

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "  tipctl grant list                                          the grants, their expiry and last use\n"
         "  tipctl grant rotate NAME                                   a new token (the old one dies at once)\n"
         "  tipctl grant revoke NAME                                   the token stops working at once\n"
-        "  tipctl grant docker-flags NAME [--profile P]               `docker run` flags for a container\n\n"
+        "  tipctl grant docker-flags NAME [--profile P] [--compose]   `docker run` flags (or compose services)\n\n"
         "The token is written (0600) to the grant's directory, by default in tipd's state directory "
         "(grants/NAME/token); mount that directory (not the file) into a container so that a rotation reaches it. "
         "tipd keeps only a SHA-256 of each token. See docs/containers.md and docs/security.md.")
@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "tipd's state directory)")
     p.add_argument("--port", type=int, default=RELAY_PORT, help=f"docker-flags: the relay's port in the container "
                    f"(default {RELAY_PORT})")
+    p.add_argument("--compose", action="store_true", help="docker-flags: print a compose snippet (a relay sidecar "
+                   "whose network namespace the app shares) instead of `docker run` flags")
     p.add_argument("--json", action="store_true", help="machine-readable output (make and rotate include the token)")
     p.set_defaults(run=run)
 
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise TipdError(f"tipctl grant {'' if action == 'make' else action + ' '}needs exactly one NAME")
     name = rest[0]
     if action == "docker-flags":
-        print(docker_flags(name, args.profile, grant_dir(name, args.dir), args.port))
+        make = compose_snippet if args.compose else docker_flags
+        print(make(name, args.profile, grant_dir(name, args.dir), args.port))
         return 0
     ctl = client()
     if action == "revoke":
@@ -153,3 +156,27 @@ def docker_flags(name: str, profiles: list[str], token_dir: Path, port: int) -> 
             f"# and Docker Desktop). The container starts the relay beside its program (python3 in the image):\n"
             f"#   docker run ...flags... IMAGE sh -c 'python3 /opt/tipd-relay/relay.py & exec YOUR-COMMAND'\n"
             f"  {lines}")
+
+
+def compose_snippet(name: str, profiles: list[str], token_dir: Path, port: int) -> str:
+    """A compose snippet: the relay as a sidecar (python:3-alpine), the app in its network namespace."""
+    from .. import relay
+    from ..paths import Paths
+
+    profile = profiles[0] if profiles else "PROFILE"
+    return f'''# compose services for grant {name} (docs/containers.md); replace YOUR-IMAGE
+services:
+  tipd-relay:
+    image: python:3-alpine
+    command: ["python", "/opt/tipd-relay/relay.py", "--listen", "127.0.0.1:{port}"]
+    volumes:
+      - {Paths.default().relay_dir}:{CONTAINER_RELAY_DIR}
+      - {Path(relay.__file__).resolve()}:/opt/tipd-relay/relay.py:ro
+  app:
+    image: YOUR-IMAGE
+    network_mode: "service:tipd-relay"
+    volumes:
+      - {token_dir}:{CONTAINER_TOKEN_DIR}:ro
+    environment:
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: "http://127.0.0.1:{port}/v1/credentials/{profile}"
+      AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: "{CONTAINER_TOKEN_DIR}/token"'''
