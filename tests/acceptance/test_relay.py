@@ -53,15 +53,18 @@ with open(out, "a") as f:
 class Container:
     """A namespace with the relay running in it, and the environment an SDK inside gets."""
 
-    def __init__(self, home: Home, token_file: str, profile: str = "work") -> None:
+    def __init__(self, home: Home, token_file: str, profile: str = "work", host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
         self.ns = netns.Netns()
         self.home = home
-        self.port = free_port()
+        self.host, self.port = host, port or free_port()
+        if host != "127.0.0.1":  # the ECS address on the namespace's loopback, as a compose network gives it
+            subprocess.run(self.ns.cmd("ip", "addr", "add", f"{host}/32", "dev", "lo"), check=True)
         self.ns.bridge(urlsplit(home.env["AWS_ENDPOINT_URL"]).port or 80)  # STS (the fake) for the SDKs inside
         ready = home.dir / f"relay-{self.port}.ready"
         self.log = open(home.dir / f"relay-{self.port}.log", "wb")
         self.relay = subprocess.Popen(self.ns.cmd(sys.executable, "-m", "tipd.relay", "--listen",
-                                                  f"127.0.0.1:{self.port}", "--socket",
+                                                  f"{host}:{self.port}", "--socket",
                                                   str(home.dir / "run" / "tipd" / "relay" / "credentials.sock"),
                                                   "--ready-file", str(ready)),
                                       stdout=self.log, stderr=subprocess.STDOUT, env=home.env)
@@ -70,7 +73,8 @@ class Container:
                         AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=token_file)
 
     def url(self, profile: str) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/credentials/{profile}"
+        where = self.host if self.port == 80 else f"{self.host}:{self.port}"
+        return f"http://{where}/v1/credentials/{profile}"
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return self.ns.run(*args, env=env or self.env)
@@ -169,6 +173,27 @@ def test_a_token_for_another_profile_is_refused_in_the_container(rig):
     status, body, _ = box.get("/v1/credentials/work", other["token"])
     assert status == 403 and json.loads(body)["message"] == \
         "grant elsewhere does not allow profile 'work' (it allows: other)"
+
+
+@pytest.mark.parametrize("client", ["boto3", "aws", "node"])
+def test_sdks_reach_the_relay_at_the_ecs_address_169_254_170_2_port_80(idp, fake, client):
+    """The compose pattern of AWS's local container endpoints: the relay holds 169.254.170.2 and listens on port 80;
+    the SDKs accept plain http there and leave the port out of Host."""
+    home = Home(idp.issuer, idp.client_id, fake.url)
+    d = Tipd(home).start()
+    box = None
+    try:
+        tipctl(home, "login", "work")
+        grant = make_grant(home, "ecs", "work")
+        box = Container(home, grant["token_file"], host="169.254.170.2", port=80)
+        assert box.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://169.254.170.2/v1/credentials/work"
+        r = box.run(*WHOAMI[client])
+        assert r.returncode == 0 and is_enhanced(r.stdout.strip()), r.stderr
+    finally:
+        if box is not None:
+            box.close()
+        d.stop()
+        home.cleanup()
 
 
 def test_the_relay_dir_holds_only_the_relay_socket_0600_in_a_0700_dir(rig):
