@@ -238,3 +238,20 @@ def test_config_has_one_help_except_where_it_means_something_else():
     own = {path for path, p in every_parser(parser([])) for a in p._actions
            if "--config" in a.option_strings and a.help != CONFIG_HELP}
     assert own == {("service", "install"), ("service", "status")}
+
+
+def test_env_imds_warns_about_the_default_profile_tipd_serves(monkeypatch):
+    """`tipctl env --imds` names no profile: IMDS serves tipd's default (the configured default_profile among
+    several, by the one rule); the warning is about that profile, not 'the only one' (there are two)."""
+    from tipd.cli import common, env
+
+    summary = {"default_profile": "home", "accounts": [],
+               "profiles": [{"profile": "work", "state": "fresh"}, {"profile": "home", "state": "signed-out"}]}
+
+    class Client:
+        def request(self, method: str, path: str) -> dict:
+            assert (method, path) == ("GET", "/v1/summary")
+            return summary
+
+    monkeypatch.setattr(common, "client", lambda timeout: Client())
+    assert "profile home is signed-out" in (env.serving_warning(None) or "")

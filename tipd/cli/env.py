@@ -81,7 +81,8 @@ def serving_warning(profile: str | None) -> str | None:
     except TipdError:
         return None  # slow or odd: no warning rather than a slow shell start
     states = {p["profile"]: p["state"] for p in summary.get("profiles", [])}
-    name = profile if profile is not None else next(iter(states), None) if len(states) == 1 else None
+    # IMDS without a name serves tipd's default profile (the rule of tipd.profiles, applied by tipd)
+    name = profile if profile is not None else summary.get("default_profile")
     sources = {a["profile"]: a["source"] for a in summary.get("accounts", [])}
     if name in sources:  # an account profile: served while its source is signed in (fetched at first use)
         states[name] = next((s for p, s in states.items() if p == sources[name]), "signed-out")

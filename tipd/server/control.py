@@ -104,7 +104,7 @@ def make_app(broker: Broker) -> web.Application:
         profiles = [{k: st[k] for k in SUMMARY_KEYS} for st in profile_statuses()]
         accounts = [{k: st[k] for k in ACCOUNT_SUMMARY_KEYS} for st in (a.status() for a in broker.accounts.values())]
         return {"version": __version__, "pid": os.getpid(), "state": overall([p["state"] for p in profiles]),
-                "profiles": profiles, "accounts": accounts}
+                "default_profile": broker.default_profile, "profiles": profiles, "accounts": accounts}
 
     async def status(request: web.Request) -> web.Response:
         return _json(full_status())
