@@ -315,3 +315,42 @@ def test_attack_grant_reaches_a_profile_that_later_took_its_name(rig):
     again = make_grant(home, "agent2", "other")
     tipctl(home, "reload")
     assert get(home.port, "/v1/credentials/other", {"Authorization": again["token"]})[0] == 200
+
+
+CONTAINER_VIEW = """
+import errno, os, socket, sys
+path, token = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(os.path.join(path, "credentials.sock"))
+s.sendall(f"GET /v1/credentials/work HTTP/1.0\\r\\nHost: tipd-relay\\r\\nAuthorization: {token}\\r\\n\\r\\n".encode())
+print(s.recv(64).split(b" ")[1].decode())
+for attempt in (lambda: os.unlink(os.path.join(path, "credentials.sock")),
+                lambda: socket.socket(socket.AF_UNIX).bind(os.path.join(path, "evil.sock"))):
+    try:
+        attempt()
+        print("done")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+"""
+
+
+def test_attack_a_container_replaces_the_relay_socket_to_take_other_consumers_tokens(rig, tmp_path):
+    """Every container given the relay directory shares it. Mounted read-write (unfixed), root in one container (or
+    the user's own uid under rootless Docker or Podman) could unlink tipd's socket and listen in its place: the next
+    container's relay would send it that container's grant token, for profiles the first was never granted. The
+    flags mount it read-only: connecting to a unix socket on a read-only bind mount still works (connect needs no
+    write to the file system); replacing the socket does not."""
+    home, _, grant = rig
+    flags = tipctl(home, "grant", "docker-flags", "box", "--profile", "work").stdout
+    relay_mount = next(line for line in flags.splitlines() if ":/run/tipd-relay" in line)
+    assert relay_mount.rstrip(" \\").rstrip("'").endswith(":/run/tipd-relay:ro"), relay_mount
+    # the container's view: the directory bind-mounted read-only, as `docker run -v DIR:/run/tipd-relay:ro` does
+    view = tmp_path / "container-view"
+    view.mkdir()
+    script = (f"mount --bind {relay_socket(home).parent} {view} && mount -o remount,bind,ro {view} && "
+              f"exec {sys.executable} -c \"$0\" {view} {grant['token']}")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, CONTAINER_VIEW], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["200", "EROFS", "EROFS"]  # served; neither removed nor replaced
+    assert relay_socket(home).exists()

@@ -74,4 +74,4 @@ def test_compose_snippet_is_yaml_with_the_sidecar_and_the_sdk_variables(tmp_path
     assert app["network_mode"] == "service:tipd-relay" and f"{tmp_path / 'box'}:/run/tipd:ro" in app["volumes"]
     assert app["environment"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://127.0.0.1:9911/v1/credentials/work"
     assert app["environment"]["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] == "/run/tipd/token"
-    assert any(v.endswith(":/run/tipd-relay") for v in relay["volumes"])
+    assert any(v.endswith(":/run/tipd-relay:ro") for v in relay["volumes"])  # read-only: no container replaces it

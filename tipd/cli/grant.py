@@ -141,7 +141,8 @@ def docker_flags(name: str, profiles: list[str], token_dir: Path, port: int) -> 
     profile = profiles[0] if profiles else "PROFILE"
     flags = [
         "-v", f"{token_dir}:{CONTAINER_TOKEN_DIR}:ro",
-        "-v", f"{relay_dir}:{CONTAINER_RELAY_DIR}",
+        # read-only: connecting needs no write, and no container can replace the socket that the others share
+        "-v", f"{relay_dir}:{CONTAINER_RELAY_DIR}:ro",
         "-v", f"{Path(relay.__file__).resolve()}:/opt/tipd-relay/relay.py:ro",
         "-e", f"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{port}/v1/credentials/{profile}",
         "-e", f"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={CONTAINER_TOKEN_DIR}/token",
@@ -170,7 +171,7 @@ services:
     image: python:3-alpine
     command: ["python", "/opt/tipd-relay/relay.py", "--listen", "127.0.0.1:{port}"]
     volumes:
-      - {Paths.default().relay_dir}:{CONTAINER_RELAY_DIR}
+      - {Paths.default().relay_dir}:{CONTAINER_RELAY_DIR}:ro
       - {Path(relay.__file__).resolve()}:/opt/tipd-relay/relay.py:ro
   app:
     image: YOUR-IMAGE
