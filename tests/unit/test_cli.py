@@ -255,3 +255,19 @@ def test_env_imds_warns_about_the_default_profile_tipd_serves(monkeypatch):
 
     monkeypatch.setattr(common, "client", lambda timeout: Client())
     assert "profile home is signed-out" in (env.serving_warning(None) or "")
+
+
+def test_configure_show_gives_the_effective_default_profile(user, capsys):
+    """A file with one profile and no default_profile: that profile is the default (status, env, IMDS use it),
+    so --show says so rather than 'not set'; with several and none, it is not set."""
+    one = user.with_name("one.toml")
+    one.write_text(CONFIG.replace('default_profile = "work"\n', "").split("[profiles.home]")[0])
+    one.chmod(0o600)
+    code, out, err = run(capsys, "configure", "--show", "--json", "--config", str(one))
+    assert code == 0, err
+    assert json.loads(out)["config"]["default_profile"] == "work"
+    two = user.with_name("two.toml")
+    two.write_text(CONFIG.replace('default_profile = "work"\n', ""))
+    two.chmod(0o600)
+    code, out, err = run(capsys, "configure", "--show", "--config", str(two))
+    assert code == 0 and "# default_profile: not set" in out, err

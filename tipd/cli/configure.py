@@ -239,6 +239,9 @@ def _show(args: argparse.Namespace) -> int:
     data = redacted(cfg)
     # what tipd does when the file leaves imds out, rather than "not set" (tipd.config.ServerConfig.imds_enabled)
     data["server"]["imds"] = cfg.server.imds_enabled
+    # likewise the profile commands and IMDS mean when the file names none: the only one (tipd.profiles' rule)
+    if data.get("default_profile") is None and len(cfg.profiles) == 1:
+        data["default_profile"] = cfg.profile_name(None)
     if args.profile is not None:
         from ..errors import UnknownProfile
         from ..profiles import unknown_profile
