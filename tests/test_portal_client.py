@@ -202,9 +202,11 @@ def test_throttling_is_retried_then_a_sentence(fake, issuer):
 def test_attack_hostile_portal_answers_are_bounded_and_checked(fake, issuer):
     """A hostile (or broken) portal: an account id that is not one (its ListAccountRoles would be a 400 that sank
     the whole listing), a 100 KB account name opening with a terminal escape sequence (OSC 52: the clipboard), a
-    role name carrying a newline and an INI section (it would reach profile names and ~/.aws/config), then 10,001
-    accounts in pages of 5,000 whatever maxResults asked (each would cost a ListAccountRoles call)."""
-    fake.portal.assign(ALICE_ID, "300000000000", "ReadOnly", "Admin\n[profile evil]", "x" * 65)
+    role name carrying a newline and an INI section (it would reach profile names and ~/.aws/config), one with a
+    look-alike letter, then 10,001 accounts in pages of 5,000 whatever maxResults asked (each would cost a
+    ListAccountRoles call)."""
+    fake.portal.assign(ALICE_ID, "300000000000", "ReadOnly", "Admin\n[profile evil]", "x" * 65,
+                       "\u0410dmin")  # a Cyrillic A: looks like Admin
     fake.portal.account("12345", name="not-an-account")
     fake.portal.assign(ALICE_ID, "12345", "ReadOnly")
     fake.portal.account("300000000001", name="\x1b]52;c;ZXZpbA==\x07" + "n" * 100_000)

@@ -47,7 +47,7 @@ MAX_NAME = 256
 #: https://docs.aws.amazon.com/singlesignon/latest/APIReference/API_CreatePermissionSet.html); tipd's config
 #: takes up to 64. Anything else cannot be asked for credentials, so it is skipped.
 ACCOUNT_ID = re.compile(r"\d{12}")
-ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)  # AWS's \w is Java's: ASCII (no look-alike letters)
 
 log = logging.getLogger(__name__)
 
