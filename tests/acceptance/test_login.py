@@ -140,7 +140,7 @@ def test_daemon_not_running_says_how_to_start_it_before_any_sign_in(home, idp):
     before = idp.stats().get("/device/auth", 0)
     for args in ((), ("--device",)):
         r = tipctl(home, "login", *args, check=False)
-        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr  # 3: tipd is not running
         assert r.stderr.startswith("tipctl: tipd is not running") and "tipctl service install" in r.stderr
     assert browser_visits(home) == []  # no browser opened
     assert idp.stats().get("/device/auth", 0) == before  # no device code requested
