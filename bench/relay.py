@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="sequential requests per latency round")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (relay, direct)")
     ap.add_argument("--boto3", type=int, default=12, help="fresh boto3 processes per side")
+    ap.add_argument("--rt", action="store_true", help="run tipd, the relay and the latency clients under SCHED_FIFO "
+                    "(chrt), to see the relay's own cost apart from the other load on a shared machine")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -81,6 +83,8 @@ def main() -> int:
     from tests.support.idp import IdP
 
     results: dict[str, Any] = {"uptime_at_start": uptime(), "settings": {k: str(v) for k, v in vars(args).items()}}
+    if args.rt:
+        print("SCHED_FIFO (--rt): tipd, the relay and the latency clients", file=sys.stderr)
     with IdP() as idp, MotoServer() as moto:
         config = FakeConfig(applications={APP_ARN: AppConfig(issuer_url=idp.issuer, audiences=[idp.client_id],
                                                              claim="email")},
@@ -99,13 +103,20 @@ def main() -> int:
                                                 "--socket", str(home.dir / "run/tipd/relay/credentials.sock"),
                                                 "--ready-file", str(ready)), env=home.env, stderr=subprocess.DEVNULL)
                 wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
+                rt: list[str] = []
+                if args.rt:
+                    assert tipd.proc is not None
+                    relay_pid = int(ready.read_text())  # the relay itself, not `ip netns exec`
+                    for pid in (tipd.proc.pid, relay_pid):
+                        subprocess.run(["chrt", "-a", "-f", "-p", "10", str(pid)], check=True)
+                    rt = ["chrt", "-f", "10"]
                 path = "/v1/credentials/work"
                 lat: dict[str, list[float]] = {"relay": [], "direct": []}
                 for _ in range(args.rounds):
                     for side in ("relay", "direct"):
                         cmd = [sys.executable, "-c", LATENCY_CLIENT, "127.0.0.1",
                                str(port if side == "relay" else home.port), path, grant["token"], str(args.requests)]
-                        out = subprocess.run(ns.cmd(*cmd) if side == "relay" else cmd, env=home.env,
+                        out = subprocess.run([*rt, *(ns.cmd(*cmd) if side == "relay" else cmd)], env=home.env,
                                              capture_output=True, text=True, check=True, timeout=600).stdout
                         lat[side] += [float(x) for x in out.split()]
                 boto: dict[str, list[float]] = {"namespace": [], "host": []}
