@@ -125,7 +125,8 @@ def test_the_brief_status_has_states_users_and_expiry_only(home, tipd):
                                    "next_refresh": None, "last_error": None}]
     tipctl(home, "login")
     after = ctl.request("GET", "/v1/summary")
-    assert after["state"] == "fresh" and set(after) == {"version", "pid", "state", "profiles"}
+    assert after["state"] == "fresh"
+    assert set(after) == {"version", "pid", "state", "default_profile", "profiles", "accounts"}
     p = after["profiles"][0]
     assert p["user"] == "alice@example.com" and p["credentials_expire"] and p["next_refresh"]
     # the brief stream sends the same shape
