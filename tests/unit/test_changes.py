@@ -255,7 +255,8 @@ async def test_the_event_route_streams_a_login_and_the_summary_is_brief():
         while data["state"] != "fresh":
             event, data = await asyncio.wait_for(read_event(resp), 5)
         assert data["profiles"][0]["user"] == "alice@example.com"
-        assert set(data) == {"version", "pid", "state", "default_profile", "profiles", "accounts"}  # brief: no stages, no audit
+        # brief: no stages, no audit
+        assert set(data) == {"version", "pid", "state", "default_profile", "profiles", "accounts"}
 
         full = await srv.http.get("http://tipd/v1/events")
         event, data = await asyncio.wait_for(read_event(full), 5)
