@@ -10,6 +10,7 @@ import re
 import socket
 import stat
 import subprocess
+import sys
 import time
 from typing import ClassVar
 
@@ -491,3 +492,30 @@ def test_no_client_secret_or_identity_center_refresh_token_in_logs_outputs_or_fi
     for name, text in texts.items():
         for s in secrets:
             assert s.encode() not in text, f"a secret appears in {name}"
+
+
+SANDBOXED_IMDS = """
+import http.client, sys
+port = int(sys.argv[1])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+conn.request("PUT", "/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+r = conn.getresponse()
+token = r.read().decode()
+print(r.status)
+if r.status == 200:
+    conn.request("GET", "/latest/meta-data/iam/security-credentials/work", headers={"X-aws-ec2-metadata-token": token})
+    print(conn.getresponse().read().decode())
+"""
+
+
+def test_attack_a_sandbox_of_the_same_uid_takes_the_default_profile_through_imds(live):
+    """IMDS has no shared secret; its peer-uid check was its only barrier. A rootless container (Podman, rootless
+    Docker) or another user-namespace sandbox with the host's network runs as the user's own uid, so unfixed any
+    process in one, holding no token and no grant (or a grant for another profile), got the default profile's
+    credentials with a PUT and a GET. A session token is now handed only to a process in tipd's own user
+    namespace. (The test runs the client under `unshare -U -r`, as such sandboxes do.)"""
+    assert imds_token(live)[0] == 200  # a process of tipd's own namespace still gets one
+    r = subprocess.run(["unshare", "-U", "-r", sys.executable, "-c", SANDBOXED_IMDS, str(live.port)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "403" and not has_credentials(r.stdout.encode())

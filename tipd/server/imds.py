@@ -6,6 +6,8 @@ software (that can only be made to GET) cannot do, and a PUT relayed by a proxy 
 refused as AWS does. It serves the default profile."""
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -14,6 +16,7 @@ from aiohttp import web
 
 from ..broker import Broker
 from .guards import Guard, Routes
+from .peer import processes_of_inodes
 
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -49,11 +52,29 @@ class Imds:
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 1 <= int(raw) <= 21600:
             return _text("Bad Request", 400)
         ttl = int(raw)
+        if self.guard.check_uid and not await asyncio.to_thread(self._same_user_namespace, request):
+            return _text("Forbidden", 403)
         token = secrets.token_urlsafe(32)
         self._tokens[token] = time.monotonic() + ttl
         while len(self._tokens) > MAX_TOKENS:
             self._tokens.popitem(last=False)
         return _text(token, headers={TTL_HEADER: raw})
+
+    def _same_user_namespace(self, request: web.Request) -> bool:
+        """(Linux) the client runs in tipd's own user namespace. IMDS has no shared secret, and a rootless container
+        or another user-namespace sandbox with the host's network runs as the user's own uid: the namespace is what
+        tells it from the user's own processes. One /proc walk per session token (an SDK asks for one per fetch of
+        credentials, not per request); a client that cannot be found is refused."""
+        peer = self.guard.peer(request)
+        if peer is None:
+            return False
+        found = processes_of_inodes({peer.inode}).get(peer.inode)
+        if found is None:
+            return False
+        try:
+            return os.readlink(f"/proc/{found.pid}/ns/user") == os.readlink("/proc/self/ns/user")
+        except OSError:
+            return False
 
     def _token_ok(self, request: web.Request) -> bool:
         token = request.headers.get(TOKEN_HEADER)
