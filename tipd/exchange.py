@@ -378,18 +378,24 @@ S3AG_HINTS: dict[str, tuple[bool, str]] = {
 }
 
 
+def _printable(text: str) -> str:
+    """An upstream's words as tipd repeats them (logs, last_error, `tipctl status` on a terminal): control
+    characters, escape sequences among them, become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def explain(stage: str, e: Exception, hints: dict[str, tuple[bool, str]] = HINTS) -> UpstreamError:
     boto = _boto()
     if isinstance(e, boto.ClientError):
         err = e.response.get("Error", {})
-        code = err.get("Code", "Unknown")
+        code = _printable(str(err.get("Code", "Unknown"))[:100])
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         permanent, hint = hints.get(code, (False, ""))
         if code in TRANSIENT_CODES or status >= 500:
             permanent, hint = False, hint or "AWS is busy or failing; retrying with backoff"
         msg = f"{stage} failed: {code}" + (f" - {hint}" if hint else "")
         if err.get("Message") and not permanent:
-            msg += f" ({err['Message'][:200]})"
+            msg += f" ({_printable(str(err['Message'])[:200])})"
         out = UpstreamError(msg, code=code, permanent=permanent, status=502 if not permanent else 403)
     elif isinstance(e, boto.ResponseTooLarge):
         out = UpstreamError(f"{stage} failed: {e}", code="ResponseTooLarge", permanent=False, status=502)

@@ -25,3 +25,13 @@ def test_access_denied_on_the_enhanced_step_points_at_set_context():
 def test_throttling_is_transient_and_keeps_the_message():
     e = explain("AssumeRole", _denied("Throttling", 400))
     assert not e.permanent and "retrying" in e.message and "not authorized" in e.message
+
+
+def test_attack_an_upstream_error_carrying_terminal_escapes_reaches_status_printable():
+    """A hostile or compromised upstream (the portal, STS behind a proxy) answering an error whose Message and Code
+    carry terminal escape sequences (OSC 52 writes the clipboard, others rewrite the screen): the message is kept in
+    last_error and printed by `tipctl status`, so control characters become '?'."""
+    e = explain("GetRoleCredentials", ClientError(
+        {"Error": {"Code": "Throttling\x1b[2J", "Message": "slow down \x1b]52;c;ZXZpbA==\x07\nfake: all good"},
+         "ResponseMetadata": {"HTTPStatusCode": 400}}, "GetRoleCredentials"))
+    assert e.message.isprintable() and "\x1b" not in e.message and "slow down" in e.message
