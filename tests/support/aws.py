@@ -891,6 +891,21 @@ class FakeAWS:
         with self._lock:
             return self._issued_creds.get(access_key_id)
 
+    def record_issued(self, access_key_id: str, creds: _Creds) -> None:
+        """Credentials issued on this fake's behalf by a neighbour (the portal fake's GetRoleCredentials), so
+        the checks that look them up (the federation endpoint, chaining) know them."""
+        with self._lock:
+            self._issued_creds[access_key_id] = creds
+
+    def access_token(self, token: str) -> tuple[str, tuple[str, ...]] | None:
+        """The Identity Center user and scopes of an access token this fake issued and that has not expired."""
+        with self._lock:
+            entry = self._access_tokens.get(token)
+            scopes = self._token_scopes.get(token, ())
+        if entry is None or time.time() >= entry[2]:
+            return None
+        return entry[1], scopes
+
     def bootstrap_access_keys(self) -> set[str]:
         with self._lock:
             return {k for k, c in self._issued_creds.items() if c.action == "AssumeRoleWithWebIdentity"}

@@ -169,16 +169,14 @@ class PortalDirectory:
         from .aws import _AwsError
 
         token = request.headers.get("x-amz-sso_bearer_token", "")
-        fake = self.fake
-        with fake._lock:
-            entry = fake._access_tokens.get(token) if token else None
-            scopes = fake._token_scopes.get(token, ()) if token else ()
-        if entry is None or time.time() >= entry[2]:
+        known = self.fake.access_token(token) if token else None
+        if known is None:
             raise _AwsError("UnauthorizedException", "Session token not found or invalid", 401)
+        user_id, scopes = known
         if ACCOUNT_ACCESS not in scopes:
             status = 403 if self.scope_error == "ForbiddenException" else 401
             raise _AwsError(self.scope_error, "the access token does not carry the sso:account:access scope", status)
-        return entry[1]
+        return user_id
 
     async def _credentials(self, user_id: str, account_id: str, role: str) -> dict[str, Any]:
         from .aws import _AwsError
@@ -196,9 +194,9 @@ class PortalDirectory:
         expires = c["Expiration"].timestamp()
         from .aws import _Creds
 
-        with self.fake._lock:  # known to the federation endpoint (and to nothing that wants Identity Center)
-            self.fake._issued_creds[c["AccessKeyId"]] = _Creds("GetRoleCredentials", c["SecretAccessKey"],
-                                                               c["SessionToken"], expires)
+        # known to the federation endpoint (and to nothing that wants Identity Center)
+        self.fake.record_issued(c["AccessKeyId"], _Creds("GetRoleCredentials", c["SecretAccessKey"],
+                                                         c["SessionToken"], expires))
         with self._lock:
             self.vended.append((account_id, role, c["AccessKeyId"]))
         return {"accessKeyId": c["AccessKeyId"], "secretAccessKey": c["SecretAccessKey"],
@@ -230,10 +228,8 @@ class PortalDirectory:
         if not isinstance(session, dict) or set(session) != {"sessionId", "sessionKey", "sessionToken"} or \
                 not all(isinstance(v, str) for v in session.values()):
             return _federation_error("Invalid Session parameter")
-        fake = self.fake
-        with fake._lock:
-            creds = fake._issued_creds.get(session["sessionId"])
-            chained = creds is not None and creds.chained
+        creds = self.fake.issued(session["sessionId"])
+        chained = creds is not None and creds.chained
         if creds is None or creds.secret_access_key != session["sessionKey"] or \
                 creds.session_token != session["sessionToken"] or time.time() >= creds.expiration:
             return _federation_error("Invalid credentials parameter")
