@@ -58,9 +58,13 @@ class Plan:
 def check_template(template: str) -> None:
     """A usage error unless the template names only FIELDS (and names at least one role or account)."""
     try:
-        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as e:
-        raise ConfigError(f"--template {template!r} is not a template ({e}); e.g. {DEFAULT_TEMPLATE!r}") from None
+        raise ConfigError(f"--template {template[:80]!r} is not a template ({e}); e.g. {DEFAULT_TEMPLATE!r}") from None
+    if any(spec or conv for _, spec, conv in fields):  # `{account_name:>99999999999}` pads to any width
+        raise ConfigError(f"--template takes plain fields such as {{account_name}}, without a format spec or "
+                          f"conversion (`:...`, `!r`) (default {DEFAULT_TEMPLATE!r})")
+    names = [f for f, _, _ in fields]
     bad = [n for n in names if n not in FIELDS]
     if bad or not names:
         raise ConfigError(f"--template may use {', '.join('{' + f + '}' for f in FIELDS)}"

@@ -62,3 +62,12 @@ def test_remove_table_takes_out_one_table_and_nothing_else() -> None:
     assert remove_table(text, "c") == text
     with pytest.raises(ConfigError, match="does not rewrite"):
         remove_table('profiles.a.x = 1\n', "a")
+
+
+@pytest.mark.parametrize("template", ["{account_name:>99999999999999}", "{role_name:x<1000000000}",
+                                      "{account_name!r}-{role_name}"])
+def test_attack_a_template_with_a_format_spec_is_refused_before_it_allocates(template: str) -> None:
+    """`--template '{account_name:>99999999999999}'`: a format spec pads to any width (unfixed: a MemoryError
+    traceback after trying to allocate terabytes); a conversion (`!r`) quotes. The template takes plain fields."""
+    with pytest.raises(ConfigError, match="plain"):
+        check_template(template)
