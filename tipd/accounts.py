@@ -20,9 +20,9 @@ from .clock import Clock, iso_utc
 from .config import AccountProfile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsCredentials, IdcToken
-from .refresh import TICK, Stage, Verdict, WakeOrTick, Windows
+from .refresh import TICK, Stage, Verdict, WakeOrTick
 from .secret import Secret
-from .session import HARD_MIN_REMAINING, ProfileSession, Served
+from .session import ProfileSession, Served, ServesFromMemory
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RoleCredentials(Protocol):
                                    scopes: tuple[str, ...] = (), application_arn: str = "") -> AwsCredentials: ...
 
 
-class AccountSession:
+class AccountSession(ServesFromMemory):
     """One account profile's credentials: fetched on first use, renewed ahead while in use, dropped when the
     source signs out."""
 
@@ -51,13 +51,9 @@ class AccountSession:
         self.profile = profile
         self.source = source
         self.portal = portal
-        self.clock = clock
         self.settings = refresh
         self.on_change = on_change or (lambda: None)
-        self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
-        #: the serving windows every profile follows (tipd/refresh.py)
-        self.windows = Windows(advisory=refresh.min_remaining, mandatory=self.floor)
-        self.served: Served | None = None
+        self.start_serving(clock, refresh)
         #: the expiry of the latest credentials handed to a client: the profile is in use until then
         self.handed_out_until = 0.0
         self.stage: Stage[AwsCredentials] = Stage(f"{name}: role credentials", self._fetch, clock,
@@ -68,17 +64,15 @@ class AccountSession:
     def cached_body(self) -> bytes | None:
         """The hot path: credentials with at least `min_remaining` left, from memory, or None. Handing them
         out keeps the profile in use."""
-        s = self.served
-        if s is not None and s.creds.expires_at - self.clock.time() >= self.windows.advisory:
-            self.handed_out_until = s.creds.expires_at
-            return s.body
-        return None
+        s = self.fresh()
+        if s is None:
+            return None
+        self.handed_out_until = s.creds.expires_at
+        return s.body
 
     async def credentials(self) -> Served:
         """Credentials to hand out: the ones in memory, else fetched now (at most FETCH_TIMEOUT)."""
-        s = self.served
-        now = self.clock.time()
-        verdict = self.windows.verdict(s.creds.expires_at if s is not None else None, now)
+        s, now, verdict = self.serving_verdict()
         # short but valid credentials go out while a renewal is under way; otherwise this request fetches (an
         # account profile not in use has no renewal ahead of it)
         if s is None or verdict is Verdict.RENEW or (verdict is Verdict.SERVE_AND_RENEW and not self.stage.refreshing):

@@ -110,7 +110,38 @@ class Served:
                    json.dumps(dict(imds, AccountId=c["AccountId"])).encode())
 
 
-class ProfileSession:
+class ServesFromMemory:
+    """The serving check shared by every kind of profile session: `served` is what is in memory, `windows` the
+    serving policy (tipd/refresh.py); the hot path reads only these two and the clock."""
+
+    served: Served | None
+    windows: Windows
+    clock: Clock
+    floor: float
+
+    def start_serving(self, clock: Clock, refresh: RefreshConfig) -> None:
+        """Nothing in memory yet; served while `min_remaining` is left, renewed behind a request below it,
+        never served below `floor`."""
+        self.clock = clock
+        self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
+        self.windows = Windows(advisory=refresh.min_remaining, mandatory=self.floor)
+        self.served = None
+
+    def fresh(self) -> Served | None:
+        """What is in memory with at least the advisory window (`min_remaining`) left, else None."""
+        s = self.served
+        if s is not None and s.creds.expires_at - self.clock.time() >= self.windows.advisory:
+            return s
+        return None
+
+    def serving_verdict(self) -> tuple[Served | None, float, Verdict]:
+        """What is in memory, the time now, and whether to serve it, serve and renew it, or renew first."""
+        s = self.served
+        now = self.clock.time()
+        return s, now, self.windows.verdict(s.creds.expires_at if s is not None else None, now)
+
+
+class ProfileSession(ServesFromMemory):
     def __init__(self, name: str, profile: Profile, refresh: RefreshConfig, *, store: TokenStore, aws: AwsChain,
                  idp: IdpClient, clock: Clock, notify: Callable[[str, str], None] | None = None,
                  on_change: Callable[[], None] | None = None) -> None:
@@ -120,15 +151,12 @@ class ProfileSession:
         self.store = store
         self.aws = aws
         self.idp_client = idp
-        self.clock = clock
         self.notify = notify or (lambda title, body: None)
         #: told whenever something a status reader sees changes (the control API's event stream)
         self.on_change = on_change or (lambda: None)
         # margins scale down with (test-sized) lifetimes; at the defaults they are 60 s and 10 s
         self.margin = min(DEPENDENCY_MARGIN, refresh.min_remaining / 4)
-        self.floor = min(HARD_MIN_REMAINING, refresh.min_remaining / 2)
-        #: served while `min_remaining` is left; renewed behind a request below it; never served below `floor`
-        self.windows = Windows(advisory=refresh.min_remaining, mandatory=self.floor)
+        self.start_serving(clock, refresh)
         self.refresh_token: Secret | None = None
         #: the scope the IdP granted (from the sign-in or the last refresh that said), space-separated
         self.granted_scope: str | None = None
@@ -146,7 +174,6 @@ class ProfileSession:
         self._save_retry_at = 0.0
         #: how this IdP takes a refresh's scope when it refused the profile's way once ("omit" / "granted")
         self._scope_mode: str | None = None
-        self.served: Served | None = None
         #: reading the stored sign-in at start-up, when it runs behind the listeners (the daemon's start): a
         #: request waits for it rather than hear "not signed in"
         self.loading: asyncio.Task[None] | None = None
@@ -425,16 +452,12 @@ class ProfileSession:
     # -- serving ---------------------------------------------------------------------------
     def cached_body(self) -> bytes | None:
         """The hot path: credentials with at least `min_remaining` left, from memory, or None."""
-        s = self.served
-        if s is not None and s.creds.expires_at - self.clock.time() >= self.windows.advisory:
-            return s.body
-        return None
+        s = self.fresh()
+        return s.body if s is not None else None
 
     async def credentials(self) -> Served:
         """Credentials to serve, refreshing only when nothing valid is at hand."""
-        s = self.served
-        now = self.clock.time()
-        verdict = self.windows.verdict(s.creds.expires_at if s is not None else None, now)
+        s, now, verdict = self.serving_verdict()
         if s is not None and verdict is not Verdict.RENEW:
             if verdict is Verdict.SERVE_AND_RENEW:
                 self.schedule.wake()  # serve it now, let the scheduler refresh behind

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -9,6 +10,8 @@ from tests.support.account_rig import SOURCE, AccountRig, account_id
 from tipd import accounts as accounts_mod
 from tipd.config import parse_config
 from tipd.errors import ConfigError, LoginRequired, UpstreamError
+from tipd.refresh import Verdict
+from tipd.session import ServesFromMemory
 
 HOUR = 3600
 
@@ -186,4 +189,24 @@ async def test_credentials_fetched_while_the_source_signs_out_are_thrown_away() 
     with pytest.raises(LoginRequired, match="which signed out: run `tipctl login work`"):
         await fetch
     assert a0.served is None and a0.cached_body() is None
+    await rig.stop()
+
+
+async def test_account_and_sign_in_profiles_serve_through_the_one_shared_check() -> None:
+    """One serving check (ServesFromMemory): both kinds of profile stop answering from memory at the same point,
+    `min_remaining` before expiry."""
+    rig = AccountRig(1)
+    await rig.start()
+    account, source = rig.accounts["acct0"], rig.source
+    assert isinstance(account, ServesFromMemory) and isinstance(source, ServesFromMemory)
+    await account.credentials()
+    await source.credentials()
+    for session in (account, source):
+        s = session.served
+        assert s is not None and session.fresh() is s and session.cached_body() == s.body
+        left = s.creds.expires_at - rig.clock.time()
+        session.served = dataclasses.replace(s, creds=dataclasses.replace(
+            s.creds, expires_at=s.creds.expires_at - (left - rig.refresh.min_remaining) - 1))
+        assert session.fresh() is None and session.cached_body() is None
+        assert session.serving_verdict()[2] is not Verdict.SERVE
     await rig.stop()
