@@ -115,6 +115,22 @@ def test_version(capsys):
     assert code == 0 and out == f"tipctl {__version__}\n"
 
 
+def test_status_json_of_an_unknown_profile_prints_a_json_error(user, capsys, monkeypatch):
+    """`tipctl status NAME --json` for a profile tipd does not have: an object on stdout (as when tipd is down),
+    the sentence on stderr, exit 1."""
+    import tipd.cli.common
+
+    class Client:
+        def request(self, method: str, path: str) -> dict[str, object]:
+            return {"state": "fresh", "profiles": [{"profile": "work", "state": "fresh"}]}
+
+    monkeypatch.setattr(tipd.cli.common, "client", lambda **kw: Client())
+    code, out, err = run(capsys, "status", "wrok", "--json", "--config", str(user))
+    assert code == 1 and "did you mean 'work'" in err, (out, err)
+    body = json.loads(out)
+    assert body["code"] == "UnknownProfile" and "did you mean 'work'" in body["message"] and body["running"] is True
+
+
 def test_status_of_a_profile_shows_only_that_one():
     from tipd.cli.status import only
     from tipd.errors import UnknownProfile

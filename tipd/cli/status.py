@@ -90,6 +90,7 @@ def needs_attention(status: dict[str, Any], profile: str | None = None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UnknownProfile
     from .common import client, print_json
     from .control import DaemonNotRunning
 
@@ -97,6 +98,13 @@ def run(args: argparse.Namespace) -> int:
         return watch(args)
     try:
         status = only(client(timeout=5).request("GET", "/v1/status"), args.profile)
+    except UnknownProfile as e:
+        if not args.json:
+            raise
+        # a script reading stdout gets an object here too, as when tipd is down; the sentence still goes to stderr
+        print_json({"running": True, **e.to_json()})
+        print(f"tipctl: {e.message}", file=sys.stderr)
+        return 1
     except DaemonNotRunning as e:
         squatter = port_squatter(args.config)
         if args.json:
