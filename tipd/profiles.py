@@ -26,6 +26,16 @@ IDP = "idp"
 ACCOUNT = "account"
 #: the other kinds of profile, by the key that only a table of that kind has
 KIND_MARKERS: dict[str, str] = {"source": ACCOUNT}
+#: the keys a table of each kind may have: exactly the fields of its model in tipd/config.py (a test holds the
+#: two together). The quick path hands a table with any other key to the full check, which refuses it as tipd would.
+PROFILE_KEYS: dict[str, frozenset[str]] = {
+    IDP: frozenset({"account_id", "application_arn", "auth_params", "client_auth", "client_id", "exchange_token",
+                    "identity_enhanced_role_arn", "issuer", "oidc_role_arn", "provider", "redirect_host",
+                    "redirect_port", "refresh_scope", "region", "scopes"}),
+    ACCOUNT: frozenset({"account_id", "region", "role_name", "source", "synced"}),
+}
+#: the top-level keys of a config file (the fields of tipd.config.Config)
+TOP_KEYS = frozenset({"default_profile", "profiles", "refresh", "server", "store"})
 
 
 def profile_kind(table: Mapping[str, object]) -> str:

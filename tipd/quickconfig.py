@@ -7,12 +7,12 @@ import os
 from typing import Any
 
 from .config_file import read_config_file
-from .profiles import DEFAULT_PORT, PROFILE_NAME, Endpoint
+from .profiles import DEFAULT_PORT, PROFILE_KEYS, PROFILE_NAME, TOP_KEYS, Endpoint, profile_kind
 
 
 def endpoint_facts(path: str | os.PathLike[str] | None = None) -> Endpoint:
-    """The endpoint's port and profiles. (The rest of the file is not checked here: `tipd` and `tipctl
-    configure --show` do that.)"""
+    """The endpoint's port and profiles. (Beyond the keys, the rest of the file is not checked here: `tipd` and
+    `tipctl configure --show` do that.)"""
     raw, _ = read_config_file(path)
     quick = _quick(raw)
     if quick is not None:
@@ -31,6 +31,8 @@ def _quick(raw: dict[str, Any]) -> Endpoint | None:
         return None
     if not all(isinstance(v, dict) and PROFILE_NAME.fullmatch(k) for k, v in profiles.items()):
         return None
+    if not raw.keys() <= TOP_KEYS or not all(v.keys() <= PROFILE_KEYS[profile_kind(v)] for v in profiles.values()):
+        return None  # an unknown key: tipd refuses the file, so `tipctl env` must not hand out variables for it
     if default is not None and default not in profiles:
         return None
     return Endpoint(port, default, tuple(profiles))

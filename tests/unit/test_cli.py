@@ -115,6 +115,15 @@ def test_version(capsys):
     assert code == 0 and out == f"tipctl {__version__}\n"
 
 
+def test_env_with_a_config_tipd_would_refuse_prints_no_exports(user, capsys):
+    """An unknown key in a profile: tipd refuses the file, so `tipctl env` says so (with the nearest key) and exits
+    non-zero instead of printing exports for a daemon that will not start."""
+    user.write_text(CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nisuer = "x"'))
+    code, out, err = run(capsys, "env", "--config", str(user))
+    assert code != 0 and out == "", out
+    assert "invalid configuration" in err and "did you mean 'issuer'?" in err and "Traceback" not in err, err
+
+
 def test_status_json_of_an_unknown_profile_prints_a_json_error(user, capsys, monkeypatch):
     """`tipctl status NAME --json` for a profile tipd does not have: an object on stdout (as when tipd is down),
     the sentence on stderr, exit 1."""

@@ -259,6 +259,15 @@ def test_tipctl_env_does_not_import_pydantic(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+def test_the_quick_key_lists_are_the_models_fields():
+    """tipd/profiles.py names each kind's keys without pydantic (for `tipctl env`); they must not drift."""
+    from tipd.config import PROFILE_MODELS, Config
+    from tipd.profiles import PROFILE_KEYS, TOP_KEYS
+
+    assert {k: set(m.model_fields) for k, m in PROFILE_MODELS.items()} == {k: set(v) for k, v in PROFILE_KEYS.items()}
+    assert set(Config.model_fields) == TOP_KEYS
+
+
 def test_a_profile_name_with_a_final_newline_is_refused(tmp_path):
     from tipd.quickconfig import endpoint_facts
 
