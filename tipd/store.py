@@ -458,24 +458,26 @@ class ProbingStore(_Records):
         await (await self.resolve()).delete_record(kind, profile)
 
 
-def _chosen(kr: KeyringBackend | None, files: FileStore) -> FileStore | FallbackStore:
+def _chosen(kr: KeyringBackend | None, files: FileStore, *, keeps: bool = True) -> FileStore | FallbackStore:
     if kr is not None:
         log.info("refresh tokens are kept in the OS keyring (%s)", type(kr).__name__)
         return FallbackStore(KeyringStore(kr), files)
-    log.warning("no usable OS keyring; refresh tokens are kept in 0600 files in %s instead", files.directory)
+    log.log(logging.WARNING if keeps else logging.DEBUG,
+            "no usable OS keyring; refresh tokens are kept in 0600 files in %s instead", files.directory)
     return files
 
 
-def open_store(backend: str, tokens_dir: Path, *, probe_later: bool = False) -> TokenStore:
+def open_store(backend: str, tokens_dir: Path, *, probe_later: bool = False, keeps: bool = True) -> TokenStore:
     """The store for `[store] backend`. `probe_later` (the daemon): the keyring probe runs in a thread at the
-    first use instead of now (see ProbingStore)."""
+    first use instead of now (see ProbingStore). `keeps=False` (`tipctl logout`): the store only forgets, so
+    where it would keep tokens is not worth a warning at every sign-out."""
     files = FileStore(tokens_dir)
     if backend == "file":
         log.info("refresh tokens are kept in 0600 files in %s (store backend = \"file\")", tokens_dir)
         return files
     if probe_later:
         return ProbingStore(tokens_dir)
-    return _chosen(usable_keyring(), files)
+    return _chosen(usable_keyring(), files, keeps=keeps)
 
 
 async def client_secret(store: TokenStore, profile: str, settings: Any) -> Secret | None:

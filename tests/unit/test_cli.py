@@ -214,6 +214,21 @@ def test_login_reads_the_store_backend_from_the_config_it_is_given(user, tmp_pat
     assert got is not None and got.reveal() == "s3cret"
 
 
+def test_logout_without_tipd_does_not_repeat_the_keyring_note(user, capsys, caplog, monkeypatch):
+    """With no usable keyring, every `tipctl logout` (tipd down) warned that tokens are kept in files; logout
+    keeps nothing, so it says nothing of it. Login and tipd still say it (tests/acceptance/test_keyring.py)."""
+    import tipd.store
+
+    monkeypatch.setattr(tipd.store, "usable_keyring", lambda: None)
+    for _ in range(2):
+        code, _, err = run(capsys, "logout", "--all", "--config", str(user))
+        assert code == 0, err
+    warned = [r for r in caplog.records if "no usable OS keyring" in r.getMessage() and r.levelno >= 30]
+    assert not warned and "no usable OS keyring" not in err
+    tipd.store.open_store("keyring", user.parent / "tokens")  # where tokens are kept, it is still said
+    assert any("no usable OS keyring" in r.getMessage() and r.levelno >= 30 for r in caplog.records)
+
+
 def test_profiles_lists_account_profiles_too(user, capsys):
     """`tipctl profiles` read `provider` and `issuer` of every profile: an account profile has neither."""
     user.write_text(CONFIG + '[profiles.prod]\nsource = "work"\naccount_id = "444455556666"\nrole_name = "ReadOnly"\n')

@@ -96,7 +96,7 @@ async def _forget(config: Config, names: list[str]) -> list[dict[str, Any]]:
     from ..paths import Paths
     from ..store import client_secret, open_store
 
-    store = open_store(config.store.backend, Paths.default().tokens_dir)
+    store = open_store(config.store.backend, Paths.default().tokens_dir, keeps=False)  # no keyring note: it forgets
     out: list[dict[str, Any]] = []
     async with new_session() as http:
         for name in names:
