@@ -360,3 +360,32 @@ async def test_a_localhost_redirect_port_held_on_ipv6_by_another_program_is_a_se
         squatter.close()
     assert f"cannot listen on localhost:{port} (the profile's redirect_port)" in e.value.message
     assert "the port is in use" in e.value.message
+
+
+async def test_an_unreachable_issuer_is_a_sentence_without_aiohttp_internals():
+    """`tipctl configure` showed aiohttp's text ("Cannot connect to host ... ssl:default [Connect call failed
+    ...]") even for an http URL; a refused connection and a TLS failure are said in words."""
+    from tests.support.net import free_port
+    from tipd.configure.profile import _discover
+
+    port = free_port()
+    with pytest.raises(UpstreamError) as e:
+        await _discover(f"http://127.0.0.1:{port}")
+    assert e.value.message.endswith(f"cannot reach the IdP (connection to 127.0.0.1:{port} refused)"), e.value.message
+
+    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # a TLS ClientHello, answered as a plain HTTP server would
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain_http, "127.0.0.1", 0)
+    tls_port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(UpstreamError) as e:
+            await _discover(f"https://127.0.0.1:{tls_port}")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert f"the TLS handshake with 127.0.0.1:{tls_port} failed" in e.value.message, e.value.message
+    assert "ssl:" not in e.value.message and "Connect call" not in e.value.message

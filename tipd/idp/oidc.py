@@ -120,12 +120,32 @@ def new_session(**kw: Any) -> aiohttp.ClientSession:
 
 
 def connection_error(what: str, e: BaseException) -> UpstreamError:
-    if isinstance(e, asyncio.TimeoutError):
-        reason = "it did not answer in time"
-    else:
-        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-    return UpstreamError(f"{what}: cannot reach the IdP ({reason})", code="IdPUnreachable", status=503,
+    return UpstreamError(f"{what}: cannot reach the IdP ({network_reason(e)})", code="IdPUnreachable", status=503,
                          permanent=False)
+
+
+def network_reason(e: BaseException) -> str:
+    """Why a connection failed, in words: aiohttp's own text names its internals ("ssl:default", the connect
+    call's tuple) even for an http URL."""
+    if isinstance(e, asyncio.TimeoutError):
+        return "it did not answer in time"
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        cert = e.certificate_error
+        detail = getattr(cert, "verify_message", None) or getattr(cert, "reason", None) or type(cert).__name__
+        return f"the TLS certificate of {e.host}:{e.port} was not accepted: {detail}"
+    if isinstance(e, aiohttp.ClientSSLError):
+        return f"the TLS handshake with {e.host}:{e.port} failed"
+    if isinstance(e, aiohttp.ClientConnectorDNSError):
+        return f"the host name {e.host} does not resolve"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        if isinstance(e.os_error, ConnectionRefusedError):
+            return f"connection to {e.host}:{e.port} refused"
+        return f"{e.host}:{e.port} is unreachable ({e.os_error.strerror or type(e.os_error).__name__})"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "it closed the connection without an answer"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 #: what a request to the IdP can raise on the way (aiohttp's total timeout is a plain asyncio.TimeoutError)
