@@ -110,6 +110,19 @@ def test_a_mistyped_command_or_option_names_the_nearest_one(user, capsys, argv, 
     assert code == 2 and words in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("command", [["credential-process"], ["env", "--json"], ["status", "--json"], ["login"],
+                                     ["logout", "--json"], ["diag"], ["console"]])
+def test_profile_is_also_an_option_where_a_command_takes_it(user, capsys, command):
+    """`credential-process --profile work` was a usage error while configure, cfn-template and s3ag spell it so:
+    `--profile NAME` is the positional PROFILE by another name, on every command that takes one."""
+    code, out, err = run(capsys, *command, "home", "--config", str(user))
+    code_opt, out_opt, err_opt = run(capsys, *command, "--profile", "home", "--config", str(user))
+    assert code_opt != 2 and "unrecognized" not in err_opt, err_opt
+    assert (code_opt, out_opt) == (code, out)
+    code, _, err = run(capsys, *command, "work", "--profile", "home", "--config", str(user))
+    assert code == 2 and "name it once" in err
+
+
 def test_version(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out == f"tipctl {__version__}\n"

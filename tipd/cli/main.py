@@ -86,6 +86,25 @@ def _every_command_takes_config(p: argparse.ArgumentParser) -> None:
             own.default = argparse.SUPPRESS
 
 
+def _profile_also_as_option(p: argparse.ArgumentParser) -> None:
+    """`--profile NAME` wherever a command takes PROFILE (status, env, login, logout, credential-process, ...), as
+    configure, cfn-template and s3ag spell it and the AWS CLI does; PROFILE stays. `main` merges the two."""
+    for child in _subparsers(p):
+        takes = any(a.dest == "profile" and not a.option_strings for a in child._actions)
+        if takes and not any("--profile" in a.option_strings for a in child._actions):
+            child.add_argument("--profile", dest="profile_option", metavar="NAME", default=None,
+                               help="the same as PROFILE")
+
+
+def _merge_profile_option(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    given = getattr(args, "profile_option", None)
+    if given is None:
+        return
+    if args.profile not in (None, given):
+        p.error(f"the profile is named twice ({args.profile} and --profile {given}): name it once")
+    args.profile = given
+
+
 def _command(argv: list[str]) -> str | None:
     """The command `argv` names (the first word that is not an option or the value of --config)."""
     words = iter(argv)
@@ -113,6 +132,7 @@ def parser(argv: list[str] | None = None) -> Parser:
     for name in [wanted] if wanted in COMMANDS else COMMANDS:
         importlib.import_module(f"{__package__}.{name}").add_parser(sub)
     _every_command_takes_config(p)
+    _profile_also_as_option(p)
     return p
 
 
@@ -160,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         p.print_help()
         return 2
+    chosen = getattr(args, "_parser", p)
+    _merge_profile_option(args, chosen if isinstance(chosen, argparse.ArgumentParser) else p)
     try:
         rc: int = args.run(args)
         sys.stdout.flush()  # a reader that has gone shows here, not as an "Exception ignored" at exit
