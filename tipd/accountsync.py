@@ -90,8 +90,11 @@ def assignments(listing: list[dict[str, Any]]) -> list[Assignment]:
 
 
 def plan_sync(profiles: dict[str, Any], default_profile: str | None, source: str, assigned: list[Assignment],
-              template: str = DEFAULT_TEMPLATE) -> Plan:
-    """What a sync changes, from the config's [profiles.*] tables as written."""
+              template: str = DEFAULT_TEMPLATE, allow_empty: bool = False) -> Plan:
+    """What a sync changes, from the config's [profiles.*] tables as written.
+
+    An empty listing removes nothing unless `allow_empty`: a portal that answers "no accounts" for a moment (an
+    assignment being re-provisioned, a directory sync in progress) must not wipe every synced profile."""
     check_template(template)
     plan = Plan(source)
     mine = {n: t for n, t in profiles.items() if isinstance(t, dict) and t.get("source") == source}
@@ -119,6 +122,9 @@ def plan_sync(profiles: dict[str, Any], default_profile: str | None, source: str
             plan.kept.append(name)
         elif name == default_profile:
             plan.skipped.append((name, "no longer assigned, but it is the default_profile: not removed"))
+        elif not assigned and not allow_empty:
+            plan.skipped.append((name, "the portal listed no accounts at all: not removed (run again later, or "
+                                       "with --allow-empty if every assignment really is gone)"))
         else:
             plan.removed.append(name)
     return plan

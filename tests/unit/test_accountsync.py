@@ -49,6 +49,13 @@ def test_a_taken_name_and_the_default_profile_are_skipped_with_a_reason() -> Non
     assert "the name is taken" in reasons["dev-ReadOnly"] and "default_profile" in reasons["gone"]
 
 
+def test_an_empty_listing_removes_nothing_unless_allowed() -> None:
+    profiles = {"work": {"issuer": "x"}, "old": table("333333333333", "Gone")}
+    plan = plan_sync(profiles, None, "work", [])
+    assert plan.removed == [] and "listed no accounts" in dict(plan.skipped)["old"]
+    assert plan_sync(profiles, None, "work", [], allow_empty=True).removed == ["old"]
+
+
 def test_two_roles_that_the_template_names_alike_add_one_and_skip_the_other() -> None:
     plan = plan_sync({"work": {}}, None, "work", [PROD, Assignment("999999999999", "x", "", PROD.role_name)],
                      template="{role_name}")

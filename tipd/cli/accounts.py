@@ -51,6 +51,8 @@ def add_parser(sub: Any) -> None:
                    "{account_email} and {role_name} (default '{account_name}-{role_name}'); other characters "
                    "than letters, digits, '.', '_' and '-' become '-'")
     y.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
+    y.add_argument("--allow-empty", action="store_true", help="when the portal lists no accounts at all, remove "
+                   "the synced profiles anyway (by default an empty listing removes nothing)")
     y.add_argument("--json", action="store_true", help="print what changed as JSON")
     y.set_defaults(run=run_sync)
     top.set_defaults(run=lambda args: (top.print_help(), 2)[1])
@@ -148,7 +150,7 @@ def run_sync(args: argparse.Namespace) -> int:
     source = _source(cfg, args.profile)
     listing = client(timeout=120).request("GET", f"/v1/accounts/{quote(source, safe='')}?fresh=1")
     plan = plan_sync(cfg.profiles, cfg.data.get("default_profile"), source, assignments(listing["accounts"]),
-                     template)
+                     template, allow_empty=args.allow_empty)
     reloaded = False
     if plan.changes and not args.dry_run:
         cfg.write(apply(cfg, plan))
