@@ -232,6 +232,7 @@ def test_relay_keeps_serving_across_a_tipd_restart(home):
     finally:
         relay.terminate()
         relay.wait(10)
+        d.stop()
 
 
 SOCKET_HOLDER = """

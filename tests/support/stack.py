@@ -39,6 +39,8 @@ class Home:
     def __init__(self, idp_issuer: str, client_id: str, aws_url: str, *, extra_config: str = "",
                  profile_extra: str = "", app_arn: str = APP_ARN) -> None:
         self.app_arn = app_arn
+        #: every daemon started for this home: cleanup() stops any a test left running
+        self.daemons: list[Tipd] = []
         # a short base: a unix socket path must fit in 108 bytes
         self.dir = Path(tempfile.mkdtemp(prefix="tipd-"))
         for d in ("home", "config", "state", "run", "data", "cache"):
@@ -102,6 +104,8 @@ region = "{REGION}"
         return self.token_file.read_text()
 
     def cleanup(self) -> None:
+        for d in self.daemons:
+            d.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -118,6 +122,7 @@ class Tipd:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file),
                                       "--log-level", "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.home.daemons.append(self)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
