@@ -27,16 +27,23 @@ def rig(home):
     d = Tipd(home).start()
     tipctl(home, "login", "work")
     grant = make_grant(home, "box", "work")
+    port, relay = start_relay(home)
+    yield home, port, grant
+    relay.terminate()
+    relay.wait(10)
+    d.stop()
+
+
+def start_relay(home):
+    """tipd-relay on a free loopback port, forwarding to the home's relay socket; returns (port, process) once it
+    is listening."""
     port = free_port()
     ready = home.dir / "relay.ready"
     relay = subprocess.Popen([sys.executable, "-m", "tipd.relay", "--listen", f"127.0.0.1:{port}", "--socket",
                               str(relay_socket(home)), "--ready-file", str(ready)], env=home.env,
                              stderr=subprocess.DEVNULL)
     wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
-    yield home, port, grant
-    relay.terminate()
-    relay.wait(10)
-    d.stop()
+    return port, relay
 
 
 def relay_socket(home):
@@ -216,13 +223,8 @@ def test_relay_keeps_serving_across_a_tipd_restart(home):
     d = Tipd(home).start()
     tipctl(home, "login", "work")
     grant = make_grant(home, "box", "work")
-    port = free_port()
-    ready = home.dir / "relay.ready"
-    relay = subprocess.Popen([sys.executable, "-m", "tipd.relay", "--listen", f"127.0.0.1:{port}", "--socket",
-                              str(relay_socket(home)), "--ready-file", str(ready)], env=home.env,
-                             stderr=subprocess.DEVNULL)
+    port, relay = start_relay(home)
     try:
-        wait_for(ready.exists, timeout=30, what="the relay", proc=relay)
         assert get(port, "/v1/credentials/work", {"Authorization": grant["token"]})[0] == 200
         d.stop()
         d = Tipd(home).start()

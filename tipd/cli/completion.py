@@ -140,14 +140,17 @@ _WALK = r"""  _tipctl_spec ""
     esac
   done"""
 
-_BASH = r"""# tipctl completion for bash (tipctl completion bash); profile names from `tipctl __complete profiles`
-@SPEC@
+#: what the bash and zsh scripts share: the command table, the profile names, the walk over the words typed
+_COMMON = r"""@SPEC@
 _tipctl_profiles() {
   command tipctl __complete profiles ${1:+--config "$1"} 2>/dev/null
 }
 _tipctl_walk() {
 @WALK@
-}
+}"""
+
+_BASH = r"""# tipctl completion for bash (tipctl completion bash); profile names from `tipctl __complete profiles`
+@COMMON@
 _tipctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
   local opts valopts subs posprof poschoices fileopts profopts key skip config npos w IFS=$' \t\n'
@@ -174,13 +177,7 @@ complete -o bashdefault -o default -F _tipctl tipctl
 
 _ZSH = r"""#compdef tipctl
 # tipctl completion for zsh (tipctl completion zsh); profile names from `tipctl __complete profiles`
-@SPEC@
-_tipctl_profiles() {
-  command tipctl __complete profiles ${1:+--config "$1"} 2>/dev/null
-}
-_tipctl_walk() {
-@WALK@
-}
+@COMMON@
 _tipctl() {
   local cur=${words[CURRENT]} prev=${words[CURRENT-1]}
   local opts valopts subs posprof poschoices fileopts profopts key skip config npos w
@@ -262,7 +259,7 @@ def script(shell: str) -> str:
     if shell == "fish":
         return _fish(cmds)
     template = _ZSH if shell == "zsh" else _BASH
-    return template.replace("@SPEC@", _spec_function(cmds)).replace("@WALK@", _WALK)
+    return template.replace("@COMMON@", _COMMON).replace("@SPEC@", _spec_function(cmds)).replace("@WALK@", _WALK)
 
 
 def run(args: argparse.Namespace) -> int:
