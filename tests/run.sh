@@ -67,6 +67,16 @@ if ! command -v zsh >/dev/null || ! command -v fish >/dev/null; then
   fi
 fi
 
+if ! command -v java >/dev/null || ! command -v javac >/dev/null || [ ! -f /usr/share/java/slf4j-nop.jar ]; then
+  # the container tests run the AWS SDK for Java v2 (tests/java, built below) in the namespace (CI fails without)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing a JDK and slf4j (for the Java SDK client)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends default-jdk-headless libslf4j-java >/dev/null
+  else
+    echo "tests/run.sh: java, javac or slf4j is missing (apt-get install default-jdk-headless libslf4j-java); the Java SDK tests will fail" >&2
+  fi
+fi
+
 if [ -x /usr/bin/python3 ] && { ! [ -x /usr/bin/pipx ] || ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; }; then
   # the install test runs the README's command (pipx) and its plain-venv alternative with the system Python
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -91,6 +101,9 @@ for d in tests/idp tests/node; do
   [ -d "$d/node_modules" ] && [ "$d/node_modules/.package-lock.json" -nt "$d/package-lock.json" ] ||
     npm ci --prefix "$d" --no-audit --no-fund --loglevel=error
 done
+
+echo "== the AWS SDK for Java v2 client (tests/java/build.sh; rebuilt only when it or WhoAmI.java changed)"
+PYTHON=.venv/bin/python bash tests/java/build.sh
 
 echo "== lint: ruff and mypy (any finding fails the run; settings in pyproject.toml, docs/design.md \"Checks\")"
 lint_failed=

@@ -1,8 +1,8 @@
 """Containers (docs/containers.md), with a network namespace of the test's own standing in for one: only its own
 loopback, tipd's relay socket reachable through the file system (as a bind mount makes it), the relay
-(tipd/relay.py) inside, and the real boto3, aws CLI and Node SDK inside asking it with a grant's token file. They
-get identity-enhanced credentials, keep getting them across renewals and `tipctl rotate-token`, and are refused
-after `tipctl grant revoke` and with a token for another profile."""
+(tipd/relay.py) inside, and the real boto3, aws CLI, Node SDK and Java SDK (v2) inside asking it with a grant's token
+file. They get identity-enhanced credentials, keep getting them across renewals, `tipctl rotate-token` and a grant
+rotation, and are refused after `tipctl grant revoke` and with a token for another profile."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import netns
+from tests.support import java, netns
 from tests.support.consumer import add_profile, is_enhanced, make_grant
 from tests.support.net import free_port
 from tests.support.stack import ROOT, Home, Tipd, aws_cli, tipctl, wait_for
@@ -31,6 +31,12 @@ session_duration = {LIFETIME}
 WHOAMI = {"boto3": ["python", "-c", "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"],
           "aws": [aws_cli(), "sts", "get-caller-identity", "--query", "Arn", "--output", "text"],
           "node": ["node", str(ROOT / "tests" / "node" / "whoami.mjs")]}
+SDKS = (*WHOAMI, "java")
+
+
+def whoami(client: str) -> list[str]:
+    return java.whoami() if client == "java" else WHOAMI[client]
+
 #: inside the namespace: one long-lived boto3 client calling STS every 0.2 s until the stop file appears (botocore
 #: refreshes 30 s credentials at every call: each is a fetch through the relay), one JSON line per call
 POLL = """
@@ -115,10 +121,10 @@ def rig(idp, fake):
     home.cleanup()
 
 
-@pytest.mark.parametrize("client", ["boto3", "aws", "node"])
+@pytest.mark.parametrize("client", SDKS)
 def test_sdks_in_a_container_get_identity_enhanced_credentials_through_the_relay(rig, client):
     _home, box, _ = rig
-    r = box.run(*WHOAMI[client])
+    r = box.run(*whoami(client))
     assert r.returncode == 0, r.stderr
     assert is_enhanced(r.stdout.strip()) and "tip-9067e4a2-alice" in r.stdout
 
@@ -143,12 +149,50 @@ def test_credentials_keep_coming_across_renewals_a_rotate_token_and_a_grant_rota
     assert all(is_enhanced(x["arn"]) for x in lines)
     assert len({x["key"] for x in lines}) >= 2  # the renewed credentials reached the running process
     for client in ("aws", "node"):  # and fresh processes of the other SDKs after the renewals and rotate-token
-        r = box.run(*WHOAMI[client])
+        r = box.run(*whoami(client))
         assert r.returncode == 0 and is_enhanced(r.stdout.strip()), (client, r.stderr)
     # a grant rotation rewrites the mounted file: the next fetch in the running container uses the new token
     tipctl(home, "grant", "rotate", "box")
     r = box.run(*WHOAMI["boto3"])
     assert r.returncode == 0 and is_enhanced(r.stdout.strip()), r.stderr
+
+
+def test_a_running_java_client_reads_the_rotated_token_file_and_gets_the_renewed_credentials(rig, fake):
+    """The Java SDK v2 reads AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE at every credential fetch: its
+    ContainerCredentialsEndpointProvider.headers() calls getTokenValue() -> readToken() (Files.readAllBytes) for each
+    request (https://github.com/aws/aws-sdk-java-v2/blob/master/core/auth/src/main/java/software/amazon/awssdk/auth/
+    credentials/ContainerCredentialsProvider.java; the same calls are in the 2.55.9 bytecode this test runs). It
+    refreshes credentials a minute before they expire, so the rig's 30 s ones are fetched through the relay at every
+    call. After `tipctl grant rotate` the old token is dead at once: only a client that re-reads the mounted file keeps
+    getting credentials, and the renewed keys (with the token held from the start instead, in
+    AWS_CONTAINER_AUTHORIZATION_TOKEN, every call after the rotation fails)."""
+    home, box, _ = rig
+    out, stop = home.dir / "java-poll.jsonl", home.dir / "java-poll.stop"
+
+    def lines() -> list[dict]:
+        return [json.loads(ln) for ln in out.read_text().splitlines()] if out.exists() else []
+
+    poller = subprocess.Popen(box.ns.cmd(*java.whoami("--poll", str(out), str(stop))), env=box.env)
+    try:
+        wait_for(lambda: len(lines()) >= 3, timeout=60, what="first Java fetches", proc=poller)
+        tipctl(home, "rotate-token")  # the user's own token: the container's grant token is untouched
+        before = len(lines())
+        tipctl(home, "grant", "rotate", "box")  # a new token in the mounted file; the old one refused from now on
+        rotated = len(lines())
+        start = fake.count("AssumeRole")
+        wait_for(lambda: fake.count("AssumeRole") >= start + 1, timeout=LIFETIME * 4, what="a renewal")
+        renewed = len(lines())
+        wait_for(lambda: len(lines()) >= renewed + 3, timeout=60, what="Java fetches after the renewal", proc=poller)
+    finally:
+        stop.touch()
+        poller.wait(30)
+    got = lines()
+    # the one call in flight while the token was swapped may have sent the old one; every call after it succeeded
+    settled = got[:before] + got[rotated + 1:]
+    assert all(x["ok"] for x in settled), [x for x in settled if not x["ok"]][:3]
+    assert all(is_enhanced(x["arn"]) for x in settled)
+    keys_before = {x["key"] for x in got[:before]}
+    assert got[-1]["key"] not in keys_before  # the renewal after the rotation reached the running Java process
 
 
 def test_revoked_grant_is_refused_in_the_container_within_a_second(rig):
@@ -158,8 +202,8 @@ def test_revoked_grant_is_refused_in_the_container_within_a_second(rig):
     # the very next request is refused, and the refusal itself comes at once (timed inside the namespace)
     status, body, took = box.get("/v1/credentials/work", grant["token"])
     assert status == 401 and b"SecretAccessKey" not in body and took < 1.0
-    for client in ("boto3", "aws", "node"):
-        r = box.run(*WHOAMI[client])
+    for client in SDKS:
+        r = box.run(*whoami(client))
         assert r.returncode != 0 and "tip-" not in r.stdout, client
 
 
@@ -167,15 +211,15 @@ def test_a_token_for_another_profile_is_refused_in_the_container(rig):
     home, box, _ = rig
     other = make_grant(home, "elsewhere", "other")
     env = dict(box.env, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=other["token_file"])
-    for client in ("boto3", "aws", "node"):
-        r = box.run(*WHOAMI[client], env=env)
+    for client in SDKS:
+        r = box.run(*whoami(client), env=env)
         assert r.returncode != 0 and "tip-" not in r.stdout, client
     status, body, _ = box.get("/v1/credentials/work", other["token"])
     assert status == 403 and json.loads(body)["message"] == \
         "grant elsewhere does not allow profile 'work' (it allows: other)"
 
 
-@pytest.mark.parametrize("client", ["boto3", "aws", "node"])
+@pytest.mark.parametrize("client", SDKS)
 def test_sdks_reach_the_relay_at_the_ecs_address_169_254_170_2_port_80(idp, fake, client):
     """The compose pattern of AWS's local container endpoints: the relay holds 169.254.170.2 and listens on port 80;
     the SDKs accept plain http there and leave the port out of Host."""
@@ -187,7 +231,7 @@ def test_sdks_reach_the_relay_at_the_ecs_address_169_254_170_2_port_80(idp, fake
         grant = make_grant(home, "ecs", "work")
         box = Container(home, grant["token_file"], host="169.254.170.2", port=80)
         assert box.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://169.254.170.2/v1/credentials/work"
-        r = box.run(*WHOAMI[client])
+        r = box.run(*whoami(client))
         assert r.returncode == 0 and is_enhanced(r.stdout.strip()), r.stderr
     finally:
         if box is not None:
