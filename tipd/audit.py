@@ -90,9 +90,16 @@ class Audit:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
-        for (profile, endpoint, peer, grant), tally in batch.items():
+        try:  # the processes first, the lines after with no await between: a flush cut short logs nothing twice
+            procs = [await self._process(peer) for (_, _, peer, _) in batch]
+        except asyncio.CancelledError:  # stopping: the batch goes back for the final flush to log
+            for key, tally in batch.items():
+                if (newer := self._pending.get(key)) is not None:
+                    tally.count, tally.last = tally.count + newer.count, newer.last
+                self._pending[key] = tally
+            raise
+        for ((profile, endpoint, peer, grant), tally), proc in zip(batch.items(), procs, strict=True):
             n, last = tally.count, tally.last
-            proc = await self._process(peer)
             pid, exe = (proc.pid, proc.exe) if proc else (None, None)
             uid = peer.uid if peer else None
             log.info("handed out %d credential%s: profile=%s endpoint=%s client_pid=%s exe=%s uid=%s%s", n,

@@ -50,8 +50,10 @@ from .store import TokenStore, client_secret, open_store
 from .tasks import Tasks
 
 log = logging.getLogger("tipd")
-#: on SIGTERM, in-flight requests get this long to finish (a login hand-off may be waiting on AWS)
-SHUTDOWN_GRACE = 3.0
+#: on SIGTERM, requests under way get this long to finish: a login hand-off, or a credential request waiting on
+#: a refresh, may be waiting on the IdP and AWS, which take seconds on a loaded machine. Well inside the stop
+#: timeouts of systemd (TimeoutStopSec, 90 s by default) and launchd (ExitTimeOut, 20 s by default).
+SHUTDOWN_GRACE = 10.0
 #: request size limits, and how long a connection may sit without completing a request: aiohttp's
 #: keep-alive timer is not reset by partial data, so it also ends slow-loris connections
 LIMITS: dict[str, float] = dict(max_line_size=4096, max_field_size=4096, max_headers=32, keepalive_timeout=15.0)
@@ -426,19 +428,23 @@ class Daemon:
     # -- shutdown ----------------------------------------------------------------------------
     async def shutdown(self) -> None:
         """Undo what startup did, and only that: a start that failed (another tipd holds the lock) leaves the
-        running one's socket and token alone."""
+        running one's socket and token alone. Requests come first: no new connections, then those under way
+        (one waiting on a refresh included) finish, and only then do the background tasks stop and the audit
+        flush, so a restart drops no request and every handout is audited."""
+        if self._started:
+            log.info("stopping: requests under way get up to %g s to finish", SHUTDOWN_GRACE)
         self.broker.changes.close()  # open event streams end now, not at the shutdown timeout
-        await self.tasks.stop(everything=True)
-        await self.broker.audit.flush()
         if self._runners:
             await _stop_accepting(self._runners[0])
+        # together, so the wait is one grace at most, not one per listener
+        await asyncio.gather(*(r.cleanup() for r in self._runners))
+        await self.tasks.stop(everything=True)
+        await self.broker.audit.flush()
         for s in self.broker.sessions.values():
             if not await s.flush():  # the store refused the newest refresh token until the end
                 log.error("profile %s: the newest sign-in could not be saved (%s); tipd loses it when it stops, "
                           "so sign in again once the directory is writable", s.name,
                           s.save_error.message if s.save_error else "store error")
-        for r in reversed(self._runners):
-            await r.cleanup()  # stops accepting, lets in-flight requests finish (aiohttp's shutdown timeout)
         if self._listener is not None:
             self._listener.close()  # under socket activation the manager keeps its own copy listening
         if self._http is not None:

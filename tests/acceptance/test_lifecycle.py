@@ -208,9 +208,11 @@ def test_socket_activation_keeps_the_port_across_restarts_no_squatter_no_refusal
             t.start()
         restarts = 3
         for _ in range(restarts):
-            seen = len(answers)
             assert d.stop() == 0
             d = act.start()
+            # three answers completed after the new tipd came up: the client's request that waited through the
+            # restart and two more (an answer the old tipd gave while stopping does not count)
+            seen = len(answers)
             wait_for(lambda seen=seen: len(answers) > seen + 2, timeout=120, what="answers from the new tipd")
         stop.set()
         for t in threads:
@@ -226,6 +228,36 @@ def test_socket_activation_keeps_the_port_across_restarts_no_squatter_no_refusal
         stop.set()
         d.stop()
         act.close()
+
+
+def test_a_request_waiting_on_a_refresh_when_tipd_stops_is_answered_and_audited(home, idp, fake):
+    """A restart came while an SDK's request waited on the chain (a new tipd has no credentials in memory yet):
+    tipd stopped its tasks and flushed its audit first, then gave the request 3 s, so on a loaded machine the
+    SDK saw its connection dropped, and a request answered during the stop was never audited. Now requests
+    finish first (up to SHUTDOWN_GRACE), then tasks stop and the audit flushes."""
+    d = Tipd(home).start()
+    tipctl(home, "login")
+    assert d.stop() == 0
+    fake.hold("AssumeRole")  # the new tipd's chain waits at its last AWS call
+    d = Tipd(home).start()
+    result: list[tuple[int, dict]] = []
+    client = threading.Thread(target=lambda: result.append(fetch(home, timeout=120)))
+    try:
+        client.start()
+        fake.wait_until_held()
+        d.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping: requests under way" in d.output(), timeout=60, what="tipd to begin stopping")
+        fake.release()
+        client.join(130)
+        assert d.proc.wait(60) == 0
+        (code, body), = result
+        assert code == 200 and body.get("AccessKeyId"), (code, body)
+        out = d.output()
+        assert "handed out 1 credential: profile=work endpoint=container" in out, out[-3000:]
+        assert "Traceback" not in out
+    finally:
+        fake.release()
+        d.stop()
 
 
 def test_an_activated_socket_on_another_port_is_refused_with_a_sentence(home):

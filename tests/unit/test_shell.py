@@ -327,11 +327,12 @@ def test_the_writer_rewrites_a_file_only_when_what_it_says_changes_and_removes_t
         task = asyncio.create_task(promptfile.keep(b, d, 4242))
 
         async def until(pred: Any) -> None:
-            for _ in range(1000):
-                if pred():
-                    return
-                await asyncio.sleep(0.001)  # yields to the writer task; bounded by the count, not timing
-            raise AssertionError("the writer did not get there")
+            # the writer writes in a worker thread: wait for what it leaves, with a deadline a loaded machine meets
+            deadline = asyncio.get_running_loop().time() + 30
+            while not pred():
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError("the writer did not get there")
+                await asyncio.sleep(0.005)
 
         await until(lambda: (d / "_tipd").exists())
         assert sorted(os.listdir(d)) == ["_tipd", "work"]
