@@ -21,7 +21,7 @@ rm -rf build
 mkdir -p build/src build/classes
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$PY" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$WHEEL"
+"$PY" -m pip download -q --no-cache-dir --no-deps --only-binary=:all: -d "$tmp" "$WHEEL"
 "$PY" - "$tmp"/*.whl "$JAR" build/aws-sdk-java-v2.jar <<'PY'
 import shutil
 import sys
