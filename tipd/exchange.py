@@ -197,7 +197,8 @@ class AwsChain:
                                 code="ExpiredCredentials")
         return local_expiry(expires, sent, now)
 
-    def _creds(self, r: dict[str, Any], stage: str) -> AwsCredentials:
+    def credentials_from(self, r: dict[str, Any], stage: str) -> AwsCredentials:
+        """The credentials of an STS answer, their expiry counted on our clock (AWS's Date header corrects skew)."""
         c = r["Credentials"]
         arn = (r.get("AssumedRoleUser") or {}).get("Arn", "")
         return AwsCredentials(
@@ -246,7 +247,7 @@ class AwsChain:
         r = await self._call("sts", "assume_role_with_web_identity", stage=stage, region=region, creds=None,
                              duration=duration, hints=WEB_IDENTITY_HINTS, RoleArn=role_arn, RoleSessionName=session,
                              WebIdentityToken=id_token.reveal(), DurationSeconds=duration)
-        return self._creds(r, stage)
+        return self.credentials_from(r, stage)
 
     async def create_token_with_iam(self, *, region: str, creds: AwsCredentials, application_arn: str,
                                     assertion: Secret | None = None,
@@ -284,7 +285,7 @@ class AwsChain:
                              RoleArn=role_arn, RoleSessionName=session, DurationSeconds=duration,
                              ProvidedContexts=[{"ProviderArn": IDENTITY_CENTER_PROVIDER,
                                                 "ContextAssertion": identity_context.reveal()}])
-        return self._creds(r, stage)
+        return self.credentials_from(r, stage)
 
     async def get_data_access(self, *, region: str, creds: AwsCredentials, account_id: str, target: str,
                               permission: str, privilege: str | None = None, target_type: str | None = None,

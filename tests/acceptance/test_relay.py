@@ -42,12 +42,14 @@ def whoami(client: str) -> list[str]:
 POLL = """
 import json, os, sys, time, boto3
 out, stop = sys.argv[1:3]
-sts = boto3.client("sts")
+session = boto3.session.Session()
+sts = session.client("sts")
+creds = session.get_credentials()  # the refreshable credentials the client signs with (one object per session)
 with open(out, "a") as f:
     while not os.path.exists(stop):
         try:
             arn = sts.get_caller_identity()["Arn"]
-            key = sts._request_signer._credentials.get_frozen_credentials().access_key
+            key = creds.get_frozen_credentials().access_key
             f.write(json.dumps({"ok": True, "arn": arn, "key": key}) + "\\n")
         except Exception as e:
             f.write(json.dumps({"ok": False, "error": repr(e)[:300]}) + "\\n")

@@ -220,9 +220,9 @@ def test_an_sts_expiration_before_its_own_date_is_refused_and_skew_is_corrected_
     clock = FakeClock(t=1_767_225_600.0 + 2 * HOUR)  # 2026-01-01T02:00Z locally; AWS says 00:00
     aws = AwsChain(clock, session=object())
     with pytest.raises(UpstreamError, match="already expired"):
-        aws._creds(_sts_answer("2025-12-31T23:59:00Z", "Thu, 01 Jan 2026 00:00:00 GMT"), "AssumeRole")
-    creds = aws._creds(_sts_answer("2026-01-01T01:00:00Z", "Thu, 01 Jan 2026 00:00:00 GMT"), "AssumeRole")
+        aws.credentials_from(_sts_answer("2025-12-31T23:59:00Z", "Thu, 01 Jan 2026 00:00:00 GMT"), "AssumeRole")
+    creds = aws.credentials_from(_sts_answer("2026-01-01T01:00:00Z", "Thu, 01 Jan 2026 00:00:00 GMT"), "AssumeRole")
     assert creds.expires_at == clock.t + HOUR  # AWS's own hour, counted on our clock
     same = AwsChain(FakeClock(t=1_767_225_600.0), session=object())
-    assert same._creds(_sts_answer("2026-01-01T01:00:00Z", "Thu, 01 Jan 2026 00:00:00 GMT"),
-                       "x").expires_at == 1_767_225_600.0 + HOUR
+    assert same.credentials_from(_sts_answer("2026-01-01T01:00:00Z", "Thu, 01 Jan 2026 00:00:00 GMT"),
+                                 "x").expires_at == 1_767_225_600.0 + HOUR
