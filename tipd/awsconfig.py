@@ -84,6 +84,44 @@ def profile_name(header: str) -> str | None:
     return parts[1] if len(parts) == 2 else None
 
 
+#: what gives a profile of the AWS config files credentials of its own (botocore: static keys, credential_process,
+#: assume-role, web identity, SSO, console login)
+CREDENTIAL_KEYS = ("aws_access_key_id", "credential_process", "role_arn", "web_identity_token_file", "sso_session",
+                   "sso_start_url", "login_session")
+
+
+def default_credentials(text: str) -> str | None:
+    """The first key of CREDENTIAL_KEYS the `[default]` profile of an AWS config or credentials file sets, or None:
+    every SDK takes that profile's credentials before the container endpoint."""
+    import configparser
+
+    default = sections(text).get("default")
+    if default is None:
+        return None
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        parser.read_string("[default]\n" + (default.split("\n", 1)[1] if "\n" in default else ""))
+    except configparser.Error:
+        return None  # a file no SDK can read either
+    return next((k for k in CREDENTIAL_KEYS if parser.has_option("default", k)), None)
+
+
+def shadowing_default(env: Mapping[str, str]) -> str | None:
+    """A sentence when the AWS files' default profile has credentials of its own (the credentials file first, as
+    the SDKs read them), which the SDKs take before tipd's endpoint; None otherwise or when a file is unreadable."""
+    creds = Path(os.path.expanduser(env.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"))
+    for path in (creds, config_file(env)):
+        try:
+            found = default_credentials(read(path))
+        except ConfigError:
+            continue
+        if found is not None:
+            return (f"the default profile in {path} has credentials of its own ({found}), which every AWS SDK "
+                    "uses before tipd's endpoint: move them to a named profile, or run commands with "
+                    "`tipctl exec PROFILE -- CMD`")
+    return None
+
+
 def split(text: str, path: Path) -> tuple[str, str | None, str]:
     """(before, block, after): the file around tipd's block, which includes its marker lines. No block: the
     whole text is `before`. A broken block (a BEGIN without its END, two of either) is an error, since

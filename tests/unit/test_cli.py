@@ -44,6 +44,10 @@ def user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     monkeypatch.delenv("TIPD_CONFIG", raising=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))  # none yet: not this machine's own
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     path = tmp_path / "elsewhere.toml"
     path.write_text(CONFIG)
     path.chmod(0o600)
@@ -135,6 +139,27 @@ def test_env_with_a_config_tipd_would_refuse_prints_no_exports(user, capsys):
     code, out, err = run(capsys, "env", "--config", str(user))
     assert code != 0 and out == "", out
     assert "invalid configuration" in err and "did you mean 'issuer'?" in err and "Traceback" not in err, err
+
+
+def test_env_notes_a_default_profile_of_the_aws_files_that_has_credentials_of_its_own(user, capsys, monkeypatch):
+    """Every SDK takes `[default]`'s credentials (credentials file, then config) before the container endpoint:
+    `tipctl env` says so on stderr, naming the file and the key (never a value); a default with only a region
+    falls through to tipd and gets no note."""
+    import os
+
+    creds, config = Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]), Path(os.environ["AWS_CONFIG_FILE"])
+    config.write_text("[default]\nregion = eu-west-1\n[profile dev]\nrole_arn = arn:aws:iam::1:role/x\n")
+    code, out, err = run(capsys, "env", "--shell", "bash", "--config", str(user))
+    assert code == 0 and "AWS_CONTAINER_CREDENTIALS_FULL_URI" in out and "default profile" not in err, err
+    creds.write_text("[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s3cr3t\n")
+    code, out, err = run(capsys, "env", "--shell", "bash", "--config", str(user))
+    assert code == 0 and "AWS_CONTAINER_CREDENTIALS_FULL_URI" in out
+    assert f"the default profile in {creds} has credentials of its own (aws_access_key_id)" in err, err
+    assert "AKIAEXAMPLE" not in err + out and "s3cr3t" not in err + out
+    creds.unlink()
+    config.write_text("[default]\nregion = eu-west-1\ncredential_process = /bin/other\n")
+    _, _, err = run(capsys, "env", "--shell", "bash", "--config", str(user))
+    assert f"the default profile in {config} has credentials of its own (credential_process)" in err, err
 
 
 def test_status_json_of_an_unknown_profile_prints_a_json_error(user, capsys, monkeypatch):

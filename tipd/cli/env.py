@@ -132,4 +132,9 @@ def print_exports(env: dict[str, str], as_json: bool, imds: bool = False, shell:
     if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"):
         print("# note: AWS_ACCESS_KEY_ID or AWS_PROFILE is set in this shell and takes precedence over tipd; "
               "unset it to use tipd", file=sys.stderr)
+    elif not imds:  # (IMDS comes after the files in every chain too, but its users asked for it knowingly)
+        from ..awsconfig import shadowing_default
+
+        if (shadow := shadowing_default(os.environ)) is not None:
+            print(f"# note: {shadow}", file=sys.stderr)
     return 0

@@ -69,10 +69,6 @@ def environment(profile: str | None, config_path: str | None, base: dict[str, st
     return name, env
 
 
-#: what gives a profile of the AWS config files credentials of its own (botocore: static keys, credential_process,
-#: assume-role, web identity, SSO, console login)
-CREDENTIAL_KEYS = ("aws_access_key_id", "credential_process", "role_arn", "web_identity_token_file", "sso_session",
-                   "sso_start_url", "login_session")
 
 
 def default_profile_cover(base: dict[str, str], name: str) -> dict[str, str]:
@@ -81,10 +77,9 @@ def default_profile_cover(base: dict[str, str], name: str) -> dict[str, str]:
     identity. The credentials file is hidden from the command (it holds keys only); a config whose default has a
     credential source is refused, unless the profile is one of tipd's block in that file: then AWS_PROFILE names
     it (its credential_process is this profile's)."""
-    import configparser
     from pathlib import Path
 
-    from ..awsconfig import config_file, read, sections, split
+    from ..awsconfig import config_file, default_credentials, read, sections, split
     from ..errors import ConfigError, TipdError
 
     cover: dict[str, str] = {}
@@ -97,21 +92,13 @@ def default_profile_cover(base: dict[str, str], name: str) -> dict[str, str]:
         block = split(text, path)[1]
     except ConfigError:
         return cover  # a file no SDK can read either
-    default = sections(text).get("default")
-    if default is None:
-        return cover
-    parser = configparser.RawConfigParser(strict=False)
-    try:
-        parser.read_string("[default]\n" + (default.split("\n", 1)[1] if "\n" in default else ""))
-    except configparser.Error:
-        return cover
-    found = [k for k in CREDENTIAL_KEYS if parser.has_option("default", k)]
-    if not found:
+    found = default_credentials(text)
+    if found is None:
         return cover
     if block is not None and name in sections(block):
         cover["AWS_PROFILE"] = name
         return cover
-    raise TipdError(f"{path}: its default profile has credentials of its own ({found[0]}), which every AWS SDK "
+    raise TipdError(f"{path}: its default profile has credentials of its own ({found}), which every AWS SDK "
                     f"takes before tipd's endpoint: the command would not run as {name}. Run `tipctl aws-config "
                     f"sync` (then tipctl exec uses AWS_PROFILE={name}), or move those settings to a named profile",
                     code="DefaultProfileShadows", status=400)
