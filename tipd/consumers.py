@@ -82,6 +82,15 @@ def check_name(name: str) -> str:
     return name
 
 
+#: the longest token directory a grant records (PATH_MAX)
+MAX_DIR = 4096
+
+
+def valid_dir(path: str) -> bool:
+    """An absolute path, bounded, with no NUL (the grants file and the control API take nothing else)."""
+    return path.startswith("/") and len(path) <= MAX_DIR and "\0" not in path
+
+
 def digest(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
@@ -102,16 +111,19 @@ class Grant:
     uses: int = 0
     #: each profile's definition when the grant was made (`definitions`)
     bound: dict[str, str] = field(default_factory=dict)
+    #: the directory `tipctl grant --dir` wrote the token to (None: the default one), where a rotation writes too
+    token_dir: str | None = None
 
     def to_json(self, now: float) -> dict[str, Any]:  # Any: a JSON object
         return {"name": self.name, "profiles": list(self.profiles), "created": iso_utc(self.created),
                 "expires": iso_utc(self.expires), "expired": now >= self.expires,
-                "last_used": iso_utc(self.last_used) if self.last_used is not None else None, "uses": self.uses}
+                "last_used": iso_utc(self.last_used) if self.last_used is not None else None, "uses": self.uses,
+                "token_dir": self.token_dir}
 
     def stored(self) -> dict[str, Any]:
         return {"name": self.name, "profiles": list(self.profiles), "created": self.created, "expires": self.expires,
                 "sha256": self.token_hash.hex(), "last_used": self.last_used, "uses": self.uses,
-                "bound": self.bound}
+                "bound": self.bound, "token_dir": self.token_dir}
 
 
 class Consumers:
@@ -152,6 +164,8 @@ class Consumers:
                 g.bound = {str(k): str(v) for k, v in bound.items() if k in g.profiles}
             else:  # a grant saved before grants were bound: to its profiles as they are now
                 g.bound = {p: self.current[p] for p in g.profiles if p in self.current}
+            token_dir = item.get("token_dir")
+            g.token_dir = token_dir if isinstance(token_dir, str) and valid_dir(token_dir) else None
             if len(g.token_hash) == 32:
                 self.by_name[g.name] = g
                 self.by_hash[g.token_hash] = g
@@ -178,9 +192,11 @@ class Consumers:
         g.last_used = self.now()
         g.uses += 1
 
-    def create(self, name: str, profiles: list[str], ttl: float) -> tuple[Grant, str]:
+    def create(self, name: str, profiles: list[str], ttl: float, token_dir: str | None = None) -> tuple[Grant, str]:
         check_name(name)
         check_ttl(ttl)
+        if token_dir is not None and not valid_dir(token_dir):
+            raise GrantError(f"token_dir must be an absolute path of at most {MAX_DIR} characters")
         if not profiles or len(profiles) > MAX_PROFILES:
             raise GrantError(f"a grant names 1 to {MAX_PROFILES} profiles (--profile P, repeated)")
         if name in self.by_name:
@@ -195,6 +211,7 @@ class Consumers:
         token = new_token()
         g = Grant(name, tuple(dict.fromkeys(profiles)), now, now + ttl, digest(token.encode()))
         g.bound = {p: self.current[p] for p in g.profiles if p in self.current}
+        g.token_dir = token_dir
         self.by_name[name] = g
         self.by_hash[g.token_hash] = g
         self.save()

@@ -112,6 +112,22 @@ def test_rotated_grant_token_replaces_the_file_and_the_old_one_dies(two):
     assert conn.getresponse().status == 401
 
 
+def test_a_grant_made_with_dir_is_rotated_into_that_dir_and_its_docker_flags_mount_it(two, tmp_path):
+    """`grant rotate` used to write the new token to the default directory whatever --dir the grant was made with:
+    the container, mounting that --dir, kept the dead token. tipd now records the directory."""
+    home, _d = two
+    box = tmp_path / "box-token"
+    made = json.loads(tipctl(home, "grant", "box", "--profile", "work", "--dir", str(box), "--json").stdout)
+    assert made["token_dir"] == str(box) and (box / "token").read_text() == made["token"]
+    r = json.loads(tipctl(home, "grant", "rotate", "box", "--json").stdout)
+    assert r["token_file"] == str(box / "token") and (box / "token").read_text() == r["token"] != made["token"]
+    assert boto3_key(sdk_env(home, url(home, "work"), r["token_file"])).returncode == 0
+    assert not (home.state_dir / "grants" / "box").exists()
+    flags = tipctl(home, "grant", "docker-flags", "box", "--profile", "work").stdout
+    assert f"{box}:" in flags
+    assert f"token in {box}" in tipctl(home, "grant", "list").stdout
+
+
 def test_grant_cli_errors_are_sentences(two):
     home, _d = two
     for args, words in ((["grant", "Bad Name!", "--profile", "work"], "lowercase"),

@@ -102,3 +102,18 @@ def test_bounds_on_grants_and_profiles(reg, monkeypatch):
         r.create("none", [], 60)
     with pytest.raises(GrantError, match="between"):
         r.create("long", ["work"], consumers.MAX_TTL + 1)
+
+
+def test_a_grants_token_directory_is_kept_across_a_restart_and_bounded(reg, tmp_path):
+    """`tipctl grant --dir D`: tipd records D so that a rotation writes the new token where the container mounts
+    it; only an absolute, bounded path without NUL is taken."""
+    r, now = reg
+    r.create("ci", ["work"], 3600, "/srv/ci/tipd")
+    r.create("plain", ["work"], 3600)
+    again = Consumers(tmp_path / "grants.json", now)
+    again.load()
+    assert again.get("ci").token_dir == "/srv/ci/tipd" and again.get("plain").token_dir is None
+    assert {g["name"]: g["token_dir"] for g in again.listing()} == {"ci": "/srv/ci/tipd", "plain": None}
+    for bad in ("relative/dir", "/a\0b", "/" + "x" * 4096):
+        with pytest.raises(GrantError, match="token_dir"):
+            r.create("bad", ["work"], 3600, bad)

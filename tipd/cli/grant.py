@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     name = rest[0]
     if action == "docker-flags":
         make = compose_snippet if args.compose else docker_flags
-        print(make(name, args.profile, grant_dir(name, args.dir), args.port))
+        print(make(name, args.profile, grant_dir(name, args.dir or recorded_dir(name)), args.port))
         return 0
     ctl = client()
     if action == "revoke":
@@ -100,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.profile:
             raise TipdError("name the profiles the token may fetch: --profile P (repeat for several)")
+        chosen = str(Path(args.dir).expanduser().absolute()) if args.dir else None
         answer = ctl.request("POST", "/v1/grants", {"name": name, "profiles": args.profile,
-                                                    "ttl_seconds": parse_ttl(args.ttl)})
-    path = write_token(grant_dir(name, args.dir), answer["token"])
+                                                    "ttl_seconds": parse_ttl(args.ttl), "token_dir": chosen})
+    # a rotation writes where the grant's token was written when it was made (a container mounts that directory)
+    path = write_token(grant_dir(name, args.dir or answer.get("token_dir")), answer["token"])
     if args.json:
         print_json({**answer, "token_file": str(path)})
     else:
@@ -110,6 +112,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"Grant {name} {verb}: profiles {', '.join(answer['profiles'])}, expires {answer['expires']}.")
         print(f"Its token is in {path}; mount {path.parent} into a container (`tipctl grant docker-flags {name}`).")
     return 0
+
+
+def recorded_dir(name: str) -> str | None:
+    """The --dir the grant was made with, as tipd recorded it; None when it was made without one, or tipd is not
+    running (then the default directory is meant, or --dir must be given again)."""
+    from .common import client
+    from .control import DaemonNotRunning
+
+    try:
+        listing: list[dict[str, Any]] = client().request("GET", "/v1/grants")["grants"]
+    except DaemonNotRunning:
+        return None
+    return next((g.get("token_dir") for g in listing if g["name"] == name), None)
 
 
 def _quote(name: str) -> str:
@@ -127,7 +142,8 @@ def _print_list(listing: list[dict[str, Any]]) -> None:
     for g in listing:
         state = "expired" if g["expired"] else f"expires {when(g['expires'])}"
         used = f"last used {when(g['last_used'])}, {g['uses']} fetches" if g["last_used"] else "never used"
-        print(f"{g['name']}: {', '.join(g['profiles'])}; {state}; {used}")
+        where = f"; token in {g['token_dir']}" if g.get("token_dir") else ""
+        print(f"{g['name']}: {', '.join(g['profiles'])}; {state}; {used}{where}")
 
 
 def docker_flags(name: str, profiles: list[str], token_dir: Path, port: int) -> str:

@@ -204,9 +204,13 @@ def make_app(broker: Broker) -> web.Application:
             raise GrantError("profiles must be a list of profile names")
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise GrantError("ttl_seconds must be a number")
+        token_dir = data.get("token_dir")
+        if token_dir is not None and not isinstance(token_dir, str):
+            raise GrantError("token_dir must be a path")
         for p in profiles:
             served(p)  # an unknown profile is a 404 that lists the configured ones
-        g, token = consumers().create(check_name(name if isinstance(name, str) else ""), profiles, float(ttl))
+        g, token = consumers().create(check_name(name if isinstance(name, str) else ""), profiles, float(ttl),
+                                      token_dir)
         return _json({**g.to_json(consumers().now()), "token": token})
 
     async def grant_rotate(request: web.Request) -> web.Response:
