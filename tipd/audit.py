@@ -55,12 +55,13 @@ class Audit:
         token's grant (`tipctl grant`) that authorised the request, named in the audit line."""
         key = (profile, endpoint, peer, grant)
         entry = self._pending.get(key)
-        if entry is None:
-            self._pending[key] = _Tally(time.time())
-            self._wake.set()
-        else:
+        if entry is not None:
             entry.count += 1
             entry.last = time.time()
+            return
+        self._pending[key] = _Tally(time.time())
+        self._wake.set()
+        # a connection's first request since the last flush: name its client process if not done yet
         if peer is not None and peer.inode not in self._processes and peer.inode not in self._unresolved:
             self._unresolved.add(peer.inode)
             if self._walk is None:

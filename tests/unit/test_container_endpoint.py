@@ -118,3 +118,37 @@ def test_peer_lookup_by_netlink_agrees_with_proc_net_tcp():
         cli.close()
         conn.close()
         srv.close()
+
+
+def test_a_connection_s_peer_is_looked_up_once_and_forgotten_with_the_connection(monkeypatch):
+    """The guard keeps each connection's client by its transport's id (a plain dict: every request looks it up):
+    looked up once per connection, and forgotten when the transport is gone, so a new connection whose transport
+    gets the freed one's id (CPython reuses memory) is looked up afresh, not taken for the old client."""
+    import asyncio
+    import gc
+
+    import tipd.server.guards as guards
+    from tipd.server.peer import Peer
+
+    lookups: list[tuple[str, int]] = []
+
+    def tcp_peer(peer, local):
+        lookups.append(peer)
+        return Peer(uid=len(lookups), inode=len(lookups))
+
+    monkeypatch.setattr(guards, "tcp_peer", tcp_peer)
+    monkeypatch.setattr(guards, "PEER_UID_SUPPORTED", True)
+    monkeypatch.setattr(guards, "id", lambda obj: 7, raising=False)  # every transport gets the same id: reuse, at once
+
+    class Transport(asyncio.Transport):
+        def __init__(self, port: int) -> None:
+            super().__init__({"peername": ("127.0.0.1", port), "sockname": ("127.0.0.1", 9911)})
+
+    guard = Guard(TOKEN, 9911)
+    first = Transport(50001)
+    assert guard.uid_of(first) == 1 and guard.peer_of(first) is guard.peer_of(first)
+    assert lookups == [("127.0.0.1", 50001)]  # once per connection
+    del first
+    gc.collect()
+    second = Transport(50002)
+    assert guard.uid_of(second) == 2 and lookups == [("127.0.0.1", 50001), ("127.0.0.1", 50002)]

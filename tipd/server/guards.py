@@ -1,6 +1,9 @@
-"""The checks a request passes before its handler runs, as one aiohttp middleware per app that picks each
-route's check (`Routes.add`), and the one place a `TipdError` becomes an HTTP answer (its JSON). Cheap by
-design: a dict lookup, a header scan and one constant-time compare (no I/O, no other crypto)."""
+"""The checks a request passes before its handler runs: each route's own, chosen when the route is added
+(`Routes.add` wraps its handler), and the one place a `TipdError` becomes an HTTP answer (its JSON). Cheap by
+design: a dict lookup, a header scan and one constant-time compare (no I/O, no other crypto).
+
+Not an aiohttp middleware: aiohttp's middleware chain alone (a do-nothing middleware) adds 7 % to a bare handler's
+instructions per request, more than these checks do (docs/performance.md, issue 12's performance guard)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +14,7 @@ import os
 import weakref
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..consumers import Consumers
@@ -21,8 +24,9 @@ from .peer import Peer, peer_uid, tcp_peer
 
 log = logging.getLogger(__name__)
 
-#: headers browsers add and SDKs never send: a request carrying one came from a web page
-BROWSER_MARKERS = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Referer")
+#: headers browsers add and SDKs never send: a request carrying one came from a web page (aiohttp's `istr`
+#: constants: a header lookup by one need not lower-case the name first, which is half of its cost)
+BROWSER_MARKERS = (hdrs.ORIGIN, hdrs.SEC_FETCH_SITE, hdrs.SEC_FETCH_MODE, hdrs.SEC_FETCH_DEST, hdrs.REFERER)
 
 #: a route's check: None when the request may go on, else the refusal to answer with
 Check = Callable[[web.Request], TipdError | None]
@@ -48,36 +52,50 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 
 class Routes:
-    """An app's routes, each with its check, and the middleware that runs the check before the handler and
-    renders a TipdError (a refusal, or one the handler raised) as the answer."""
+    """An app's routes, each added with its check: the handler is wrapped (once, here) in one that runs the check
+    first and renders a TipdError (a refusal, or one the handler raised) as the answer. With `unmatched`, a
+    request that no route matches passes that check before its 404 or 405 (a middleware, in that app only)."""
 
     def __init__(self, app: web.Application, unmatched: Check | None = None) -> None:
         self.app = app
-        self.checks: dict[Handler, Check | None] = {}
-        #: the check of a request no route matches (before its 404 or 405)
-        self.unmatched = unmatched
-        app.middlewares.append(self.middleware())
+        #: the wrapped handlers (they run their own check)
+        self.guarded: set[Handler] = set()
+        if unmatched is not None:
+            app.middlewares.append(self._unmatched(unmatched))
 
     def add(self, method: str, path: str, handler: Handler, check: Check | None) -> None:
-        self.app.router.add_route(method, path, handler)
-        self.checks[handler] = check
+        wrapped = guarded(handler, check)
+        self.guarded.add(wrapped)
+        self.app.router.add_route(method, path, wrapped)
 
-    def middleware(self) -> Middleware:
-        checks, unmatched = self.checks, self.unmatched
+    def _unmatched(self, check: Check) -> Middleware:
+        ours = self.guarded
 
         @web.middleware
-        async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-            check = checks.get(request.match_info.handler, unmatched)
-            try:
-                if check is not None:
-                    refused = check(request)
-                    if refused is not None:
-                        return error_response(refused)
-                return await handler(request)
-            except TipdError as e:
-                return error_response(e)
+        async def unmatched(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if handler not in ours:  # aiohttp's answer to a request no route matches (a 404 or 405)
+                refused = check(request)
+                if refused is not None:
+                    return error_response(refused)
+            return await handler(request)
 
-        return guarded
+        return unmatched
+
+
+def guarded(handler: Handler, check: Check | None) -> Handler:
+    """`handler` behind `check`, a TipdError rendered as the answer."""
+
+    async def guarded_handler(request: web.Request) -> web.StreamResponse:
+        try:
+            if check is not None:
+                refused = check(request)
+                if refused is not None:
+                    return error_response(refused)
+            return await handler(request)
+        except TipdError as e:
+            return error_response(e)
+
+    return guarded_handler
 
 
 class Guard:
@@ -92,25 +110,31 @@ class Guard:
         self.hosts = frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
         self.check_uid = PEER_UID_SUPPORTED and not allow_other_users
         self.uid = os.getuid()
-        #: the client of each connection, looked up once (a file read) and kept while it lives
-        self._peers: weakref.WeakKeyDictionary[asyncio.BaseTransport, Peer | None] = weakref.WeakKeyDictionary()
+        #: the client of each connection by its transport's id, looked up once (when the connection caps admit it)
+        #: and forgotten with the transport (a plain dict: every request looks its peer up)
+        self._peers: dict[int, Peer | None] = {}
 
     def rotate(self, token: bytes) -> None:
         self.token = token
 
     def peer(self, request: web.Request) -> Peer | None:
-        return self.peer_of(request.transport)
+        """The request's client (the hot path: one dict lookup)."""
+        transport = request.transport
+        try:
+            return self._peers[id(transport)]
+        except KeyError:
+            return self.peer_of(transport)
 
     def peer_of(self, transport: asyncio.BaseTransport | None) -> Peer | None:
         """The connection's client, looked up once (when the connection caps admit it) and cached."""
-        if transport is None or not PEER_UID_SUPPORTED:
+        if transport is None:
             return None
-        try:
-            return self._peers[transport]
-        except KeyError:
-            peer = tcp_peer(transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
-            self._peers[transport] = peer
-            return peer
+        key = id(transport)
+        if key not in self._peers:
+            self._peers[key] = tcp_peer(transport.get_extra_info("peername"), transport.get_extra_info("sockname")) \
+                if PEER_UID_SUPPORTED else None
+            weakref.finalize(transport, self._peers.pop, key, None)  # before its id can be another's
+        return self._peers[key]
 
     def uid_of(self, transport: asyncio.BaseTransport) -> int | None:
         peer = self.peer_of(transport)
@@ -119,7 +143,7 @@ class Guard:
     def refuse_browser(self, request: web.Request) -> TipdError | None:
         """The checks every endpoint shares: our Host, no browser."""
         headers = request.headers
-        if headers.get("Host") not in self.hosts:
+        if headers.get(hdrs.HOST) not in self.hosts:
             return FORBIDDEN
         for marker in BROWSER_MARKERS:
             if marker in headers:
@@ -139,12 +163,16 @@ class Guard:
         return self.refuse_browser(request) or self.refuse_user(request)
 
     def refuse(self, request: web.Request) -> TipdError | None:
-        """None when a container-credentials request may proceed, else the refusal to send. The token
-        is checked before the (per-connection) peer lookup, so unauthenticated floods cost no file read."""
-        refused = self.refuse_browser(request)
-        if refused is not None:
-            return refused
-        presented = request.headers.get("Authorization")
+        """None when a container-credentials request may proceed, else the refusal to send: `refuse_browser`, the
+        token (the user's, else a consumer token's), then `refuse_user`. The first and last are written out here,
+        not called: on every credential request, the two calls cost 0.6 % of its instructions (docs/performance.md)."""
+        headers = request.headers
+        if headers.get(hdrs.HOST) not in self.hosts:
+            return FORBIDDEN
+        for marker in BROWSER_MARKERS:
+            if marker in headers:
+                return FORBIDDEN
+        presented = headers.get(hdrs.AUTHORIZATION)
         if presented is None:
             return UNAUTHORIZED
         raw = presented.encode("utf-8", "surrogateescape")
@@ -152,14 +180,18 @@ class Guard:
             refused = self.refuse_grant(request, raw)
             if refused is not None:
                 return refused
-        return self.refuse_user(request)
+        if self.check_uid:
+            peer = self.peer(request)
+            if peer is None or peer.uid != self.uid:
+                return OTHER_USER
+        return None
 
     def refuse_user_token_only(self, request: web.Request) -> TipdError | None:
         """Routes a consumer token does not open (S3 Access Grants): the user's token only."""
         refused = self.refuse_browser(request)
         if refused is not None:
             return refused
-        presented = request.headers.get("Authorization")
+        presented = request.headers.get(hdrs.AUTHORIZATION)
         if presented is None or not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self.token):
             return UNAUTHORIZED
         return self.refuse_user(request)
@@ -194,7 +226,7 @@ class Guard:
         for marker in BROWSER_MARKERS:
             if marker in request.headers:
                 return FORBIDDEN
-        presented = request.headers.get("Authorization")
+        presented = request.headers.get(hdrs.AUTHORIZATION)
         if presented is None:
             return UNAUTHORIZED
         raw = presented.encode("utf-8", "surrogateescape")
