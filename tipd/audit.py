@@ -99,10 +99,17 @@ class Audit:
                     tally.count, tally.last = tally.count + newer.count, newer.last
                 self._pending[key] = tally
             raise
+        # one line per client process, however many connections it used (an SDK's pool, a tool run per file)
+        lines: dict[tuple[str, str, int | None, str | None, int | None, str | None], _Tally] = {}
         for ((profile, endpoint, peer, grant), tally), proc in zip(batch.items(), procs, strict=True):
-            n, last = tally.count, tally.last
             pid, exe = (proc.pid, proc.exe) if proc else (None, None)
-            uid = peer.uid if peer else None
+            line = (profile, endpoint, pid, exe, peer.uid if peer else None, grant)
+            if (seen := lines.get(line)) is None:
+                lines[line] = tally
+            else:
+                seen.count, seen.last = seen.count + tally.count, max(seen.last, tally.last)
+        for (profile, endpoint, pid, exe, uid, grant), tally in lines.items():
+            n, last = tally.count, tally.last
             log.info("handed out %d credential%s: profile=%s endpoint=%s client_pid=%s exe=%s uid=%s%s", n,
                      "" if n == 1 else "s", profile, endpoint, pid if pid is not None else "unknown",
                      exe or "unknown", uid if uid is not None else "unknown",

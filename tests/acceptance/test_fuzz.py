@@ -190,4 +190,6 @@ def test_fuzz_more_than_ten_thousand_requests_on_every_endpoint(home, tipd):
     for secret in (token, creds["SecretAccessKey"], creds["Token"], refresh_token):
         assert secret not in log
     grown = tipd.log_path.stat().st_size - log_before
-    assert grown < 256 * 1024, f"the log grew by {grown} bytes"
+    # 10,500 requests on as many connections, from this one process: one audit line a second, not one a connection
+    # (4 KB here; 265 KB when each connection had its line)
+    assert grown < 64 * 1024, f"the log grew by {grown} bytes"

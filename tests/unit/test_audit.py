@@ -40,3 +40,28 @@ async def test_a_flush_cut_short_leaves_its_lines_for_the_final_flush(monkeypatc
     lines = [r.getMessage() for r in caplog.records if "handed out" in r.getMessage()]
     assert lines == [
         "handed out 2 credentials: profile=work endpoint=container client_pid=unknown exe=unknown uid=1000"]
+
+
+async def test_one_line_per_client_process_however_many_connections_it_used(monkeypatch, caplog):
+    """An SDK's connection pool, or a client opening a connection per request, is one client: one line a flush
+    with the total, not one line per connection (the fuzz test's 2,000 connections grew the log past its bound)."""
+    me = Process(pid=4242, exe="/usr/bin/python3")
+    monkeypatch.setattr(audit_mod, "processes_of_inodes",
+                        lambda inodes: {i: (me if i < 100 else Process(pid=7, exe="/usr/bin/aws")) for i in inodes})
+    caplog.set_level(logging.INFO, logger="tipd.audit")
+    a = Audit()
+    for inode in range(1, 51):  # 50 connections of one process, 2 requests each
+        a.record("work", "container", Peer(uid=1000, inode=inode))
+        a.record("work", "container", Peer(uid=1000, inode=inode))
+    a.record("work", "container", Peer(uid=1000, inode=100))  # another process
+    a.record("work", "container", Peer(uid=1000, inode=101))
+    a.record("dev", "container", Peer(uid=1000, inode=1))  # another profile
+    await a.flush()
+    lines = sorted(r.getMessage() for r in caplog.records if "handed out" in r.getMessage())
+    assert lines == [
+        "handed out 1 credential: profile=dev endpoint=container client_pid=4242 exe=/usr/bin/python3 uid=1000",
+        "handed out 100 credentials: profile=work endpoint=container client_pid=4242 exe=/usr/bin/python3 uid=1000",
+        "handed out 2 credentials: profile=work endpoint=container client_pid=7 exe=/usr/bin/aws uid=1000",
+    ]
+    assert {(c["pid"], c["profile"], c["count"]) for c in a.clients()} == {(4242, "work", 100), (4242, "dev", 1),
+                                                                           (7, "work", 2)}
