@@ -235,30 +235,43 @@ def test_a_request_waiting_on_a_refresh_when_tipd_stops_is_answered_and_audited(
     tipd stopped its tasks and flushed its audit first, then gave the request 3 s, so on a loaded machine the
     SDK saw its connection dropped, and a request answered during the stop was never audited. Now requests
     finish first (up to SHUTDOWN_GRACE), then tasks stop and the audit flushes."""
+    import http.client
+
+    from tipd.server.peer import tcp_peer
+
     d = Tipd(home).start()
     tipctl(home, "login")
     assert d.stop() == 0
     fake.hold("AssumeRole")  # the new tipd's chain waits at its last AWS call
     d = Tipd(home).start()
-    result: list[tuple[int, dict]] = []
-    client = threading.Thread(target=lambda: result.append(fetch(home, timeout=120)))
+    conn = http.client.HTTPConnection("127.0.0.1", home.port, timeout=120)
     try:
-        client.start()
+        conn.request("GET", "/v1/credentials/work", headers={"Authorization": home.token()})
         fake.wait_until_held()
+        # the request is tipd's: its end of the connection is one of tipd's descriptors (accepted, not queued)
+        server_end = ("127.0.0.1", home.port)
+        client_end = conn.sock.getsockname()
+
+        def accepted() -> bool:
+            peer = tcp_peer(server_end, client_end)
+            return peer is not None and peer.inode != 0 and f"socket:[{peer.inode}]" in {
+                os.readlink(f"/proc/{d.proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{d.proc.pid}/fd")}
+
+        wait_for(accepted, timeout=60, what="tipd to take the connection", proc=d.proc)
         d.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: "stopping: requests under way" in d.output(), timeout=60, what="tipd to begin stopping")
         fake.release()
-        client.join(130)
+        r = conn.getresponse()
+        code, body = r.status, json.loads(r.read())
         assert d.proc.wait(60) == 0
-        (code, body), = result
         assert code == 200 and body.get("AccessKeyId"), (code, body)
         out = d.output()
         assert "handed out 1 credential: profile=work endpoint=container" in out, out[-3000:]
         assert "Traceback" not in out
     finally:
+        conn.close()
         fake.release()
         d.stop()
-
 
 def test_an_activated_socket_on_another_port_is_refused_with_a_sentence(home):
     sock = socket.socket()
