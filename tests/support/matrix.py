@@ -335,8 +335,8 @@ class Scenario:
             raise StepFailed(f"boto3 got credentials of {arn}, not of the identity-enhanced role of {USER}")
 
     def start_tipd(self) -> MatrixTipd:
-        """tipd on the home's port; on another one when something took that port meanwhile (a free port is
-        only free until someone binds it: here, a dozen scenarios open connections from the same range)."""
+        """tipd on the home's port; on another one when something took that port meanwhile (free_port picks
+        below the kernel's ephemeral range, so only a process outside the test stack could have)."""
         from .net import free_port
 
         for _ in range(3):
