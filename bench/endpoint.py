@@ -12,7 +12,9 @@ project's AWS fake, as in tests/conftest.py), signs in with `tipctl login` (head
 4. 200 concurrent cold requests right after a restart: upstream calls              target: exactly one each
 
 Both targets of the performance guard (issue 12: 1 and 2) come from the same run, next to the load average
-(`uptime`) at its start and end. `--wrk-only` measures only 1 and 2 (about 1.5 min on a quiet machine).
+(`uptime`) at its start and end. `--wrk-only` measures only 1 and 2 (about 1.5 min on a quiet machine);
+`--rounds N` measures only 1 and 2, as the median of N rounds of freshly started tipd and bare processes
+(about 30 s a round).
 
 Prints a Markdown table; writes every raw number to bench/results/endpoint.json.
 """
@@ -327,6 +329,10 @@ def main() -> int:
     ap.add_argument("--wrk-only", action="store_true",
                     help="measure only the wrk runs (1 and 2: the performance guard), "
                          "not boto3 processes or the cold burst")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="the performance guard as the median of N rounds, each with a freshly started tipd and "
+                         "bare server measured alternately (1 and 2 only); see 'Fresh pairs' in docs/performance.md")
+    ap.add_argument("--round-duration", type=int, default=5, help="seconds per wrk run in --rounds (default 5)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -365,14 +371,14 @@ def main() -> int:
                 body_file.write_bytes(body)
                 bare_token = tmp / "bare-token"
                 bare_token.write_text(token)
-                bare_port = free_port()
-                bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port), str(body_file)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                wait_for_port(bare_port, timeout=20)
-                bare_url = f"http://127.0.0.1:{bare_port}/v1/credentials/{PROFILE}"
+                bare, bare_url = start_bare(body_file)
                 b_status, b_body = http_get(bare_url, token)
                 assert b_status == 200 and b_body == body
                 results["body_bytes"] = len(body)
+
+                if args.rounds:
+                    tipd, bare = fresh_pairs(args, results, home, tipd, bare, body_file, token)
+                    return finish(results, args.out)
 
                 # 1 and 2: wrk, tipd and bare alternately
                 targets = {"tipd": tipd_url, "s3ag": s3ag_url, "bare": bare_url}
@@ -441,19 +447,85 @@ def main() -> int:
                 tipd.wait_control()
                 results["cold"] = cold
             finally:
-                if bare is not None and bare.poll() is None:
-                    bare.send_signal(signal.SIGINT)
-                    try:
-                        bare.wait(10)
-                    except subprocess.TimeoutExpired:
-                        bare.kill()
-                        bare.wait()
+                if bare is not None:
+                    stop_bare(bare)
                 if tipd is not None:
                     tipd.stop()
                 home.cleanup()
                 shutil.rmtree(tmp, ignore_errors=True)
 
     return finish(results, args.out)
+
+
+def start_bare(body_file: Path) -> tuple[subprocess.Popen, str]:
+    """The bare handler in a process of its own, serving body_file; returns it and its credentials URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port), str(body_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_port(port, timeout=20)
+    return proc, f"http://127.0.0.1:{port}/v1/credentials/{PROFILE}"
+
+
+def stop_bare(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def fresh_pairs(args: argparse.Namespace, results: dict, home: Home, tipd: BenchTipd, bare: subprocess.Popen,
+                body_file: Path, token: str) -> tuple[BenchTipd, subprocess.Popen]:
+    """The guard over N rounds. Two processes of the same code differ here by up to 12 % in CPU per request
+    (docs/performance.md), so one run compares one draw of each: every round starts a new tipd (the same
+    sign-in, from its store) and a new bare server, warms both up, then measures 1 and 16 clients on each,
+    alternating which goes first. The result is the median over the rounds, next to every round."""
+    rounds = []
+    try:
+        for i in range(args.rounds):
+            assert tipd.stop() == 0
+            stop_bare(bare)
+            tipd = BenchTipd(home).spawn()
+            tipd.wait_control()
+            tipd_url = f"http://127.0.0.1:{home.port}/v1/credentials/{PROFILE}"
+            status, _ = http_get(tipd_url, token)
+            assert status == 200, status
+            bare, bare_url = start_bare(body_file)
+            targets = {"tipd": (tipd_url, tipd.proc.pid), "bare": (bare_url, bare.pid)}
+            order = ["tipd", "bare"] if i % 2 == 0 else ["bare", "tipd"]
+            for name in order:
+                run_wrk(targets[name][0], token, 1, 16, args.warmup)
+            r: dict = {"order": order}
+            for key, conns in (("one_client", 1), ("sixteen_clients", 16)):
+                r[key] = {}
+                for name in order:
+                    url, pid = targets[name]
+                    print(f"round {i + 1}/{args.rounds}: wrk -t1 -c{conns} -d{args.round_duration}s  {name} ...",
+                          file=sys.stderr)
+                    r[key][name] = measured_wrk(url, token, 1, conns, args.round_duration, pid, args.max_noise,
+                                                args.retries, args.wait_quiet)
+            r["ratio"] = r["sixteen_clients"]["tipd"]["requests_per_s"] / r["sixteen_clients"]["bare"]["requests_per_s"]
+            print(f"round {i + 1}: 16 clients {r['ratio']:.2f}x bare; 1-client p99 tipd "
+                  f"{r['one_client']['tipd']['latency_ms']['p99']:.3f} ms, bare "
+                  f"{r['one_client']['bare']['latency_ms']['p99']:.3f} ms", file=sys.stderr)
+            rounds.append(r)
+    except BaseException:
+        tipd.stop()  # the processes of this round: the caller stops the ones it passed in
+        stop_bare(bare)
+        raise
+    med = statistics.median
+    results["rounds"] = {
+        "rounds": rounds,
+        "median_ratio": med(r["ratio"] for r in rounds),
+        "median_p99_ms": {n: med(r["one_client"][n]["latency_ms"]["p99"] for r in rounds) for n in ("tipd", "bare")},
+        "median_cpu_us": {n: med(r["sixteen_clients"][n]["server_cpu_us_per_request"] for r in rounds)
+                          for n in ("tipd", "bare")},
+        "noisy_runs": sum(r[k][n]["noisy"] for r in rounds for k in ("one_client", "sixteen_clients")
+                          for n in ("tipd", "bare")),
+    }
+    return tipd, bare
 
 
 def uptime() -> str:
@@ -470,7 +542,41 @@ def finish(results: dict, out: Path) -> int:
     return 0
 
 
+def rounds_table(r: dict) -> str:
+    m, g = r["machine"], r["rounds"]
+    ok = lambda cond: "met" if cond else "**missed**"  # noqa: E731
+    lines = [
+        f"Machine: {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, aiohttp {m['aiohttp']}, "
+        f"{m['wrk']}; {m['date']}; tipd at {m['git_head']}"
+        + (f" with uncommitted changes to {', '.join(m['tipd_uncommitted'])}" if m["tipd_uncommitted"] else ""),
+        "",
+        "| round (first measured) | 1 client p99 ms: tipd, bare | 16 clients requests/s: tipd, bare (ratio) | "
+        "16 clients CPU per request: tipd, bare (us) |",
+        "|---|---|---|---|",
+    ]
+    for i, x in enumerate(g["rounds"], 1):
+        one, six = x["one_client"], x["sixteen_clients"]
+        lines.append(f"| {i} ({x['order'][0]}) | {one['tipd']['latency_ms']['p99']:.3f}, "
+                     f"{one['bare']['latency_ms']['p99']:.3f} | {six['tipd']['requests_per_s']:.0f}, "
+                     f"{six['bare']['requests_per_s']:.0f} ({x['ratio']:.2f}x) | "
+                     f"{six['tipd']['server_cpu_us_per_request']:.1f}, "
+                     f"{six['bare']['server_cpu_us_per_request']:.1f} |")
+    p99 = g["median_p99_ms"]
+    lines += [
+        f"| **median of {len(g['rounds'])}** | **{p99['tipd']:.3f}**, {p99['bare']:.3f} | "
+        f"**{g['median_ratio']:.2f}x** | {g['median_cpu_us']['tipd']:.1f}, {g['median_cpu_us']['bare']:.1f} |",
+        "",
+        f"Guard: 16 clients >= {RPS_TARGET}x bare: {g['median_ratio']:.2f}x, {ok(g['median_ratio'] >= RPS_TARGET)}; "
+        f"1-client p99 <= 0.5 ms: {p99['tipd']:.3f} ms, {ok(p99['tipd'] <= 0.5)} "
+        f"(the bare handler's own: {p99['bare']:.3f} ms). Noisy runs kept after retries: {g['noisy_runs']}.",
+        f"uptime at start: {m.get('uptime_at_start', '?')}; at end: {m.get('uptime_at_end', '?')}",
+    ]
+    return "\n".join(lines)
+
+
 def table(r: dict) -> str:
+    if "rounds" in r:
+        return rounds_table(r)
     m, one, six = r["machine"], r["one_client"], r["sixteen_clients"]
     f = lambda x: f"{x:.3f}"  # noqa: E731
     ratio_rps = six["tipd"]["requests_per_s"] / six["bare"]["requests_per_s"]
