@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .clock import Clock, iso_utc
+from .clock import ClockLike, iso_utc
 from .config import AccountProfile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
 from .exchange import AwsCredentials, IdcToken
@@ -45,7 +45,7 @@ class AccountSession(ServesFromMemory):
     source signs out."""
 
     def __init__(self, name: str, profile: AccountProfile, source: ProfileSession, portal: RoleCredentials, *,
-                 clock: Clock, refresh: RefreshConfig, on_change: Callable[[], None] | None = None,
+                 clock: ClockLike, refresh: RefreshConfig, on_change: Callable[[], None] | None = None,
                  rng: random.Random | None = None) -> None:
         self.name = name
         self.profile = profile
@@ -216,7 +216,7 @@ class AccountSchedule:
     account profiles cost 300 small objects, no tasks, no timers). It wakes at least every TICK seconds and
     re-reads the wall clock, as the sign-in profiles' schedule does."""
 
-    def __init__(self, accounts: Mapping[str, AccountSession], clock: Clock) -> None:
+    def __init__(self, accounts: Mapping[str, AccountSession], clock: ClockLike) -> None:
         self.accounts = accounts
         self.clock = clock
         self._renewals: set[asyncio.Task[None]] = set()

@@ -4,6 +4,15 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Protocol
+
+
+class ClockLike(Protocol):
+    """What tipd needs of a clock: the wall time and a sleep. `Clock` is the real one; tests pass virtual ones
+    (tests/support/fakes.py), which satisfy this structurally."""
+
+    def time(self) -> float: ...
+    async def sleep(self, seconds: float, /) -> None: ...
 
 
 class Clock:

@@ -27,7 +27,7 @@ from . import __version__, limits, promptfile, sdnotify
 from .accounts import AccountSchedule, AccountSession
 from .activation import inherited_listener
 from .broker import Broker, ReloadResult
-from .clock import Clock
+from .clock import Clock, ClockLike
 from .config import Config, Profile, RefreshConfig, load_config
 from .consumers import Consumers, definitions
 from .coredump import forbid_core_dumps
@@ -78,7 +78,7 @@ class Daemon:
     """Start-up (`startup`: named steps, in order), the main loop (`main_loop`, `reload`), shutdown
     (`shutdown`); `serve` runs the three."""
 
-    def __init__(self, config: Config, paths: Paths, clock: Clock | None = None,
+    def __init__(self, config: Config, paths: Paths, clock: ClockLike | None = None,
                  config_path: str | None = None) -> None:
         self.config = config
         self.paths = paths

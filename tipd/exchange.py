@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from functools import cache
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
-from .clock import Clock, iso_utc, local_expiry, parse_time
+from .clock import ClockLike, iso_utc, local_expiry, parse_time
 from .errors import UpstreamError
 from .secret import Secret
 
@@ -175,8 +175,31 @@ def session_name(user_id: str) -> str:
     return ("tip-" + safe)[:64]
 
 
+class Chain(Protocol):
+    """What a profile session needs of AWS: the chain's three calls. `AwsChain` makes them; unit tests pass
+    stand-ins on virtual time (tests/support/fakes.py), which satisfy this structurally."""
+
+    async def assume_role_with_web_identity(self, *, region: str, role_arn: str, id_token: Secret,
+                                            session: str, duration: int = 3600) -> AwsCredentials: ...
+
+    async def create_token_with_iam(self, *, region: str, creds: AwsCredentials, application_arn: str,
+                                    assertion: Secret | None = None,
+                                    refresh_token: Secret | None = None) -> IdcToken: ...
+
+    async def assume_role_with_context(self, *, region: str, creds: AwsCredentials, role_arn: str, session: str,
+                                       identity_context: Secret, duration: int = 3600) -> AwsCredentials: ...
+
+
+class DataAccess(Protocol):
+    """What the S3 Access Grants cache needs of AWS: GetDataAccess (`AwsChain`, or a unit test's stand-in)."""
+
+    async def get_data_access(self, *, region: str, creds: AwsCredentials, account_id: str, target: str,
+                              permission: str, privilege: str | None = None, target_type: str | None = None,
+                              duration: int | None = None) -> tuple[AwsCredentials, str]: ...
+
+
 class AwsChain:
-    def __init__(self, clock: Clock, session: Any = None) -> None:
+    def __init__(self, clock: ClockLike, session: Any = None) -> None:
         self.clock = clock
         self._session = session
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .clock import Clock
+from .clock import ClockLike
 from .errors import TipdError, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class WakeOrTick:
     is next needed; the loop waits that long but at most TICK (so a wall-clock jump is noticed), or until
     `wake()` (a request served something short, a new grant is waiting)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: ClockLike) -> None:
         self.clock = clock
         self._event = asyncio.Event()
 
@@ -132,7 +132,7 @@ class Stage(Generic[T]):
     remembered with a next-attempt time (exponential backoff, full jitter) so the scheduler never
     storms a failing upstream, while requests can still be served from a value that is valid."""
 
-    def __init__(self, name: str, fetch: Callable[[], Awaitable[tuple[T, float]]], clock: Clock,
+    def __init__(self, name: str, fetch: Callable[[], Awaitable[tuple[T, float]]], clock: ClockLike,
                  refresh_ahead: float, rng: random.Random | None = None,
                  on_change: Callable[[], None] | None = None, jitter: float = RENEW_JITTER) -> None:
         self.name = name

@@ -12,13 +12,13 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .clock import Clock, iso_utc
+from .clock import ClockLike, iso_utc
 from .errors import ConfigError, TipdError
 from .refresh import TICK, Stage, Verdict, WakeOrTick, Windows
 
 if TYPE_CHECKING:  # kept out of the import: `tipctl s3ag` checks its arguments with parse_request
     from .config import RefreshConfig
-    from .exchange import AwsChain
+    from .exchange import DataAccess
     from .session import ProfileSession, Served
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class Grant:
     """One cached GetDataAccess answer, renewed ahead of expiry while it is used."""
 
     def __init__(self, key: GrantKey, duration: int, fetch: Callable[[Grant], Awaitable[tuple[Served, float]]],
-                 clock: Clock, refresh_ahead: float) -> None:
+                 clock: ClockLike, refresh_ahead: float) -> None:
         self.key = key
         self.duration = duration
         self.stage: Stage[Served] = Stage(f"s3ag {key.permission} {key.target}", lambda: fetch(self), clock,
@@ -131,7 +131,7 @@ class Grant:
 class GrantCache:
     """One profile's S3 Access Grants. `cached_body` is the hot path (a dict lookup); `get` does the rest."""
 
-    def __init__(self, session: ProfileSession, aws: AwsChain, clock: Clock, settings: RefreshConfig) -> None:
+    def __init__(self, session: ProfileSession, aws: DataAccess, clock: ClockLike, settings: RefreshConfig) -> None:
         self.session = session
         self.aws = aws
         self.clock = clock

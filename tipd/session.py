@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from .clock import Clock, iso_utc, local_expiry, numeric_date
+from .clock import ClockLike, iso_utc, local_expiry, numeric_date
 from .config import Profile, RefreshConfig
 from .errors import LoginRequired, TipdError, UpstreamError
-from .exchange import AwsChain, AwsCredentials, IdcToken, session_name
+from .exchange import AwsCredentials, Chain, IdcToken, session_name
 from .fsutil import crash_point
-from .idp.oidc import NOT_SIGNED_IN, IdpClient, OAuthError, Revocation, TokenResponse
+from .idp.oidc import NOT_SIGNED_IN, Idp, OAuthError, Revocation, TokenResponse
 from .refresh import TICK, Held, Stage, Verdict, WakeOrTick, Windows
 from .secret import Secret
 from .store import ClientSecret, Grant, StoreError, TokenStore, client_secret
@@ -116,10 +116,10 @@ class ServesFromMemory:
 
     served: Served | None
     windows: Windows
-    clock: Clock
+    clock: ClockLike
     floor: float
 
-    def start_serving(self, clock: Clock, refresh: RefreshConfig) -> None:
+    def start_serving(self, clock: ClockLike, refresh: RefreshConfig) -> None:
         """Nothing in memory yet; served while `min_remaining` is left, renewed behind a request below it,
         never served below `floor`."""
         self.clock = clock
@@ -142,8 +142,8 @@ class ServesFromMemory:
 
 
 class ProfileSession(ServesFromMemory):
-    def __init__(self, name: str, profile: Profile, refresh: RefreshConfig, *, store: TokenStore, aws: AwsChain,
-                 idp: IdpClient, clock: Clock, notify: Callable[[str, str], None] | None = None,
+    def __init__(self, name: str, profile: Profile, refresh: RefreshConfig, *, store: TokenStore, aws: Chain,
+                 idp: Idp, clock: ClockLike, notify: Callable[[str, str], None] | None = None,
                  on_change: Callable[[], None] | None = None) -> None:
         self.name = name
         self.profile = profile

@@ -9,7 +9,7 @@ from typing import Any
 
 from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 
-from ..clock import Clock
+from ..clock import Clock, ClockLike
 from ..errors import LoginError, UpstreamError
 from ..secret import Secret
 from .oidc import IdpClient, OAuthError, TokenResponse
@@ -93,7 +93,7 @@ async def start(idp: IdpClient, scopes: list[str]) -> DeviceAuthorization:
         expires_in=expires_in, interval=_positive_int(data.get("interval")) or DEFAULT_INTERVAL)
 
 
-async def poll(idp: IdpClient, auth: DeviceAuthorization, *, clock: Clock, started: float,
+async def poll(idp: IdpClient, auth: DeviceAuthorization, *, clock: ClockLike, started: float,
                timeout: float | None = None, show: Callable[[str], None] = print,
                requested_scope: str | None = None) -> TokenResponse:
     """Poll the token endpoint until the user approves (tokens), refuses, or the code expires (LoginError).
@@ -138,7 +138,7 @@ async def poll(idp: IdpClient, auth: DeviceAuthorization, *, clock: Clock, start
 
 
 async def device_login(idp: IdpClient, *, scopes: list[str] | None = None, timeout: float | None = None,
-                       clock: Clock | None = None, show: Callable[[str], None] = print) -> TokenResponse:
+                       clock: ClockLike | None = None, show: Callable[[str], None] = print) -> TokenResponse:
     """Run the device sign-in: show the code and where to enter it, then wait for the approval."""
     clock = clock or Clock()
     scopes = list(scopes if scopes is not None else idp.profile.scopes)

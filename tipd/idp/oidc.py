@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -346,6 +346,17 @@ async def revoke(http: aiohttp.ClientSession, meta: ProviderMetadata, client_id:
         return Revocation("failed", connection_error(what, e).message)
     detail = f"HTTP {resp.status}" + (f" {err.error}" if isinstance(err, OAuthError) else "")
     return Revocation("refused" if resp.status < 500 else "failed", detail)
+
+
+class Idp(Protocol):
+    """What a profile session needs of its IdP: the refresh grant, revocation, and the client secret it sends
+    (set again when `tipctl configure` stores a new one). `IdpClient` is the real one; unit tests pass stand-ins
+    (tests/support/fakes.py), which satisfy this structurally."""
+
+    client_secret: Secret | None
+
+    async def refresh(self, refresh_token: Secret, scope: str | None = None) -> TokenResponse: ...
+    async def revoke(self, token: Secret) -> Revocation: ...
 
 
 class IdpClient:

@@ -165,8 +165,11 @@ def make_app(broker: Broker) -> web.Application:
         """The AWS accounts and roles of the profile's sign-in (Identity Center account access)."""
         s = session(request)
         if broker.portal is None:  # a daemon without account profiles made none yet
+            from ..exchange import AwsChain
             from ..portal import Portal
 
+            # a daemon's sessions hold its AwsChain (only unit tests give a session a stand-in chain)
+            assert isinstance(s.aws, AwsChain)
             broker.portal = Portal(s.aws)
         portal = broker.portal
         token = await s.identity_center_token()
