@@ -84,6 +84,7 @@ def start_once(home: Home) -> tuple[float, float, int, float]:
     finally:
         p.terminate()
         p.wait(10)
+    assert listening is not None  # set before `ready` is
     return listening, ready, rss, cpu
 
 
@@ -105,10 +106,10 @@ def memory_and_startup(idp: Any, fake: Any, starts: int) -> dict[str, Any]:
             runs = [start_once(home) for _ in range(starts)]
             d = Tipd(home).start()
             try:
-                idle = rss_kib(d.proc.pid)  # type: ignore[union-attr]
+                idle = rss_kib(d.proc.pid)
                 tipctl(home, "login", "work")
                 fetch(home, "prod-admin" if n else "work")
-                used = rss_kib(d.proc.pid)  # type: ignore[union-attr]
+                used = rss_kib(d.proc.pid)
             finally:
                 d.stop()
         finally:
@@ -133,7 +134,7 @@ def endpoint_cost(idp: Any, fake: Any, rounds: int, duration: int) -> dict[str, 
         for profile in runs:
             fetch(home, profile)  # both in memory before any measurement
         token = home.token()
-        pid = d.proc.pid  # type: ignore[union-attr]
+        pid = d.proc.pid
         for _ in range(rounds):
             for profile in runs:
                 runs[profile].append(run_wrk(f"http://127.0.0.1:{home.port}/v1/credentials/{profile}", token,

@@ -21,11 +21,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.endpoint import machine, wait_quiet  # noqa: E402
+from endpoint import machine, wait_quiet  # noqa: E402
+
 from tests.support.stack import BIN, Home, Tipd  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "cli.json"
@@ -74,7 +77,7 @@ def main() -> int:
     home = Home("https://idp.invalid", "bench-client", "http://127.0.0.1:9")
     tipd = Tipd(home).start()
     try:
-        results = {}
+        results: dict[str, dict[str, Any]] = {}  # the JSON report's rows
         busy = wait_quiet(args.quiet_wait)
         for name, cmd in COMMANDS.items():
             xs = sorted(time_runs(cmd, home.env, args.n))

@@ -47,17 +47,18 @@ async def main(n: int = 10_000, rounds: int = 15) -> None:
     try:
         from tipd.broker import Broker
     except ImportError:  # before issue 12
-        from tipd.daemon import Broker  # type: ignore[attr-defined,no-redef]
+        from tipd.daemon import Broker  # type: ignore[attr-defined]  # where an older tree kept it
 
     cfg = parse_config({"profiles": {"work": PROFILE}}, "bench")
     broker = Broker(cfg)
     clock = Clock()
+    # a session serving a preset credential: it never loads a sign-in nor calls AWS or the IdP
     s: Any = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=NoStore(), aws=None,  # type: ignore[arg-type]
                             idp=None, clock=clock)  # type: ignore[arg-type]
     creds = AwsCredentials("ASIAEXAMPLE", Secret("sek"), Secret("tok"), clock.time() + 3000, "111122223333")
     s.served = Served(creds, json.dumps(creds.container_json()).encode())
     broker.sessions["work"] = s
-    guards.PEER_UID_SUPPORTED = False  # type: ignore[misc]
+    guards.PEER_UID_SUPPORTED = False  # type: ignore[attr-defined]  # guards' copy of peer.SUPPORTED, read by Guard()
     app = container.make_app(broker, guards.Guard(TOKEN, 9911, allow_other_users=True))
     app.freeze()
     headers = {"Host": "127.0.0.1:9911", "Authorization": TOKEN.decode()}

@@ -37,6 +37,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -87,7 +88,7 @@ print(json.dumps({"Version": 1, "AccessKeyId": "AKIA" + "FAKE" * 4,
 # processes
 # --------------------------------------------------------------------------------------------------
 
-def _connects(family: int, addr) -> bool:
+def _connects(family: int, addr: str | tuple[str, int]) -> bool:
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(0.5)
     try:
@@ -142,13 +143,16 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def parse_wrk(out: str) -> dict:
+def parse_wrk(out: str) -> dict[str, Any]:
     pct = {f"p{p}": _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M)}
-    rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M).group(1))
+    rps_line = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
     total = re.search(r"^\s+(\d+) requests in ([\d.]+\w+),", out, re.M)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     lat = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    if rps_line is None or total is None or lat is None:
+        raise ValueError(f"cannot parse wrk's output:\n{out}")
+    rps = float(rps_line.group(1))
     return {
         "latency_ms": pct,
         "latency_avg_ms": _ms(lat.group(1)), "latency_stdev_ms": _ms(lat.group(2)), "latency_max_ms": _ms(lat.group(3)),
@@ -175,7 +179,8 @@ def _system_cpu_s() -> tuple[float, float]:
     return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / _HZ, f[7] / _HZ
 
 
-def run_wrk(url: str, token: str, threads: int, conns: int, duration: int, server_pid: int | None = None) -> dict:
+def run_wrk(url: str, token: str, threads: int, conns: int, duration: int,
+            server_pid: int | None = None) -> dict[str, Any]:
     """One wrk run; with server_pid, also the server's CPU per request and how much CPU anything other
     than the server and wrk used meanwhile (a noise indicator on a shared machine)."""
     import resource
@@ -203,7 +208,7 @@ def run_wrk(url: str, token: str, threads: int, conns: int, duration: int, serve
 
 
 def measured_wrk(url: str, token: str, threads: int, conns: int, duration: int, pid: int, max_noise: float,
-                 retries: int, wait: float) -> dict:
+                 retries: int, wait: float) -> dict[str, Any]:
     """run_wrk, repeated (up to `retries` more times) while other processes used more than `max_noise`
     CPU-seconds during the run: on a shared 2-core machine one busy neighbour halves the numbers. Every
     attempt is kept in the result; the last one is the measurement."""
@@ -247,14 +252,15 @@ def boto3_env(base: dict[str, str], tmp: Path, extra: dict[str, str]) -> dict[st
     return env
 
 
-def run_probe(env: dict[str, str]) -> dict:
+def run_probe(env: dict[str, str]) -> dict[str, Any]:
     r = subprocess.run([sys.executable, "-c", BOTO3_PROBE], env=env, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise RuntimeError(f"boto3 probe failed: {r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    probe: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
+    return probe
 
 
-def summary(xs: list[float]) -> dict:
+def summary(xs: list[float]) -> dict[str, Any]:
     s = sorted(xs)
     q = statistics.quantiles(s, n=10, method="inclusive")
     return {"median": statistics.median(s), "p90": q[8], "min": s[0], "max": s[-1], "samples": xs}
@@ -264,7 +270,7 @@ def summary(xs: list[float]) -> dict:
 # cold burst
 # --------------------------------------------------------------------------------------------------
 
-async def burst(url: str, token: str, n: int) -> dict:
+async def burst(url: str, token: str, n: int) -> dict[str, Any]:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=0, force_close=True)  # one connection per request
@@ -294,7 +300,7 @@ async def burst(url: str, token: str, n: int) -> dict:
 # main
 # --------------------------------------------------------------------------------------------------
 
-def machine() -> dict:
+def machine() -> dict[str, Any]:
     import aiohttp
     import boto3
     import botocore
@@ -302,7 +308,9 @@ def machine() -> dict:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
-    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout  # noqa: E731
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout
+
     return {"git_head": git("rev-parse", "--short", "HEAD").strip(),
             "tipd_uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "tipd").splitlines()],
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
@@ -342,7 +350,7 @@ def main() -> int:
     from tests.support.aws import AppConfig, FakeAWS, FakeConfig, MotoServer
     from tests.support.idp import IdP
 
-    results: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
+    results: dict[str, Any] = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)}}
     tmp = Path(tempfile.mkdtemp(prefix="bench-endpoint-"))
     bare = tipd = None
     with IdP() as idp, MotoServer() as moto:
@@ -457,7 +465,7 @@ def main() -> int:
     return finish(results, args.out)
 
 
-def start_bare(body_file: Path) -> tuple[subprocess.Popen, str]:
+def start_bare(body_file: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The bare handler in a process of its own, serving body_file; returns it and its credentials URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port), str(body_file)],
@@ -466,7 +474,7 @@ def start_bare(body_file: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/v1/credentials/{PROFILE}"
 
 
-def stop_bare(proc: subprocess.Popen) -> None:
+def stop_bare(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -476,8 +484,9 @@ def stop_bare(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def fresh_pairs(args: argparse.Namespace, results: dict, home: Home, tipd: BenchTipd, bare: subprocess.Popen,
-                body_file: Path, token: str) -> tuple[BenchTipd, subprocess.Popen]:
+def fresh_pairs(args: argparse.Namespace, results: dict[str, Any], home: Home, tipd: BenchTipd,
+                bare: subprocess.Popen[bytes], body_file: Path,
+                token: str) -> tuple[BenchTipd, subprocess.Popen[bytes]]:
     """The guard over N rounds. Two processes of the same code differ here by up to 12 % in CPU per request
     (docs/performance.md), so one run compares one draw of each: every round starts a new tipd (the same
     sign-in, from its store) and a new bare server, warms both up, then measures 1 and 16 clients on each,
@@ -497,7 +506,7 @@ def fresh_pairs(args: argparse.Namespace, results: dict, home: Home, tipd: Bench
             order = ["tipd", "bare"] if i % 2 == 0 else ["bare", "tipd"]
             for name in order:
                 run_wrk(targets[name][0], token, 1, 16, args.warmup)
-            r: dict = {"order": order}
+            r: dict[str, Any] = {"order": order}
             for key, conns in (("one_client", 1), ("sixteen_clients", 16)):
                 r[key] = {}
                 for name in order:
@@ -532,7 +541,7 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def finish(results: dict, out: Path) -> int:
+def finish(results: dict[str, Any], out: Path) -> int:
     results["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     results["machine"]["uptime_at_end"] = uptime()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -542,9 +551,11 @@ def finish(results: dict, out: Path) -> int:
     return 0
 
 
-def rounds_table(r: dict) -> str:
+def rounds_table(r: dict[str, Any]) -> str:
     m, g = r["machine"], r["rounds"]
-    ok = lambda cond: "met" if cond else "**missed**"  # noqa: E731
+    def ok(cond: bool) -> str:
+        return "met" if cond else "**missed**"
+
     lines = [
         f"Machine: {m['nproc']} cores ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}, aiohttp {m['aiohttp']}, "
         f"{m['wrk']}; {m['date']}; tipd at {m['git_head']}"
@@ -574,15 +585,19 @@ def rounds_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def table(r: dict) -> str:
+def table(r: dict[str, Any]) -> str:
     if "rounds" in r:
         return rounds_table(r)
     m, one, six = r["machine"], r["one_client"], r["sixteen_clients"]
-    f = lambda x: f"{x:.3f}"  # noqa: E731
+    def f(x: float) -> str:
+        return f"{x:.3f}"
+
     ratio_rps = six["tipd"]["requests_per_s"] / six["bare"]["requests_per_s"]
     p99 = one["tipd"]["latency_ms"]["p99"]
     threads = r["settings"]["wrk_threads"]
-    ok = lambda cond: "met" if cond else "**missed**"  # noqa: E731
+    def ok(cond: bool) -> str:
+        return "met" if cond else "**missed**"
+
     s3one, s3six = one["s3ag"], six["s3ag"]
     s3_p99 = s3one["latency_ms"]["p99"]
     s3_ratio = s3six["requests_per_s"] / six["bare"]["requests_per_s"]

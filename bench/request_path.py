@@ -96,11 +96,12 @@ def tipd_app(port: int) -> Any:
     try:
         from tipd.broker import Broker
     except ImportError:  # before issue 12
-        from tipd.daemon import Broker  # type: ignore[attr-defined,no-redef]
+        from tipd.daemon import Broker  # type: ignore[attr-defined]  # where an older tree kept it
 
     cfg = parse_config({"profiles": {"work": PROFILE}}, "bench")
     broker = Broker(cfg)
     clock = Clock()
+    # a session serving a preset credential: it never loads a sign-in nor calls AWS or the IdP
     s: Any = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=NoStore(), aws=None,  # type: ignore[arg-type]
                             idp=None, clock=clock)  # type: ignore[arg-type]
     creds = AwsCredentials("ASIAEXAMPLE", Secret("sek"), Secret("tok"), clock.time() + 3000, "111122223333")

@@ -31,12 +31,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.stack import ACCOUNT, BIN, Home, Tipd, status, tipctl  # noqa: E402
 from tests.support.stack import wait_for as poll  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.support.aws import FakeAWS
+    from tests.support.idp import IdP
 
 RESULTS = ROOT / "bench" / "results" / "schedule.json"
 HOUR = 3600
@@ -60,7 +65,7 @@ _HZ = os.sysconf("SC_CLK_TCK")
 # 1. the simulated day
 # --------------------------------------------------------------------------------------------------
 
-async def _simulated_day(fetch_every: float, hours: int) -> dict:
+async def _simulated_day(fetch_every: float, hours: int) -> dict[str, Any]:
     from tests.support.session_rig import Rig
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
@@ -118,7 +123,7 @@ def proc_runtime_s(pid: int) -> float:
     return total / 1e9
 
 
-def proc_status(pid: int) -> dict:
+def proc_status(pid: int) -> dict[str, Any]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
@@ -144,18 +149,19 @@ class BenchTipd(Tipd):
         return self
 
 
-def profile_state(home: Home) -> dict:
-    return status(home)["profiles"][0]
+def profile_state(home: Home) -> dict[str, Any]:
+    profile: dict[str, Any] = status(home)["profiles"][0]
+    return profile
 
 
-def upstream_counts(fake, idp) -> dict:
+def upstream_counts(fake: FakeAWS, idp: IdP) -> dict[str, int]:
     ok = [c for c in fake.calls if c.status == 200]
     out = {op: sum(1 for c in ok if c.operation == op) for op in AWS_OPS}
     out["idp"] = idp.stats().get("/token", 0)  # every /token request (the login's code grant included)
     return out
 
 
-def measure_window(d: BenchTipd, seconds: float, fake, idp, sample_every: float = 10.0) -> dict:
+def measure_window(d: BenchTipd, seconds: float, fake: FakeAWS, idp: IdP, sample_every: float = 10.0) -> dict[str, Any]:
     """CPU of the daemon over `seconds` in which nothing talks to it. The wait is the daemon's own
     `proc.wait(timeout)`: it returns early only if the daemon dies (an error)."""
     pid = d.proc.pid
@@ -195,12 +201,12 @@ def signed_in_daemon(home: Home, log_level: str) -> BenchTipd:
     return d
 
 
-def run_daemons(idle_window: float, rotation_window: float, log_level: str) -> dict:
+def run_daemons(idle_window: float, rotation_window: float, log_level: str) -> dict[str, Any]:
     from tests.support.aws import AppConfig, FakeAWS, FakeConfig, MotoServer
     from tests.support.idp import IdP
     from tests.support.stack import APP_ARN
 
-    out: dict = {"log_level": log_level}
+    out: dict[str, Any] = {"log_level": log_level}
     with IdP() as idp, IdP(id_ttl=SHORT_LIFETIME, access_ttl=SHORT_LIFETIME) as short_idp, MotoServer() as moto:
         config = FakeConfig(
             applications={
@@ -267,7 +273,7 @@ def run_daemons(idle_window: float, rotation_window: float, log_level: str) -> d
 # main
 # --------------------------------------------------------------------------------------------------
 
-def machine() -> dict:
+def machine() -> dict[str, Any]:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "nproc": os.cpu_count(),
@@ -279,7 +285,7 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def table(r: dict) -> str:
+def table(r: dict[str, Any]) -> str:
     sim = r["simulated_day"]
     lines = [f"### Simulated day ({sim['settings']['hours']} h, production settings, client every "
              f"{sim['settings']['fetch_every_s']:g} s; wall {sim['wall_s']:.2f} s)", "",
@@ -329,7 +335,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    results: dict = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)},
+    results: dict[str, Any] = {"machine": machine(), "settings": vars(args) | {"out": str(args.out)},
                      "target_cpu_s_per_hour": TARGET_CPU_S_PER_HOUR}
     print("simulated day ...", file=sys.stderr)
     results["simulated_day"] = asyncio.run(_simulated_day(args.fetch_every, args.hours))

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -85,7 +86,7 @@ def one_start(home: Home, env: dict[str, str]) -> tuple[float, float, float]:
     try:
         while ready is None:
             if p.poll() is not None:
-                raise SystemExit(f"tipd exited {p.returncode}: {p.stderr.read().decode()[-800:]}")
+                raise SystemExit(f"tipd exited {p.returncode}: {p.stderr.read().decode()[-800:] if p.stderr else ''}")
             now = time.perf_counter()
             if listening is None and _answers(home.port):
                 listening = (time.perf_counter() - t0) * 1000
@@ -99,6 +100,7 @@ def one_start(home: Home, env: dict[str, str]) -> tuple[float, float, float]:
     finally:
         p.terminate()
         p.wait(10)
+    assert listening is not None and cpu is not None  # set before `ready` is
     return listening, ready, cpu
 
 
@@ -133,7 +135,7 @@ def main() -> int:
         ss = SecretService(Path(tempfile.mkdtemp(prefix="tipd-bench-kr-"))).__enter__()
         variants["Secret Service (gnome-keyring, unlocked)"] = dict(home.env, **ss.env)
         variants["Secret Service, locked"] = dict(home.env, **ss.env)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}  # the JSON report's rows
     try:
         for name, env in variants.items():
             if ss is not None and name.startswith("Secret Service"):

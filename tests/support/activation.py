@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from typing import Any
 
 #: runs after the fork, in the child: the socket becomes fd 3, LISTEN_PID this pid, then exec
 LAUNCHER = """import os, sys
@@ -26,7 +27,7 @@ def listen(address: tuple[str, int], backlog: int = 128) -> socket.socket:
     return s
 
 
-def activated(sock: socket.socket, argv: list[str], **kw) -> subprocess.Popen:
+def activated(sock: socket.socket, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
     """Start `argv` (an absolute program path first) with `sock` passed the way systemd passes it."""
     return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(sock.fileno()), *argv], pass_fds=(sock.fileno(),),
                             **kw)

@@ -51,7 +51,7 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
@@ -60,6 +60,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .net import free_port, wait_for_port
+
+if TYPE_CHECKING:
+    from .fake_ssoadmin import IdentityCenter
 
 __all__ = [
     "ACCOUNT_ACCESS",
@@ -238,7 +241,8 @@ class MotoServer:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method,
                                      data=b"" if method == "POST" else None)
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.read()
+            data: bytes = resp.read()
+            return data
 
     def reset(self) -> None:
         """Reset every moto backend (``POST /moto-api/reset``); the recording is kept."""
@@ -702,7 +706,7 @@ class FakeAWS:
         #: the portal API (ListAccounts, ListAccountRoles, GetRoleCredentials) and the console federation endpoint
         self.portal = PortalDirectory(self)
         #: a test's Identity Center (tests/support/fake_ssoadmin.py IdentityCenter): sso-admin, identitystore
-        self.identity_center: Any = None
+        self.identity_center: IdentityCenter | None = None
         self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._kid = "idc-" + secrets.token_hex(4)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -946,7 +950,8 @@ class FakeAWS:
             return code
         try:
             parsed = json.loads(body)
-            return parsed.get("__type") or parsed.get("code")
+            found: str | None = parsed.get("__type") or parsed.get("code")
+            return found
         except (ValueError, AttributeError):
             return None
 

@@ -35,6 +35,8 @@ same event loop).
 """
 from __future__ import annotations
 
+import email.message
+import http.client
 import http.cookiejar
 import json
 import os
@@ -44,7 +46,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from html.parser import HTMLParser
+from typing import IO, Any
 
 MODES = ("login", "deny", "bad-state", "favicon-first", "nothing", "linger")
 MAX_STEPS = 30
@@ -110,12 +114,13 @@ def parse_page(html: str) -> _PageParser:
 
 # ----- HTTP ---------------------------------------------------------------------------------
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,  # noqa: D401
+                         headers: http.client.HTTPMessage, newurl: str) -> None:
         return None  # we walk redirects ourselves, to stop at the loopback redirect_uri
 
 
 class Response:
-    def __init__(self, url: str, status: int, headers, body: bytes):
+    def __init__(self, url: str, status: int, headers: email.message.Message, body: bytes) -> None:
         self.url = url
         self.status = status
         self.headers = headers
@@ -134,7 +139,7 @@ class Response:
 class Session:
     """A cookie-keeping HTTP client that never follows redirects and ignores proxy settings."""
 
-    def __init__(self, timeout: float = HTTP_TIMEOUT):
+    def __init__(self, timeout: float = HTTP_TIMEOUT) -> None:
         self.jar = http.cookiejar.CookieJar()
         self.timeout = timeout
         self._opener = urllib.request.build_opener(
@@ -184,7 +189,8 @@ def form_with(page: _PageParser, field: str, value: str | None = None) -> _Form 
 
 
 def drive_interactions(session: Session, resp: Response, login: str, *,
-                       deny: bool = False, stop_at=None) -> tuple[Response, list[str]]:
+                       deny: bool = False,
+                       stop_at: Callable[[str], bool] | None = None) -> tuple[Response, list[str]]:
     """Walk redirects and answer devInteractions pages until ``stop_at(url)`` is true for a
     redirect target (that URL is then returned un-fetched as ``resp.location``) or a page that
     is not an interaction page is reached. Returns (last response, steps taken)."""
@@ -192,6 +198,7 @@ def drive_interactions(session: Session, resp: Response, login: str, *,
     for _ in range(MAX_STEPS):
         if _is_redirect(resp):
             target = resp.location
+            assert target is not None  # a redirect has a Location
             if stop_at is not None and stop_at(target):
                 return resp, steps
             steps.append(f"GET {_path(target)}")
@@ -238,7 +245,7 @@ def _replace_state(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
-def _log(record: dict) -> None:
+def _log(record: dict[str, Any]) -> None:
     path = os.environ.get("TIPD_TEST_BROWSER_LOG")
     if not path:
         return
@@ -258,7 +265,7 @@ def complete_login(url: str, login: str = "alice", mode: str = "login") -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
     started = time.monotonic()
-    record: dict = {"mode": mode, "login": login, "authorize_path": _path(url), "pid": os.getpid()}
+    record: dict[str, Any] = {"mode": mode, "login": login, "authorize_path": _path(url), "pid": os.getpid()}
     try:
         if mode == "nothing":
             record["outcome"] = "nothing"
@@ -273,9 +280,9 @@ def complete_login(url: str, login: str = "alice", mode: str = "login") -> None:
             stop_at=lambda target: _same_endpoint(target, redirect_uri),
         )
         record["steps"] = steps
-        if not (_is_redirect(resp) and _same_endpoint(resp.location, redirect_uri)):
+        callback = resp.location if _is_redirect(resp) else None
+        if callback is None or not _same_endpoint(callback, redirect_uri):
             raise BrowserError(f"IdP did not redirect to the redirect_uri: {describe(resp)}")
-        callback = resp.location
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))
         record["callback_path"] = _path(callback)
         record["callback_params"] = sorted(query)  # names only, never values

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .stack import ENHANCED_ROLE, Home, tipctl
 
@@ -18,9 +19,10 @@ def add_profile(home: Home, name: str) -> None:
     home.config_file.write_text(text + "\n" + work.replace("[profiles.work]", f"[profiles.{name}]", 1))
 
 
-def make_grant(home: Home, name: str, *profiles: str, ttl: str = "8h") -> dict:
+def make_grant(home: Home, name: str, *profiles: str, ttl: str = "8h") -> dict[str, Any]:
     args = [a for p in profiles for a in ("--profile", p)]
-    return json.loads(tipctl(home, "grant", name, *args, "--ttl", ttl, "--json").stdout)
+    grant: dict[str, Any] = json.loads(tipctl(home, "grant", name, *args, "--ttl", ttl, "--json").stdout)
+    return grant
 
 
 def sdk_env(home: Home, url: str, token_file: Path | str) -> dict[str, str]:
@@ -28,7 +30,7 @@ def sdk_env(home: Home, url: str, token_file: Path | str) -> dict[str, str]:
                 AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token_file))
 
 
-def boto3_key(env: dict[str, str], prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+def boto3_key(env: dict[str, str], prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     """A fresh boto3 process resolving credentials through the container provider; stdout: the access key id."""
     return subprocess.run([*(prefix or []), "python", "-c", BOTO3_KEY], env=env, capture_output=True, text=True,
                           timeout=120)

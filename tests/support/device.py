@@ -13,7 +13,7 @@ import urllib.parse
 from .browser import BrowserError, Session, describe, drive_interactions, form_with, parse_page
 
 
-def _confirm_page(session: Session, issuer: str, user_code: str):
+def _confirm_page(session: Session, issuer: str, user_code: str) -> tuple[str, dict[str, str]]:
     verify = issuer.rstrip("/") + "/device"
     resp = session.get(verify)
     if resp.status != 200:

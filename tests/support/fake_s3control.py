@@ -156,7 +156,7 @@ class AccessGrants:
         sts = _moto_sts(self.fake.moto_url)
         r = await asyncio.get_running_loop().run_in_executor(None, functools.partial(
             sts.assume_role, RoleArn=grant.role_arn, RoleSessionName=f"s3ag-{user}"[:64], DurationSeconds=duration))
-        creds = r["Credentials"]
+        creds: dict[str, Any] = r["Credentials"]
         exp = creds["Expiration"]
         creds["Expiration"] = exp.astimezone(dt.UTC) if exp.tzinfo else exp.replace(tzinfo=dt.UTC)
         return creds

@@ -167,9 +167,9 @@ class IdentityCenter:
         return _answer({k: v for k, v in user.items() if v is not None})
 
     # sso-admin ------------------------------------------------------------------------------------
-    def _application(self, body: dict) -> Application:
+    def _application(self, body: dict[str, Any]) -> Application:
         arn = body.get("ApplicationArn")
-        app = self.scenario.applications.get(arn)
+        app = self.scenario.applications.get(arn or "")
         if app is None:
             raise _AwsError("ResourceNotFoundException", f"Application {arn} not found")
         return app
@@ -184,7 +184,7 @@ class IdentityCenter:
         if arn != self.scenario.instance_arn:
             raise _AwsError("ResourceNotFoundException", f"Instance {arn} not found")
 
-    def _DescribeApplication(self, body: dict) -> dict:  # noqa: N802 - named for the operation
+    def _DescribeApplication(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802 - named for the operation
         app = self._application(body)
         s = self.scenario
         return {"ApplicationArn": app.arn, "ApplicationProviderArn": app.provider_arn, "Name": app.name,
@@ -192,48 +192,48 @@ class IdentityCenter:
                 "IdentityStoreArn": f"arn:aws:identitystore::{s.account_id}:identitystore/{s.identity_store_id}",
                 "Status": app.status, "PortalOptions": {"Visibility": "DISABLED"}}
 
-    def _GetApplicationAuthenticationMethod(self, body: dict) -> dict:  # noqa: N802
+    def _GetApplicationAuthenticationMethod(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         app = self._application(body)
         if body.get("AuthenticationMethodType") != "IAM" or app.actor_policy is None:
             raise _AwsError("ResourceNotFoundException", "Authentication method not found")
         return {"AuthenticationMethod": {"Iam": {"ActorPolicy": app.actor_policy}}}
 
-    def _ListApplicationAuthenticationMethods(self, body: dict) -> dict:  # noqa: N802
+    def _ListApplicationAuthenticationMethods(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         app = self._application(body)
         methods = [] if app.actor_policy is None else [
             {"AuthenticationMethodType": "IAM", "AuthenticationMethod": {"Iam": {"ActorPolicy": app.actor_policy}}}]
         return {"AuthenticationMethods": methods}
 
-    def _GetApplicationAssignmentConfiguration(self, body: dict) -> dict:  # noqa: N802
+    def _GetApplicationAssignmentConfiguration(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return {"AssignmentRequired": self._application(body).assignment_required}
 
-    def _ListApplicationAssignments(self, body: dict) -> dict:  # noqa: N802
+    def _ListApplicationAssignments(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         app = self._application(body)
         return {"ApplicationAssignments": [{"ApplicationArn": app.arn, "PrincipalType": kind, "PrincipalId": pid}
                                            for kind, pid in app.assignments]}
 
-    def _ListApplicationGrants(self, body: dict) -> dict:  # noqa: N802
+    def _ListApplicationGrants(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         grants = self._application(body).grants()
         return {"Grants": [{"GrantType": kind, "Grant": grant} for kind, grant in grants.items()]}
 
-    def _GetApplicationGrant(self, body: dict) -> dict:  # noqa: N802
-        grant = self._application(body).grants().get(body.get("GrantType"))
+    def _GetApplicationGrant(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        grant = self._application(body).grants().get(body.get("GrantType") or "")
         if grant is None:
             raise _AwsError("ResourceNotFoundException", "Grant not found")
         return {"Grant": grant}
 
-    def _ListApplicationAccessScopes(self, body: dict) -> dict:  # noqa: N802
+    def _ListApplicationAccessScopes(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return {"Scopes": [{"Scope": s} for s in self._application(body).scopes]}
 
-    def _ListTrustedTokenIssuers(self, body: dict) -> dict:  # noqa: N802
+    def _ListTrustedTokenIssuers(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         self._check_instance(body.get("InstanceArn"))
         return {"TrustedTokenIssuers": [{"TrustedTokenIssuerArn": t.arn, "Name": t.name,
                                          "TrustedTokenIssuerType": "OIDC_JWT"} for t in self.scenario.issuers.values()]}
 
-    def _DescribeTrustedTokenIssuer(self, body: dict) -> dict:  # noqa: N802
+    def _DescribeTrustedTokenIssuer(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return self._issuer(body.get("TrustedTokenIssuerArn")).describe()
 
-    def _instance(self) -> dict:
+    def _instance(self) -> dict[str, Any]:
         s = self.scenario
         return {"InstanceArn": s.instance_arn, "IdentityStoreId": s.identity_store_id,
                 "IdentityStoreArn": f"arn:aws:identitystore::{s.account_id}:identitystore/{s.identity_store_id}",
@@ -242,14 +242,14 @@ class IdentityCenter:
                 "Regions": [{"RegionName": r, "Status": "ACTIVE", "IsPrimaryRegion": i == 0}
                             for i, r in enumerate(s.regions)]}
 
-    def _DescribeInstance(self, body: dict) -> dict:  # noqa: N802
+    def _DescribeInstance(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         self._check_instance(body.get("InstanceArn"))
         return self._instance()
 
-    def _ListInstances(self, body: dict) -> dict:  # noqa: N802
+    def _ListInstances(self, body: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return {"Instances": [self._instance()]}
 
 
-def _answer(data: dict) -> web.Response:
+def _answer(data: dict[str, Any]) -> web.Response:
     return web.Response(status=200, text=json.dumps(data), content_type="application/x-amz-json-1.1",
                         headers={"x-amzn-RequestId": str(uuid.uuid4())})

@@ -24,6 +24,7 @@ NO_RETRY = {"total_max_attempts": 1}
 def client(fake: FakeAWS, service: str, creds: dict[str, Any] | None = None, **config: Any) -> Any:
     """A boto3 client for the fake: unsigned without `creds` (the unsigned calls of the chain), no retries unless
     `retries` says otherwise, no client-side validation (a test may send what boto3 would refuse)."""
+    kw: dict[str, str | None]
     if creds is None:
         kw = dict(aws_access_key_id="unused", aws_secret_access_key="unused")
         config.setdefault("signature_version", UNSIGNED)
@@ -37,11 +38,14 @@ def client(fake: FakeAWS, service: str, creds: dict[str, Any] | None = None, **c
 def bootstrap(fake: FakeAWS, issuer: JwtIssuer) -> dict[str, Any]:
     """Alice's bootstrap session (AssumeRoleWithWebIdentity with a fresh id_token)."""
     sts = client(fake, "sts")
-    return sts.assume_role_with_web_identity(RoleArn=OIDC_ROLE, RoleSessionName="tipd-alice", DurationSeconds=900,
-                                             WebIdentityToken=issuer.token(aud=AUD, email=ALICE))["Credentials"]
+    creds: dict[str, Any] = sts.assume_role_with_web_identity(
+        RoleArn=OIDC_ROLE, RoleSessionName="tipd-alice", DurationSeconds=900,
+        WebIdentityToken=issuer.token(aud=AUD, email=ALICE))["Credentials"]
+    return creds
 
 
 def idc_token(fake: FakeAWS, issuer: JwtIssuer, app: str = APP) -> dict[str, Any]:
     """Alice's Identity Center token for `app` (CreateTokenWithIAM, jwt-bearer), as the fake answers it."""
-    return client(fake, "sso-oidc", bootstrap(fake, issuer)).create_token_with_iam(
+    token: dict[str, Any] = client(fake, "sso-oidc", bootstrap(fake, issuer)).create_token_with_iam(
         clientId=app, grantType=JWT_BEARER, assertion=issuer.token(aud=AUD, email=ALICE))
+    return token

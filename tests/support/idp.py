@@ -38,7 +38,7 @@ import urllib.parse
 import urllib.request
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .net import free_port
 from .personas import PERSONAS, Persona
@@ -51,7 +51,7 @@ class IdPError(RuntimeError):
     """The IdP could not be started or answered a control request with an error."""
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -91,18 +91,18 @@ class IdP:
         self.redirect_port: int | None = (
             free_port() if self._switches_given.get("redirect_port") == "exact" else None)
         self.port: int | None = None
-        self.issuer: str | None = None
+        self._issuer: str | None = None
         self._config: dict[str, Any] | None = None
-        self._proc: subprocess.Popen | None = None
-        self._stderr_file = None
-        self._finalizer = None
-        self._discovery: dict | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr_file: IO[bytes] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], IdP] | None = None
+        self._discovery: dict[str, Any] | None = None
         self._node: str | None = None
         self._stderr_prev = ""
         # persistent=True: IDP_STATE_DIR (signing keys, cookie keys, store.json) lives in a private
         # temp dir from start() to stop(), so down()/up() is an outage and not a new IdP.
         self.persistent = persistent
-        self._state_dir: tempfile.TemporaryDirectory | None = None
+        self._state_dir: tempfile.TemporaryDirectory[str] | None = None
         if start:
             self.start()
 
@@ -112,7 +112,8 @@ class IdP:
         """Every switch as the running IdP has it (defaults filled in)."""
         if self._config is None:
             raise IdPError("the IdP has not been started")
-        return self._config["switches"]
+        switches: dict[str, Any] = self._config["switches"]
+        return switches
 
     @property
     def base_url(self) -> str:
@@ -120,13 +121,19 @@ class IdP:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def issuer(self) -> str:
+        """The issuer URL the running IdP announces."""
+        if self._issuer is None:
+            raise IdPError("the IdP has not been started")
+        return self._issuer
+
+    @property
     def discovery_url(self) -> str:
-        assert self.issuer is not None
         return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
     @property
     def client_auth(self) -> str:
-        return self.switches["client_auth"]
+        return str(self.switches["client_auth"])
 
     @property
     def redirect_host(self) -> str:
@@ -146,7 +153,7 @@ class IdP:
 
     @property
     def revocation(self) -> str:
-        return self.switches["revocation"]
+        return str(self.switches["revocation"])
 
     def client_form(self) -> dict[str, str]:
         """The client's fields for a token / device / revocation request body: client_id, plus
@@ -192,7 +199,8 @@ class IdP:
                     last = err
                     if "EADDRINUSE" not in str(err):
                         raise
-            raise last  # type: ignore[misc]
+            assert last is not None  # every attempt failed, and there was at least one
+            raise last
         except BaseException:
             self._remove_state_dir()
             raise
@@ -226,7 +234,7 @@ class IdP:
         except IdPError as err:
             if "EADDRINUSE" in str(err):
                 raise IdPError(
-                    f"cannot bring the IdP back up: port {self.port} (issuer {self.issuer}) is "
+                    f"cannot bring the IdP back up: port {self.port} (issuer {self._issuer}) is "
                     f"in use by another process; not moving ports since the issuer would change"
                     f"\n{err}") from err
             raise
@@ -251,6 +259,7 @@ class IdP:
         line = b""
         try:
             with selectors.DefaultSelector() as sel:
+                assert proc.stdout is not None  # stdout=PIPE
                 sel.register(proc.stdout, selectors.EVENT_READ)
                 while b"\n" not in line:
                     remaining = deadline - time.monotonic()
@@ -285,11 +294,11 @@ class IdP:
         except BaseException:
             self._end_process()
             raise
-        self.issuer = self._config["issuer"]
+        self._issuer = self._config["issuer"]
         self._discovery = None
 
     @staticmethod
-    def _drain(stream) -> None:
+    def _drain(stream: IO[bytes]) -> None:
         try:
             while stream.read(65536):
                 pass
@@ -297,7 +306,7 @@ class IdP:
             pass
 
     @staticmethod
-    def _stderr_tail(stderr_file) -> str:
+    def _stderr_tail(stderr_file: IO[bytes]) -> str:
         try:
             stderr_file.seek(0)
             text = stderr_file.read().decode("utf-8", "replace").strip()
@@ -336,7 +345,8 @@ class IdP:
                 _kill(proc)
         for stream in (proc.stdin, proc.stdout):
             with contextlib.suppress(OSError):
-                stream.close()
+                if stream is not None:  # both are pipes
+                    stream.close()
         if self._finalizer is not None:
             self._finalizer.detach()
         if self._stderr_file is not None:
@@ -350,7 +360,7 @@ class IdP:
     def __enter__(self) -> IdP:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # ----- HTTP helpers -----------------------------------------------------------------------
@@ -359,7 +369,7 @@ class IdP:
         at the root."""
         if path.startswith("/__test/"):
             return f"{self.base_url}{path}"
-        return f"{(self.issuer or '').rstrip('/')}{path}"
+        return f"{(self._issuer or '').rstrip('/')}{path}"
 
     def _request(self, method: str, path_or_url: str, *, json_body: Any = None,
                  form: dict[str, str] | None = None,
@@ -386,7 +396,7 @@ class IdP:
             raise IdPError(f"{method} {path} -> {status}: {raw[:300]!r}")
         return json.loads(raw)
 
-    def discovery(self) -> dict:
+    def discovery(self) -> dict[str, Any]:
         if self._discovery is None:
             status, raw = self._request("GET", self.discovery_url)
             if status != 200:
@@ -408,7 +418,8 @@ class IdP:
 
     def stats(self) -> dict[str, int]:
         """Requests per path since start (or reset_stats), counted before fault handling."""
-        return self._control("GET", "/__test/stats")
+        stats: dict[str, int] = self._control("GET", "/__test/stats")
+        return stats
 
     def reset_stats(self) -> None:
         self._control("DELETE", "/__test/stats")
@@ -416,13 +427,13 @@ class IdP:
     def revoke_all(self) -> int:
         """Revoke every grant: every refresh (and access) token of every account stops working.
         Returns the number of grants revoked."""
-        return self._control("POST", "/__test/revoke-all")["grants"]
+        return int(self._control("POST", "/__test/revoke-all")["grants"])
 
     def end_sessions(self) -> int:
         """End every IdP (browser) session: the next sign-in asks for the login again, and
         session-bound refresh tokens (switch refresh_dies_with_session) stop working.
         Returns the number of sessions ended."""
-        return self._control("POST", "/__test/end-sessions")["sessions"]
+        return int(self._control("POST", "/__test/end-sessions")["sessions"])
 
     def advance_clock(self, seconds: float) -> None:
         """Move the IdP's clock ``seconds`` ahead: every lifetime it enforces (tokens, codes,
@@ -433,7 +444,7 @@ class IdP:
     def rotate_keys(self, keep_old: bool = True) -> str:
         """A new signing key signs every token from now on; the old keys stay in the JWKS
         (keep_old) or are dropped from it at once. Returns the new key id."""
-        return self._control("POST", "/__test/rotate-keys", {"keep_old": keep_old})["kid"]
+        return str(self._control("POST", "/__test/rotate-keys", {"keep_old": keep_old})["kid"])
 
     def revoke(self, token: str, token_type_hint: str | None = None) -> None:
         """RFC 7009 revocation at the real revocation endpoint, as the client (with its secret

@@ -17,21 +17,22 @@ class FileKeyring(KeyringBackend):
     def _path(self) -> Path:
         return Path(os.environ["TIPD_TEST_KEYRING_FILE"])
 
-    def _load(self) -> dict:
+    def _load(self) -> dict[str, str]:
         try:
-            return json.loads(self._path().read_text())
+            data: dict[str, str] = json.loads(self._path().read_text())
+            return data
         except FileNotFoundError:
             return {}
 
-    def get_password(self, service, username):
+    def get_password(self, service: str, username: str) -> str | None:
         return self._load().get(f"{service}/{username}")
 
-    def set_password(self, service, username, password):
+    def set_password(self, service: str, username: str, password: str) -> None:
         data = self._load()
         data[f"{service}/{username}"] = password
         self._path().write_text(json.dumps(data))
 
-    def delete_password(self, service, username):
+    def delete_password(self, service: str, username: str) -> None:
         data = self._load()
         if data.pop(f"{service}/{username}", None) is None:
             raise PasswordDeleteError(username)
@@ -42,7 +43,7 @@ class LockedKeyring(FileKeyring):
     """A keyring that answers reads but refuses writes once $TIPD_TEST_KEYRING_LOCK exists (a session
     keyring that got locked while the daemon runs)."""
 
-    def set_password(self, service, username, password):
+    def set_password(self, service: str, username: str, password: str) -> None:
         if os.path.exists(os.environ.get("TIPD_TEST_KEYRING_LOCK", "/nonexistent")):
             raise KeyringLocked("the keyring is locked")
         super().set_password(service, username, password)

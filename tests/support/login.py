@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from .stack import BIN, wait_for
+from .stack import BIN, Home, wait_for
 
 USER_CODE = re.compile(r"enter the code:\s+(\S+)")
 
@@ -12,7 +12,7 @@ USER_CODE = re.compile(r"enter the code:\s+(\S+)")
 class Login:
     """`tipctl login ...` running in the background, its output going to files we can read while it waits."""
 
-    def __init__(self, home, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Home, *args: str, env: dict[str, str] | None = None) -> None:
         self.out = home.dir / "login.out"
         self.err = home.dir / "login.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
@@ -26,7 +26,7 @@ class Login:
         return self.out.read_text()
 
     def user_code(self) -> str:
-        return wait_for(lambda: (m := USER_CODE.search(self.stderr())) and m.group(1), timeout=30,
+        return wait_for(lambda: (m := USER_CODE.search(self.stderr())) and str(m.group(1)), timeout=30,
                         what="the user code on tipctl's stderr", proc=self.proc)
 
     def wait(self, timeout: float = 60) -> int:

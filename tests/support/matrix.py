@@ -37,9 +37,15 @@ from base64 import b64encode
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .stack import ACCOUNT, BIN, ENHANCED_ROLE, OIDC_ROLE, REGION, ROOT, Home, Tipd, tipctl, wait_for
+
+if TYPE_CHECKING:
+    from .aws import FakeAWS
+    from .idp import IdP
+
+_T = TypeVar("_T")
 
 DOC = ROOT / "docs" / "idp-matrix.md"
 BEGIN = "<!-- matrix:begin (generated: TIPD_WRITE_MATRIX=1 pytest tests/acceptance/test_idp_matrix.py) -->"
@@ -221,7 +227,7 @@ class PersonaInfo:
     revocation: str = "enabled"
 
     @classmethod
-    def of(cls, idp) -> PersonaInfo:
+    def of(cls, idp: IdP) -> PersonaInfo:
         info = cls(idp.issuer, idp.client_id)
         for attr, name in (("client_secret", "client_secret"), ("client_auth", "client_auth"),
                            ("redirect_port", "redirect_port"), ("redirect_host", "redirect_host"),
@@ -232,22 +238,22 @@ class PersonaInfo:
         return info
 
 
-def start_idp(row: str, expect: Expect):
+def start_idp(row: str, expect: Expect) -> IdP:
     """The row's IdP, started with short lifetimes. LookupError: this tree has no such persona yet."""
     from .idp import IdP
 
     # a generous start-up deadline: a dozen node processes load oidc-provider at once on a loaded machine
-    ttl = dict(access_ttl=LIFETIME, id_ttl=LIFETIME, startup_timeout=120.0)
     persona = expect.persona or row
     if persona == "default" and not expect.switches:
-        return IdP(**ttl)
+        return IdP(access_ttl=LIFETIME, id_ttl=LIFETIME, startup_timeout=120.0)
     try:
         from .personas import PERSONAS as KNOWN  # the "personas" helper's module
     except ImportError:
         raise LookupError("tests/support/personas.py is not in this tree yet") from None
     if persona not in KNOWN:
         raise LookupError(f"tests/support/personas.py has no persona {persona!r} yet")
-    return IdP(persona=persona, switches=dict(expect.switches), **ttl)
+    return IdP(persona=persona, switches=dict(expect.switches), access_ttl=LIFETIME, id_ttl=LIFETIME,
+               startup_timeout=120.0)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -277,13 +283,14 @@ def _try_status(home: Home) -> dict[str, Any] | None:
     from tipd.errors import TipdError
 
     try:
-        return ControlClient(home.socket, timeout=10).request("GET", "/v1/status")
+        status: dict[str, Any] = ControlClient(home.socket, timeout=10).request("GET", "/v1/status")
+        return status
     except TipdError:
         return None
 
 
-def wait(predicate: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen | None = None,
-         interval: float = 0.2) -> Any:
+def wait(predicate: Callable[[], _T | None], timeout: float, what: str, proc: subprocess.Popen[Any] | None = None,
+         interval: float = 0.2) -> _T:
     """stack.wait_for, failing the scenario's step (so its row says what it waited for) rather than the test."""
     try:
         return wait_for(predicate, timeout, what, proc, interval)
@@ -292,17 +299,36 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str, proc: subproce
 
 
 class Scenario:
-    def __init__(self, name: str, index: int, fake, expect: Expect) -> None:
+    def __init__(self, name: str, index: int, fake: FakeAWS, expect: Expect) -> None:
         self.name = name
         self.index = index
         self.fake = fake
         self.expect = expect
         self.result = Result(name)
-        self.idp = None
-        self.home: Home | None = None
-        self.tipd: MatrixTipd | None = None
-        self.info: PersonaInfo | None = None
+        self.idp: IdP | None = None
+        self._home: Home | None = None
+        self._tipd: MatrixTipd | None = None
+        self._info: PersonaInfo | None = None
         self.app = app_arn(index)
+
+    # what `setup` makes (and `browser_login` starts), for the steps after it; `teardown` cleans up what exists
+    @property
+    def home(self) -> Home:
+        if self._home is None:
+            raise RuntimeError("the scenario is not set up")
+        return self._home
+
+    @property
+    def info(self) -> PersonaInfo:
+        if self._info is None:
+            raise RuntimeError("the scenario is not set up")
+        return self._info
+
+    @property
+    def tipd(self) -> MatrixTipd:
+        if self._tipd is None:
+            raise RuntimeError("tipd is not started")
+        return self._tipd
 
     # -- helpers --------------------------------------------------------------------------------
     def note(self, text: str) -> None:
@@ -312,7 +338,8 @@ class Scenario:
         st = _try_status(self.home)
         if st is None:
             raise StepFailed("tipd does not answer on its control socket")
-        return st["profiles"][0]
+        profile: dict[str, Any] = st["profiles"][0]
+        return profile
 
     def state_is(self, *states: str) -> dict[str, Any] | None:
         """The profile's status when its state is one of `states`; a login-required state that was not
@@ -359,7 +386,8 @@ class Scenario:
     def stored_refresh_token(self) -> str | None:
         f = self.home.state_dir / "tokens" / "work.json"
         try:
-            return json.loads(f.read_text()).get("refresh_token")
+            token: str | None = json.loads(f.read_text()).get("refresh_token")
+            return token
         except (OSError, ValueError):
             return None
 
@@ -369,15 +397,15 @@ class Scenario:
 
         with STARTING:  # a few at a time: each start-up is a burst of CPU
             self.idp = start_idp(self.name, self.expect)
-        self.info = PersonaInfo.of(self.idp)
+        self._info = PersonaInfo.of(self.idp)
         self.fake.config.applications[self.app] = AppConfig(
             issuer_url=self.info.issuer, audiences=[self.info.client_id], claim=self.expect.claim,
             access_token_ttl=LIFETIME)
-        self.home = Home(self.info.issuer, self.info.client_id, self.fake.url, app_arn=self.app)
+        self._home = Home(self.info.issuer, self.info.client_id, self.fake.url, app_arn=self.app)
         self.home.config_file.write_text(f"[server]\nport = {self.home.port}\n{REFRESH}")
 
     def configure(self) -> None:
-        from tipd.configure.presets import PROVIDERS
+        from tipd.profiles import PROVIDERS
 
         preset = self.expect.preset if self.expect.preset in PROVIDERS else "oidc"
         self.result.preset = preset
@@ -396,12 +424,12 @@ class Scenario:
                            text=True, timeout=120)
         if r.returncode != 0:
             raise StepFailed(f"tipctl configure --provider {preset} failed: {r.stderr.strip()}")
-        if secret and self.info.client_secret in self.home.config_file.read_text():
+        if secret and self.info.client_secret and self.info.client_secret in self.home.config_file.read_text():
             raise StepFailed("the client secret was written to the config file")
         self.note(f"configured: {self.home.config_file.read_text()}")
 
     def browser_login(self) -> None:
-        self.tipd = self.start_tipd()
+        self._tipd = self.start_tipd()
         r = tipctl(self.home, "login", "--force", "--json", "--timeout", "90", check=False, timeout=180)
         if r.returncode != 0:
             said = [line.removeprefix("tipctl: ") for line in r.stderr.splitlines() if line.startswith("tipctl: ")]
@@ -433,7 +461,7 @@ class Scenario:
         rc = self.tipd.stop()
         if rc != 0:
             raise StepFailed(f"tipd exited with {rc} on SIGTERM")
-        self.tipd = self.start_tipd()
+        self._tipd = self.start_tipd()
         wait(lambda: self.state_is("fresh"), LIFETIME * 2, "fresh credentials after the restart", self.tipd.proc)
         self.whoami()
         if self.browser_visits() != visits:
@@ -447,7 +475,7 @@ class Scenario:
             proc = subprocess.Popen([str(BIN / "tipctl"), "login", "--force", "--device", "--json"], env=self.home.env,
                                     stdout=o, stderr=e)
         try:
-            code = wait(lambda: (m := USER_CODE.search(err.read_text())) and m.group(1), 60,
+            code = wait(lambda: (m := USER_CODE.search(err.read_text())) and str(m.group(1)), 60,
                         "the user code on tipctl's stderr", proc)
             # the verification page tipctl shows (…/device), as a person would open it
             shown = re.search(r"(https?://\S+?)/device\b", err.read_text())
@@ -508,7 +536,8 @@ class Scenario:
         except urllib.error.HTTPError as e:
             with e:
                 try:
-                    return json.loads(e.read()).get("error")
+                    error: str | None = json.loads(e.read()).get("error")
+                    return error
                 except ValueError:
                     return f"HTTP {e.code}"
 
@@ -560,23 +589,23 @@ class Scenario:
 
     def teardown(self) -> None:
         r = self.result
-        if self.home is not None and r.failure and self.home.browser_log.exists():
-            r.log.append("browser log:\n" + self.home.browser_log.read_text()[-3000:])
-        if self.tipd is not None:
+        if self._home is not None and r.failure and self._home.browser_log.exists():
+            r.log.append("browser log:\n" + self._home.browser_log.read_text()[-3000:])
+        if self._tipd is not None:
             if r.failure:
-                r.log.append("tipd log (tail):\n" + self.tipd.output()[-6000:])
+                r.log.append("tipd log (tail):\n" + self._tipd.output()[-6000:])
             with contextlib.suppress(Exception):  # cleanup must go on
-                self.tipd.stop()
+                self._tipd.stop()
         if self.idp is not None:
             if r.failure:
                 r.log.append("IdP stderr (tail):\n" + self.idp.stderr()[-3000:])
             self.idp.stop()
-        if self.home is not None:
-            self.home.cleanup()
+        if self._home is not None:
+            self._home.cleanup()
         self.fake.config.applications.pop(self.app, None)
 
 
-def run_matrix(fake, names: tuple[str, ...] = PERSONAS) -> dict[str, Result]:
+def run_matrix(fake: FakeAWS, names: tuple[str, ...] = PERSONAS) -> dict[str, Result]:
     """Every persona's scenario at once, one thread each; the results by persona."""
     users = {EXPECT[n].claim_value for n in names} - set(fake.config.users)
     fake.config.users.update({u: USER_ID for u in users})  # the claim values the rows' issuers map

@@ -41,7 +41,7 @@ def profile(**over: Any) -> Profile:
     p = Profile.model_validate({**BASE, **known})
     extra = {k: v for k, v in over.items() if k not in Profile.model_fields}
     if extra:
-        p = _WithExtra(p, extra)  # type: ignore[assignment]
+        p = _WithExtra(p, extra)  # type: ignore[assignment]  # a stand-in: Profile's attributes plus `extra`
     return p
 
 

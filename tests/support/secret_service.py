@@ -54,8 +54,8 @@ def missing_tools() -> list[str]:
 class SecretService:
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
-        self.bus: subprocess.Popen | None = None
-        self.daemon: subprocess.Popen | None = None
+        self.bus: subprocess.Popen[str] | None = None
+        self.daemon: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
 
     def __enter__(self) -> SecretService:
@@ -104,9 +104,10 @@ class SecretService:
     def get(self, service: str, username: str) -> str | None:
         import json
 
-        return json.loads(self._client("get", service, username))
+        password: str | None = json.loads(self._client("get", service, username))
+        return password
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for p in (self.daemon, self.bus):
             if p is not None and p.poll() is None:
                 p.kill()

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .net import free_port
+
+_T = TypeVar("_T")
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -115,13 +118,24 @@ class Tipd:
     def __init__(self, home: Home, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.env = dict(home.env, **(env or {}))
-        self.proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.dir / f"tipd-{int(time.time() * 1000)}.log"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The tipd process (`start` starts it)."""
+        if self._proc is None:
+            raise RuntimeError("tipd was not started")
+        return self._proc
+
+    @proc.setter
+    def proc(self, proc: subprocess.Popen[bytes]) -> None:  # subclasses start tipd their own way
+        self._proc = proc
 
     def start(self, timeout: float = 20) -> Tipd:
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file),
-                                      "--log-level", "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen([str(BIN / "tipd"), "--config", str(self.home.config_file),
+                                       "--log-level", "DEBUG"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         self.home.daemons.append(self)
         deadline = time.monotonic() + timeout
         while True:
@@ -138,26 +152,26 @@ class Tipd:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
+        if self._proc is None or self._proc.poll() is not None:
+            return self._proc.returncode if self._proc else 0
+        self._proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            return self._proc.wait(timeout)
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
             self.log.close()
 
     def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait()
         self.log.close()
 
 
 def tipctl(home: Home, *args: str, check: bool = True, env: dict[str, str] | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess:
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
     r = subprocess.run([str(BIN / "tipctl"), *args], env=dict(home.env, **(env or {})), capture_output=True,
                        text=True, timeout=timeout)
     if check and r.returncode != 0:
@@ -166,17 +180,18 @@ def tipctl(home: Home, *args: str, check: bool = True, env: dict[str, str] | Non
 
 
 def status(home: Home) -> dict[str, Any]:
-    return json.loads(tipctl(home, "status", "--json", check=False).stdout)
+    answer: dict[str, Any] = json.loads(tipctl(home, "status", "--json", check=False).stdout)
+    return answer
 
 
-def in_tipd_env(home: Home, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def in_tipd_env(home: Home, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a shell command the way a user would after `eval "$(tipctl env)"`."""
     return subprocess.run(["bash", "-c", f'set -e; eval "$(tipctl env)"; {command}'], env=home.env,
                           capture_output=True, text=True, timeout=timeout)
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition", proc: subprocess.Popen | None = None,
-             interval: float = 0.05):
+def wait_for(predicate: Callable[[], _T | None], timeout: float = 60.0, what: str = "condition",
+             proc: subprocess.Popen[Any] | None = None, interval: float = 0.05) -> _T:
     """Poll a condition with a deadline (never a blind sleep); returns its first truthy value. With `proc`,
     fail at once if that process exits meanwhile."""
     deadline = time.monotonic() + timeout
