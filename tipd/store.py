@@ -323,12 +323,21 @@ class FileStore(_Records):
         self._remove(self._path(profile, kind.file_suffix))
 
 
+class Keyring(Protocol):
+    """What the keyring store needs of a keyring backend (keyring's KeyringBackend; unit tests pass an in-memory
+    one)."""
+
+    def get_password(self, service: str, username: str, /) -> str | None: ...
+    def set_password(self, service: str, username: str, password: str, /) -> None: ...
+    def delete_password(self, service: str, username: str, /) -> None: ...
+
+
 class KeyringStore(_Records):
     """The OS keyring (Secret Service, macOS Keychain, ...). Its calls block, so they run in a thread."""
 
     name = "keyring"
 
-    def __init__(self, backend: KeyringBackend) -> None:
+    def __init__(self, backend: Keyring) -> None:
         self.backend = backend
 
     async def _get(self, key: str) -> str | None:
