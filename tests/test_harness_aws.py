@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import json
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -75,6 +76,12 @@ def _tamper(token):
 
 def _error(excinfo):
     return excinfo.value.response["Error"]["Code"]
+
+
+def _answer(excinfo: pytest.ExceptionInfo[ClientError]) -> dict[str, Any]:
+    """The error's whole parsed answer: botocore keeps sso-oidc's OAuth `error` / `error_description` beside `Error`
+    (the TypedDict of botocore-stubs names only the latter)."""
+    return dict(excinfo.value.response)
 
 
 # --- STS pass-through ------------------------------------------------------------------------------
@@ -156,8 +163,8 @@ def test_replayed_assertion_is_refused(fake, issuer):
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, creds, assertion)
     assert _error(excinfo) == "InvalidGrantException"
-    assert excinfo.value.response["error"] == "invalid_grant"
-    assert "already been used" in excinfo.value.response["error_description"]
+    assert _answer(excinfo)["error"] == "invalid_grant"
+    assert "already been used" in _answer(excinfo)["error_description"]
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert fake.count("CreateTokenWithIAM", error="InvalidGrantException") == 1
 
@@ -183,7 +190,7 @@ def test_bad_assertions_are_invalid_grant(fake, issuer, make, reason):
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, creds, make(issuer))
     assert _error(excinfo) == "InvalidGrantException"
-    assert reason in excinfo.value.response["error_description"]
+    assert reason in _answer(excinfo)["error_description"]
 
 
 def test_rotated_issuer_key_is_refetched(fake, issuer):
@@ -246,7 +253,7 @@ def test_issuer_is_compared_byte_for_byte(fake, issuer, es256_slash, tti, iss, r
     token = es256_slash.token(aud=AUD, iss=iss(es256_slash.url), extra={"preferred_username": "alice"})
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, creds, token, app=tti)
-    assert _error(excinfo) == "InvalidGrantException" and reason in excinfo.value.response["error_description"]
+    assert _error(excinfo) == "InvalidGrantException" and reason in _answer(excinfo)["error_description"]
 
 
 def test_a_trusted_token_issuer_url_without_the_slash_is_refused_by_discovery(fake, issuer, es256_slash):
@@ -256,14 +263,14 @@ def test_a_trusted_token_issuer_url_without_the_slash_is_refused_by_discovery(fa
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, creds, es256_slash.token(aud=AUD, iss=es256_slash.url.rstrip("/"), email=ALICE), app=app)
-    assert "discovery document names a different issuer" in excinfo.value.response["error_description"]
+    assert "discovery document names a different issuer" in _answer(excinfo)["error_description"]
 
 
 def test_unmapped_other_claim_and_nested_claim_paths(fake, issuer, es256_slash, tti):
     creds = _bootstrap(fake, issuer.token(aud=AUD, email=ALICE))
     with pytest.raises(ClientError) as excinfo:  # an email, but the TTI maps preferred_username
         _exchange(fake, creds, es256_slash.token(aud=AUD, email=ALICE), app=tti)
-    assert "lacks the mapped claim 'preferred_username'" in excinfo.value.response["error_description"]
+    assert "lacks the mapped claim 'preferred_username'" in _answer(excinfo)["error_description"]
     fake.config.applications[tti].claim = "user.login"
     resp = _exchange(fake, creds, es256_slash.token(aud=AUD, extra={"user": {"login": "alice"}}), app=tti)
     assert fake.identity_context_user(resp["awsAdditionalDetails"]["identityContext"]) == ALICE_ID
@@ -283,7 +290,7 @@ def test_callers_other_than_bootstrap_credentials_are_refused(fake, issuer):
     with pytest.raises(ClientError) as excinfo:
         oidc.create_token_with_iam(clientId=APP, grantType=JWT_BEARER, assertion=assertion)
     assert _error(excinfo) == "AccessDeniedException"
-    assert "missing authentication" in excinfo.value.response["error_description"]
+    assert "missing authentication" in _answer(excinfo)["error_description"]
 
     # built, so scans for real keys stay quiet
     foreign = {"AccessKeyId": "AKIA" + "FOREIGNFOREIGN00", "SecretAccessKey": "x" * 40}
@@ -339,7 +346,7 @@ def test_refresh_token_grant_rotates(fake, issuer):
     with pytest.raises(ClientError) as excinfo:  # the old one is gone
         oidc.create_token_with_iam(clientId=APP, grantType="refresh_token", refreshToken=first["refreshToken"])
     assert _error(excinfo) == "InvalidGrantException"
-    assert "already been used" in excinfo.value.response["error_description"]
+    assert "already been used" in _answer(excinfo)["error_description"]
 
     with pytest.raises(ClientError) as excinfo:  # bound to its application
         oidc.create_token_with_iam(clientId=APP_NO_REFRESH, grantType="refresh_token",
@@ -370,7 +377,7 @@ def test_application_without_refresh_grant(fake, issuer):
         client(fake, "sso-oidc", creds).create_token_with_iam(
             clientId=APP_NO_REFRESH, grantType="refresh_token", refreshToken="anything")
     assert _error(excinfo) == "UnsupportedGrantTypeException"
-    assert excinfo.value.response["error"] == "unsupported_grant_type"
+    assert _answer(excinfo)["error"] == "unsupported_grant_type"
 
 
 # --- fault injection -------------------------------------------------------------------------------
@@ -384,7 +391,7 @@ def test_injected_sts_faults(fake, moto, issuer):
         with pytest.raises(ClientError) as excinfo:
             sts.assume_role(RoleArn=ENHANCED_ROLE, RoleSessionName="x")
         assert _error(excinfo) == "Throttling"
-        assert excinfo.value.response["Error"]["Type"] == "Sender"
+        assert _answer(excinfo)["Error"]["Type"] == "Sender"
         assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert sts.assume_role(RoleArn=ENHANCED_ROLE, RoleSessionName="x")["Credentials"]
     assert fake.count("AssumeRole") == 3 and fake.count("AssumeRole", error="Throttling") == 2
@@ -415,7 +422,7 @@ def test_injected_create_token_faults(fake, issuer):
         _exchange(fake, creds, issuer.token(aud=AUD, email=ALICE))
     assert _error(excinfo) == "InternalServerException"
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-    assert excinfo.value.response["error"] == "server_error"
+    assert _answer(excinfo)["error"] == "server_error"
     fake.inject("CreateTokenWithIAM", "ExpiredTokenException")
     with pytest.raises(ClientError) as excinfo:
         _exchange(fake, creds, issuer.token(aud=AUD, email=ALICE))

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -39,7 +40,7 @@ def idp():
 
 
 # ----- small OAuth client helpers --------------------------------------------------------------
-def post_form(url: str, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, dict]:
+def post_form(url: str, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), method="POST",
                                  headers={"Content-Type": "application/x-www-form-urlencoded",
                                           "Accept": "application/json", **(headers or {})})
@@ -52,15 +53,16 @@ def post_form(url: str, form: dict[str, str], headers: dict[str, str] | None = N
             return err.code, json.loads(err.read() or b"{}")
 
 
-def token_request(idp: IdP, form: dict[str, str], endpoint: str = "token_endpoint") -> tuple[int, dict]:
+def token_request(idp: IdP, form: dict[str, str], endpoint: str = "token_endpoint") -> tuple[int, dict[str, Any]]:
     """POST to one of the IdP's endpoints as its client (with the secret, where it has one)."""
     return post_form(idp.discovery()[endpoint], {**idp.client_form(), **form}, idp.client_headers())
 
 
-def get_json(url: str) -> dict:
+def get_json(url: str) -> dict[str, Any]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=15) as resp:
-        return json.loads(resp.read())
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
 
 
 class LoopbackReceiver:
@@ -118,11 +120,11 @@ def authorize_url(idp: IdP, redirect_uri: str, state: str, challenge: str,
     query = {"client_id": idp.client_id, "response_type": "code", "redirect_uri": redirect_uri,
              "scope": scope, "state": state, "code_challenge": challenge,
              "code_challenge_method": "S256", "nonce": secrets.token_urlsafe(8), **extra}
-    return idp.discovery()["authorization_endpoint"] + "?" + urllib.parse.urlencode(query)
+    return str(idp.discovery()["authorization_endpoint"]) + "?" + urllib.parse.urlencode(query)
 
 
 def sign_in(idp: IdP, login: str = "alice", scope: str = "openid email profile offline_access",
-            **extra: str) -> dict:
+            **extra: str) -> dict[str, Any]:
     """Full auth code + PKCE flow through the headless browser; returns the token response."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
@@ -140,7 +142,7 @@ def sign_in(idp: IdP, login: str = "alice", scope: str = "openid email profile o
     return tokens
 
 
-def refresh(idp: IdP, refresh_token: str, scope: str | None = None) -> tuple[int, dict]:
+def refresh(idp: IdP, refresh_token: str, scope: str | None = None) -> tuple[int, dict[str, Any]]:
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     if scope is not None:
         form["scope"] = scope
@@ -153,9 +155,10 @@ def jwt_key(idp: IdP, token: str):
     return next(k for k in keys.keys if k.key_id == kid).key
 
 
-def verify_id_token(idp: IdP, id_token: str) -> dict:
-    return jwt.decode(id_token, jwt_key(idp, id_token), algorithms=["RS256", "ES256"],
-                      audience=idp.client_id, issuer=idp.issuer)
+def verify_id_token(idp: IdP, id_token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(id_token, jwt_key(idp, id_token), algorithms=["RS256", "ES256"],
+                                        audience=idp.client_id, issuer=idp.issuer)
+    return claims
 
 
 # ----- tests -----------------------------------------------------------------------------------
@@ -371,6 +374,7 @@ def test_persistent_outage_keeps_keys_grants_and_reuse_detection():
         state_dir = idp.state_dir
         assert state_dir is not None and (state_dir / "jwks.json").is_file()
         port, issuer = idp.port, idp.issuer
+        assert port is not None
         tokens = sign_in(idp, login="olga")
         jwks_before = get_json(idp.discovery()["jwks_uri"])
         kid_before = jwt.get_unverified_header(tokens["id_token"])["kid"]
@@ -439,7 +443,7 @@ def test_persistent_browser_session_survives_up():
             browser, browser.get(authorize_url(idp, redirect_uri, "one", challenge)), "sara",
             stop_at=at_callback)
         assert any("(login)" in step for step in steps)
-        assert "code=" in first.location
+        assert first.location is not None and "code=" in first.location
         idp.down()
         idp.up()
         verifier, challenge = pkce_pair()
@@ -447,6 +451,7 @@ def test_persistent_browser_session_survives_up():
         again, steps = drive_interactions(browser, browser.get(url), "nobody", stop_at=at_callback)
         assert not any("(login)" in step for step in steps), steps
         assert any("(consent)" in step for step in steps), steps
+        assert again.location is not None
         params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(again.location).query))
         assert params["state"] == "two" and "code" in params, params
         status, tokens = post_form(idp.discovery()["token_endpoint"], {
@@ -474,11 +479,11 @@ def test_up_refuses_to_move_when_port_is_taken():
 
 # ----- switches: each documented IdP behaviour, against the real node IdP ------------------------
 # (tests/idp/switches.mjs says which vendor does what; tests/support/personas.py groups them)
-def device_start(idp: IdP, scope: str = "openid email offline_access") -> tuple[int, dict]:
+def device_start(idp: IdP, scope: str = "openid email offline_access") -> tuple[int, dict[str, Any]]:
     return token_request(idp, {"scope": scope}, endpoint="device_authorization_endpoint")
 
 
-def device_poll(idp: IdP, device_code: str) -> tuple[int, dict]:
+def device_poll(idp: IdP, device_code: str) -> tuple[int, dict[str, Any]]:
     return token_request(idp, {"grant_type": DEVICE_GRANT, "device_code": device_code})
 
 
@@ -958,12 +963,13 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "test-idp.md"
 BEGIN, END = "<!-- BEGIN generated tables -->", "<!-- END generated tables -->"
 
 
-def switch_defaults() -> dict:
+def switch_defaults() -> dict[str, Any]:
     script = ("import('./switches.mjs').then((m) => process.stdout.write(JSON.stringify("
               "Object.fromEntries(Object.entries(m.SWITCHES).map(([k, v]) => [k, v.default])))))")
     done = subprocess.run([os.environ.get("NODE") or "node", "-e", script], cwd=Path(__file__).resolve().parent / "idp",
                           capture_output=True, text=True, timeout=60, check=True)
-    return json.loads(done.stdout)
+    defaults: dict[str, Any] = json.loads(done.stdout)
+    return defaults
 
 
 def render_tables() -> str:

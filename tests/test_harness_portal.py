@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -210,11 +211,12 @@ def test_the_aws_cli_speaks_to_the_portal_fake(fake, issuer):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ENDPOINT_URL=fake.url, AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true")
 
-    def aws(*args: str) -> dict:
+    def aws(*args: str) -> dict[str, Any]:
         r = subprocess.run([aws_cli(), "sso", *args, "--access-token", token, "--output", "json"], env=env,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
+        answer: dict[str, Any] = json.loads(r.stdout)
+        return answer
 
     assert [a["accountId"] for a in aws("list-accounts")["accountList"]] == [PROD, DEV]
     assert [r["roleName"] for r in aws("list-account-roles", "--account-id", DEV)["roleList"]] == ["Developer"]

@@ -70,8 +70,8 @@ def import_graph(tree: Path) -> dict[str, set[str]]:
     modules: dict[str, tuple[Path, tuple[str, ...]]] = {}
     for path in tree.rglob("*.py"):
         parts = path.relative_to(tree.parent).with_suffix("").parts
-        name = parts[:-1] if parts[-1] == "__init__" else parts
-        modules[".".join(name)] = (path, name if parts[-1] == "__init__" else parts[:-1])
+        dotted = parts[:-1] if parts[-1] == "__init__" else parts
+        modules[".".join(dotted)] = (path, dotted if parts[-1] == "__init__" else parts[:-1])
     graph: dict[str, set[str]] = {}
     for name, (path, package) in modules.items():
         edges = set()

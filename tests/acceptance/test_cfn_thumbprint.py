@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -124,7 +125,7 @@ class IdPServer:
         self.server.server_close()
 
 
-def tipctl(*args: str) -> subprocess.CompletedProcess:
+def tipctl(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TIPD_", "SSL_CERT_"))}
     return subprocess.run([str(BIN / "tipctl"), "cfn-template", *args], env=env, capture_output=True, text=True,
                           timeout=60)
@@ -136,8 +137,9 @@ def bundle(tmp: Path, *pkis: Pki) -> str:
     return str(path)
 
 
-def provider(out: str) -> dict:
-    return yaml.safe_load(out)["Resources"]["OidcProvider"]["Properties"]
+def provider(out: str) -> dict[str, Any]:
+    props: dict[str, Any] = yaml.safe_load(out)["Resources"]["OidcProvider"]["Properties"]
+    return props
 
 
 @pytest.mark.parametrize("send_root", [False, True], ids=["leaf+intermediate", "leaf+intermediate+root"])

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,11 +17,11 @@ from tests.support.stack import BIN, Tipd, status, tipctl, wait_for
 pytestmark = pytest.mark.acceptance
 
 
-def visits(home) -> list[dict]:
+def visits(home) -> list[dict[str, Any]]:
     return [json.loads(line) for line in home.browser_log.read_text().splitlines()] if home.browser_log.exists() else []
 
 
-def start_login(home, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, object]:
+def start_login(home, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
     err = home.dir / "login.err"
     with open(err, "wb") as f:
         proc = subprocess.Popen([str(BIN / "tipctl"), "login", *args], env=dict(home.env, **(env or {})),
@@ -27,7 +29,7 @@ def start_login(home, *args: str, env: dict[str, str] | None = None) -> tuple[su
     return proc, err
 
 
-def cancel(proc: subprocess.Popen) -> None:
+def cancel(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
 
@@ -35,7 +37,7 @@ def cancel(proc: subprocess.Popen) -> None:
 def test_no_browser_prints_the_url_and_does_not_say_it_opens_one(home, tipd):
     proc, err = start_login(home, "--no-browser")
     try:
-        text = wait_for(lambda: "Open this URL in a browser" in err.read_text() and err.read_text(), timeout=30,
+        text = wait_for(lambda: t if "Open this URL in a browser" in (t := err.read_text()) else None, timeout=30,
                         what="the sign-in URL", proc=proc)
         assert "Opening your browser" not in text and "/auth?" in text, text
         assert visits(home) == []
@@ -46,7 +48,7 @@ def test_no_browser_prints_the_url_and_does_not_say_it_opens_one(home, tipd):
 def test_a_browser_that_fails_is_reported(home, tipd):
     proc, err = start_login(home, env={"BROWSER": "false"})
     try:
-        text = wait_for(lambda: "Could not open a browser" in err.read_text() and err.read_text(), timeout=30,
+        text = wait_for(lambda: t if "Could not open a browser" in (t := err.read_text()) else None, timeout=30,
                         what="the report of the failed browser", proc=proc)
         assert "BROWSER=false" in text and "open the URL above yourself, or use --device" in text, text
     finally:

@@ -2,6 +2,7 @@
 with the real tipd loading what configure saved, and a sign-in to the configured profile end to end."""
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -25,7 +26,7 @@ def configure(home, name: str, issuer: str, client_id: str, *extra: str, check: 
                   "--client-id", client_id, *aws_flags(), *extra, check=check)
 
 
-def piped(home, answers: list[str], *args: str) -> subprocess.CompletedProcess:
+def piped(home, answers: list[str], *args: str) -> subprocess.CompletedProcess[str]:
     """`tipctl configure -i` with its answers on stdin, one per line (a person at a terminal, as a pipe)."""
     return subprocess.run([str(BIN / "tipctl"), "configure", "-i", *args], input="".join(a + "\n" for a in answers),
                           env=home.env, capture_output=True, text=True, timeout=60)
@@ -120,6 +121,7 @@ def test_end_of_input_or_ctrl_c_cancels_and_writes_nothing(home, idp):
     try:
         seen = b""
         while b"Profile name" not in seen:  # blocks until the question is written: no sleep needed
+            assert isinstance(proc.stderr, io.BufferedReader)  # a pipe, buffered (read1: what is there)
             chunk = proc.stderr.read1(4096)
             assert chunk, "tipctl exited before asking"
             seen += chunk

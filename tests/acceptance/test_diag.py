@@ -27,7 +27,7 @@ CLIENT = "tipd-diag-client"
 ADMIN = {"AWS_ACCESS_KEY_ID": "AKIA" + "DIAGADMIN0000001", "AWS_SECRET_ACCESS_KEY": "admin-secret"}
 
 
-def policy(*statements: dict) -> str:
+def policy(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
@@ -62,7 +62,7 @@ class World:
                                        scopes=["s3:access", "sts:identity_context"])
         fake.identity_center = IdentityCenter(self.scenario)
 
-    def oidc_trust(self, condition: dict | None = None) -> str:
+    def oidc_trust(self, condition: dict[str, Any] | None = None) -> str:
         cond = {"StringEquals": {f"{self.host}:aud": self.client_id}} if condition is None else condition
         return policy({"Effect": "Allow", "Principal": {"Federated": self.provider},
                        "Action": "sts:AssumeRoleWithWebIdentity", **({"Condition": cond} if cond else {})})
@@ -94,7 +94,7 @@ class World:
                                        AssumeRolePolicyDocument=trust or self.enhanced_trust())
 
     def group_with_alice(self) -> str:
-        gid = self.ids.create_group(IdentityStoreId=self.store, DisplayName="tip-users")["GroupId"]
+        gid: str = self.ids.create_group(IdentityStoreId=self.store, DisplayName="tip-users")["GroupId"]
         self.ids.create_group_membership(IdentityStoreId=self.store, GroupId=gid, MemberId={"UserId": self.user_id})
         self.groups.append(gid)
         return gid
@@ -133,14 +133,16 @@ def jwt_home(issuer, fake):
     h.cleanup()
 
 
-def diag(home: Home, token: str | None, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def diag(home: Home, token: str | None, *args: str,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """tipctl diag with the admin's credentials; the token goes through standard input, never argv."""
     argv = [str(BIN / "tipctl"), "diag", *(["--jwt", "-"] if token is not None else []), *args]
     return subprocess.run(argv, input=token or "", capture_output=True, text=True,
                           env={**home.env, **ADMIN, **(env or {})}, timeout=120)
 
 
-def diag_json(home: Home, token: str | None, *args: str, env: dict | None = None) -> tuple[int, dict[str, Any]]:
+def diag_json(home: Home, token: str | None, *args: str,
+              env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     r = diag(home, token, "--json", *args, env=env)
     assert "Traceback" not in r.stderr, r.stderr
     return r.returncode, {c["id"]: c for c in json.loads(r.stdout)["checks"]}
@@ -278,7 +280,7 @@ CASES = {
         lambda w, i: (w.iam.put_role_policy(RoleName="tip-oidc", PolicyName="tip",
                                             PolicyDocument=w.oidc_permissions(("sts:AssumeRole",))),
                       # a trust naming the whole account leaves the decision to the role's own policies
-                      w.enhanced_role(trust=w.enhanced_trust(f"arn:aws:iam::{ACCOUNT}:root")))),
+                      w.enhanced_role(trust=w.enhanced_trust(f"arn:aws:iam::{ACCOUNT}:root")))),  # type: ignore[func-returns-value]  # two steps in one lambda
     "identity-enhanced role does not trust the OIDC role for SetContext": Case(
         "iam.enhanced_trust", "does not let tip-oidc call sts:SetContext", '"sts:SetContext"',
         lambda w, i: w.enhanced_role(trust=w.enhanced_trust(actions=("sts:AssumeRole",)))),

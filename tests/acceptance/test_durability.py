@@ -11,6 +11,7 @@ import random
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,17 +59,19 @@ def strict_home(idp, fake):
     h.cleanup()
 
 
-def rotate(home: Home, timeout: float = 30) -> dict:
+def rotate(home: Home, timeout: float = 30) -> dict[str, Any]:
     """One IdP refresh grant (the rotated token is saved as usual)."""
-    return ControlClient(home.socket, timeout=timeout).request("POST", "/v1/diag/work/id-token")
+    answer: dict[str, Any] = ControlClient(home.socket, timeout=timeout).request("POST", "/v1/diag/work/id-token")
+    return answer
 
 
-def profile(home: Home) -> dict:
-    return status(home)["profiles"][0]
+def profile(home: Home) -> dict[str, Any]:
+    found: dict[str, Any] = status(home)["profiles"][0]
+    return found
 
 
 def stored(home: Home) -> str:
-    return json.loads((home.state_dir / "tokens" / "work.json").read_text())["refresh_token"]
+    return str(json.loads((home.state_dir / "tokens" / "work.json").read_text())["refresh_token"])
 
 
 def signed_in(home: Home) -> Tipd:
@@ -94,7 +97,8 @@ def alive_after_restart(home: Home) -> bool:
     """Start tipd on what the crashed one left, and see whether the sign-in still works."""
     d = Tipd(home).start()
     try:
-        state = wait_for(lambda: (s := profile(home)["state"]) in ("fresh", "login-required") and s, timeout=60,
+        state: str = wait_for(lambda: s if (s := profile(home)["state"]) in ("fresh", "login-required") else None,
+                              timeout=60,
                          what="the restarted chain", proc=d.proc)
         return state == "fresh"
     finally:
@@ -158,7 +162,10 @@ def test_kill_9_at_random_moments_of_back_to_back_rotations_never_loses_the_sign
 
             t = threading.Thread(target=churn, daemon=True)
             t.start()
-            wait_for(lambda count=count: count[0] >= 1, timeout=30, what="rotations under way", proc=d.proc)
+            def rotating(count: list[int] = count) -> bool:
+                return count[0] >= 1
+
+            wait_for(rotating, timeout=30, what="rotations under way", proc=d.proc)
             # the fault's timing, not synchronisation: a random moment in the middle of the rotations
             done.wait(rng.uniform(0.0, 0.4))
             d.kill9()

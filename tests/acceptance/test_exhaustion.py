@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -127,12 +128,14 @@ class Holder:
     """A process (of another user, or of the owner) opening `n` connections and keeping them idle."""
 
     def __init__(self, port: int, n: int, user: pwd.struct_passwd | None = None) -> None:
-        kw = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
+        kw: dict[str, Any] = dict(user=user.pw_uid, group=user.pw_gid, extra_groups=[]) if user else {}
         self.proc = subprocess.Popen(["python3", "-c", HOLDER, str(n), str(port)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env={"PATH": os.environ["PATH"]}, **kw)
+        assert self.proc.stdout is not None  # a pipe
         self.opened = int(self.proc.stdout.readline())
 
     def still_open(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # pipes
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
         return int(self.proc.stdout.readline())

@@ -70,7 +70,7 @@ def signed_in(short_home, short_idp, fake):
 
 
 def state(home) -> str:
-    return status(home)["profiles"][0]["state"]
+    return str(status(home)["profiles"][0]["state"])
 
 
 def fetcher(home) -> Fetcher:
@@ -94,7 +94,8 @@ def test_steady_rotation_serves_only_fresh_credentials(signed_in, short_home, fa
     with fetcher(short_home) as f:
         rotations(fake, 2)
     verdict(f)
-    assert all(a.expires - a.at >= 8 - 1 for a in f.ok())  # min_remaining (1 s of Expiration rounding)
+    # min_remaining (1 s of Expiration rounding)
+    assert all(a.expires is not None and a.expires - a.at >= 8 - 1 for a in f.ok())
 
 
 # The IdP is asked only when the chain needs a new IdP token (the Identity Center refresh grant needs none),
@@ -176,11 +177,16 @@ def test_kill_9_during_refresh_token_rotation_resumes_without_login(signed_in, s
         before = short_idp.stats().get("/token", 0)
         if point.startswith("request"):
             short_idp.fault("/token", 0, count=1, delay_ms=3000)  # hold the next refresh at the IdP's door
-            wait_for(lambda before=before: short_idp.stats().get("/token", 0) > before, timeout=LIFETIME * 2,
-                     what="a refresh")
+            def refreshing(before: int = before):
+                return short_idp.stats().get("/token", 0) > before
+
+            wait_for(refreshing, timeout=LIFETIME * 2, what="a refresh")
         else:
             mtime = stored.stat().st_mtime_ns
-            wait_for(lambda mtime=mtime: stored.stat().st_mtime_ns != mtime, timeout=LIFETIME * 2, what="a rotation")
+            def rotated(mtime: int = mtime):
+                return stored.stat().st_mtime_ns != mtime
+
+            wait_for(rotated, timeout=LIFETIME * 2, what="a rotation")
         d.kill9()
         short_idp.clear_faults()
         d = Tipd(short_home).start()
@@ -197,13 +203,15 @@ def test_resume_after_sleeping_past_every_lifetime_refreshes_before_serving(sign
     stale timers is in tests/unit/test_schedule.py, on a virtual clock)."""
     f = fetcher(short_home)
     first = f.fetch()
+    expires = first.expires
+    assert expires is not None, first
     signed_in.proc.send_signal(signal.SIGSTOP)
     try:
-        wait_for(lambda: time.time() > first.expires + 1, timeout=LIFETIME + 5, what="expiry")
+        wait_for(lambda: time.time() > expires + 1, timeout=LIFETIME + 5, what="expiry")
     finally:
         signed_in.proc.send_signal(signal.SIGCONT)
     a = f.fetch()
-    assert a.status == 200 and a.expires - a.at >= 8 - 1, a
+    assert a.status == 200 and a.expires is not None and a.expires - a.at >= 8 - 1, a
 
 
 def test_keyring_holds_the_token_and_a_locked_keyring_falls_back_to_a_file(short_idp, short_app, fake, tmp_path):

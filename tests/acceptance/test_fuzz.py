@@ -49,7 +49,7 @@ NAMES = ["Authorization", "Host", "X-aws-ec2-metadata-token", "X-aws-ec2-metadat
 SEPARATORS = [": ", ": ", ": ", ":", " : ", "\t: ", " :", ": \x01", "\x00: ", ""]
 EOLS = ["\r\n", "\r\n", "\r\n", "\n"]
 
-text = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x2FFF, exclude_categories=("Cs",)),
+text = st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x2FFF, exclude_categories=["Cs"]),
                max_size=30)
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
                            lambda kids: st.lists(kids, max_size=4) | st.dictionaries(text, kids, max_size=4),
@@ -115,7 +115,7 @@ def one_request(draw) -> tuple[str, bytes, bool, str]:
     return where, (eol.join(lines) + eol + eol).encode() + body, presents, path
 
 
-def send(target: tuple, data: bytes, timeout: float = 20.0) -> bytes:
+def send(target: tuple[str, int] | str, data: bytes, timeout: float = 20.0) -> bytes:
     family = socket.AF_INET if isinstance(target, tuple) else socket.AF_UNIX
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -135,7 +135,7 @@ def test_fuzz_more_than_ten_thousand_requests_on_every_endpoint(home, tipd):
     token = home.token()
     tcp, ctl = ("127.0.0.1", home.port), str(home.socket)
     log_before = tipd.log_path.stat().st_size
-    tally: Counter = Counter()
+    tally: Counter[str] = Counter()
     failures: list[str] = []
 
     def run(req: tuple[str, bytes, bool, str]) -> None:

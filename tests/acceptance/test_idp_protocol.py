@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -31,7 +32,7 @@ from tipd.secret import Secret
 pytestmark = pytest.mark.acceptance
 
 
-def settings_for(idp: IdP, **over) -> dict:
+def settings_for(idp: IdP, **over) -> dict[str, Any]:
     """The profile settings that fit this running IdP (as `tipctl configure` would choose them)."""
     s = dict(issuer=idp.issuer, client_id=idp.client_id, redirect_host=idp.redirect_host,
              redirect_port=idp.redirect_port or 0)
@@ -47,7 +48,9 @@ def person_at_the_device_page(idp: IdP, answer: Callable[[str, str], None]) -> t
 
     def show(text: str) -> None:
         shown.append(text)
-        code = re.search(r"enter the code:\s+(\S+)", text).group(1)
+        found = re.search(r"enter the code:\s+(\S+)", text)
+        assert found is not None, text
+        code = found.group(1)
         threading.Thread(target=answer, args=(idp.issuer, code), daemon=True).start()
 
     return shown, show
@@ -59,7 +62,9 @@ async def sign_in(idp: IdP, *, secret: str | None = None, http: aiohttp.ClientSe
     shown: list[threading.Thread] = []
 
     def show(text: str) -> None:
-        url = re.search(r"(http://\S+/auth\S*)", text).group(1)
+        found = re.search(r"(http://\S+/auth\S*)", text)
+        assert found is not None, text
+        url = found.group(1)
         t = threading.Thread(target=complete_login, args=(url,), daemon=True)
         t.start()
         shown.append(t)
@@ -69,6 +74,7 @@ async def sign_in(idp: IdP, *, secret: str | None = None, http: aiohttp.ClientSe
             return await sign_in(idp, secret=secret, http=own, **over)
     client = IdpClient(http, profile(**settings_for(idp, **over)), Secret(secret) if secret else None)
     tokens, req = await browser_login(client, timeout=60, open_browser=False, show=show)
+    assert tokens.id_token is not None
     claims = await client.verify_id_token(tokens.id_token.reveal(), req.nonce)
     return client, tokens, claims
 
@@ -132,7 +138,7 @@ def test_a_confidential_client_signs_in_refreshes_and_revokes_with_its_secret(me
 
 def test_google_gives_a_refresh_token_only_with_access_type_offline():
     with IdP(persona="google") as idp:
-        base = dict(provider="google", scopes=["openid", "email"], secret=idp.client_secret)
+        base: dict[str, Any] = dict(provider="google", scopes=["openid", "email"], secret=idp.client_secret)
         _, with_offline, _ = run(sign_in(idp, **base))  # the preset: access_type=offline, prompt=consent
         _, without, _ = run(sign_in(idp, auth_params={}, **base))
     assert with_offline.refresh_token is not None and without.refresh_token is None

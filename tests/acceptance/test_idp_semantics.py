@@ -10,6 +10,7 @@ the IdPs that behave so (tests/idp/switches.mjs cites the vendor pages), moto an
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -41,8 +42,9 @@ def renewed(rig: Rig, what: str = "idp-tokens", times: int = 1) -> None:
     assert s["state"] in ("fresh", "refreshing", "degraded") and s["last_error"] is None, s
 
 
-def the_profile(rig: Rig) -> dict:
-    return status(rig.home)["profiles"][0]
+def the_profile(rig: Rig) -> dict[str, Any]:
+    found: dict[str, Any] = status(rig.home)["profiles"][0]
+    return found
 
 
 def test_a_grant_without_offline_access_renews_and_survives_a_restart(rigs):

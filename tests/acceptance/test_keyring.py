@@ -38,7 +38,7 @@ def ring_home(idp, fake, secret_service):
 
 
 def state(home: Home) -> str:
-    return status(home)["profiles"][0]["state"]
+    return str(status(home)["profiles"][0]["state"])
 
 
 def stored_in_keyring(ss: SecretService) -> str | None:

@@ -15,6 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ BOTO3_WHOAMI = ("python -c 'import boto3, json; "
 TIPD = [str(BIN / "tipd"), "--log-level", "DEBUG"]
 
 
-def fetch(home: Home, profile: str = "work", timeout: float = 60) -> tuple[int, dict]:
+def fetch(home: Home, profile: str = "work", timeout: float = 60) -> tuple[int, dict[str, Any]]:
     """One credential request as an SDK makes it (token re-read from the file); status 0: no connection."""
     req = urllib.request.Request(f"http://127.0.0.1:{home.port}/v1/credentials/{profile}",
                                  headers={"Authorization": home.token()})
@@ -42,12 +43,12 @@ def fetch(home: Home, profile: str = "work", timeout: float = 60) -> tuple[int, 
         return 0, {}
 
 
-def start_raw(home: Home, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+def start_raw(home: Home, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*TIPD, "--config", str(home.config_file), *args], env=dict(home.env, **(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
-def finish(p: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+def finish(p: subprocess.Popen[bytes], timeout: float = 60) -> tuple[str, str]:
     """Its output once it exits; killed if it has not by then (a tipd that wrongly keeps running)."""
     try:
         out, err = p.communicate(timeout=timeout)
@@ -59,7 +60,7 @@ def finish(p: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
                                                                        else err or "")
 
 
-def terminate(p: subprocess.Popen, timeout: float = 30) -> None:
+def terminate(p: subprocess.Popen[bytes], timeout: float = 30) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout`: no test leaves a tipd behind."""
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
@@ -89,8 +90,10 @@ def test_simultaneous_starts_leave_exactly_one_serving_with_its_token_and_socket
         procs = [start_raw(home) for _ in range(concurrent)]
         try:
             # all but one exit; the survivor answers on its control socket
-            wait_for(lambda procs=procs: sum(p.poll() is not None for p in procs) == concurrent - 1, timeout=90,
-                     what="all but one start to exit")
+            def all_but_one_exited(procs: list[subprocess.Popen[bytes]] = procs):
+                return sum(p.poll() is not None for p in procs) == concurrent - 1
+
+            wait_for(all_but_one_exited, timeout=90, what="all but one start to exit")
             live = next(p for p in procs if p.poll() is None)
             wait_for(lambda: ready(home), timeout=60, what="the survivor to answer", proc=live)
             if not signed_in:
@@ -99,6 +102,7 @@ def test_simultaneous_starts_leave_exactly_one_serving_with_its_token_and_socket
             for p in procs:
                 if p is live:
                     continue
+                assert p.stdout is not None
                 out = p.stdout.read().decode()
                 last = out.strip().splitlines()[-1]
                 if p.returncode != 2 or "already running" not in last or "Traceback" in out:
@@ -183,7 +187,7 @@ def test_socket_activation_keeps_the_port_across_restarts_no_squatter_no_refusal
     act = Activator(home)
     d = act.start()
     stop = threading.Event()
-    squats: list[int] = []  # errno of each bind attempt (0: the squatter got the port)
+    squats: list[int | None] = []  # errno of each bind attempt (0: the squatter got the port)
     answers: list[int] = []
 
     def squatter() -> None:
@@ -213,7 +217,10 @@ def test_socket_activation_keeps_the_port_across_restarts_no_squatter_no_refusal
             # three answers completed after the new tipd came up: the client's request that waited through the
             # restart and two more (an answer the old tipd gave while stopping does not count)
             seen = len(answers)
-            wait_for(lambda seen=seen: len(answers) > seen + 2, timeout=120, what="answers from the new tipd")
+            def answered_thrice(seen: int = seen) -> bool:
+                return len(answers) > seen + 2
+
+            wait_for(answered_thrice, timeout=120, what="answers from the new tipd")
         stop.set()
         for t in threads:
             t.join(130)
@@ -303,6 +310,7 @@ def test_status_and_start_say_when_another_user_holds_the_port(home):
         "print('ready', flush=True); sys.stdin.read()"), str(home.port)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert squatter.stdout is not None and squatter.stdin is not None
         assert squatter.stdout.readline().strip() == "ready"
         r = tipctl(home, "status", check=False)
         assert r.returncode == 3
@@ -313,7 +321,8 @@ def test_status_and_start_say_when_another_user_holds_the_port(home):
         assert start.returncode == 2 and "Traceback" not in start.stderr
         assert f"another user, uid {NOBODY}, holds it" in start.stderr.strip().splitlines()[-1]
     finally:
-        squatter.stdin.close()
+        if squatter.stdin is not None:
+            squatter.stdin.close()
         squatter.wait(10)
     assert "Warning" not in tipctl(home, "status", check=False).stderr  # free again: no warning
 
@@ -337,8 +346,6 @@ def proc_limit(pid: int, name: str) -> list[str]:
 def test_started_with_ulimit_c_unlimited_the_daemon_cannot_dump_core(home):
     """Issue 11 #8: a crash under `ulimit -c unlimited` wrote the refresh token, a SecretAccessKey and the
     endpoint token to a core file. The daemon sets RLIMIT_CORE to 0 and makes itself non-dumpable."""
-    d = Tipd(home)
-    d.proc = None
     log = open(home.dir / "tipd-core.log", "wb")
     proc = subprocess.Popen([*TIPD, "--config", str(home.config_file)], env=home.env, stdout=log,
                             stderr=subprocess.STDOUT, preexec_fn=unlimited_core)
@@ -519,7 +526,7 @@ def test_a_config_nested_thousands_deep_is_a_sentence(home):
 
 def profile_block(home: Home, name: str, extra: str = "") -> str:
     """A copy of the "work" profile (from the config as the Home wrote it) named `name`."""
-    text = home.original_config  # type: ignore[attr-defined]
+    text: str = home.original_config  # type: ignore[attr-defined]  # the tests below keep it on the Home
     start = text.index("[profiles.work]")
     return text[start:].replace("[profiles.work]", f"[profiles.{name}]", 1) + extra + "\n"
 
@@ -575,7 +582,7 @@ def test_reload_starts_new_stops_removed_restarts_changed_and_the_unchanged_neve
             d.proc.send_signal(signal.SIGHUP)
             wait_for(lambda: "third" in [p["profile"] for p in status(home)["profiles"]], timeout=60,
                      what="the SIGHUP reload")
-            code, again = wait_for(lambda: (r := fetch(home, "extra"))[0] == 200 and r, timeout=60,
+            code, again = wait_for(lambda: got if (got := fetch(home, "extra"))[0] == 200 else None, timeout=60,
                                    what="the restarted profile to serve")
             assert again["AccessKeyId"] != first["AccessKeyId"]  # a new session, not the old one's credentials
             n = len(poll.codes)

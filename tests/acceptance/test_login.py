@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import urllib.parse
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def listening(port: int) -> bool:
         return False
 
 
-def browser_visits(home) -> list[dict]:
+def browser_visits(home) -> list[dict[str, Any]]:
     return [json.loads(line) for line in home.browser_log.read_text().splitlines()] if home.browser_log.exists() else []
 
 

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -171,7 +172,7 @@ def test_a_running_java_client_reads_the_rotated_token_file_and_gets_the_renewed
     home, box, _ = rig
     out, stop = home.dir / "java-poll.jsonl", home.dir / "java-poll.stop"
 
-    def lines() -> list[dict]:
+    def lines() -> list[dict[str, Any]]:
         return [json.loads(ln) for ln in out.read_text().splitlines()] if out.exists() else []
 
     poller = subprocess.Popen(box.ns.cmd(*java.whoami("--poll", str(out), str(stop))), env=box.env)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def alice(home, tipd, grants, data, moto):
     return home
 
 
-def with_grant_env(home, location: str, command: str) -> subprocess.CompletedProcess:
+def with_grant_env(home, location: str, command: str) -> subprocess.CompletedProcess[bytes]:
     """A shell the way a user runs it: eval the exports for one location, then a command. S3 itself is moto's,
     reached directly (the AWS fake only answers what moto lacks)."""
     env = dict(home.env, AWS_ENDPOINT_URL_S3=home.moto_url)
@@ -57,7 +58,7 @@ def with_grant_env(home, location: str, command: str) -> subprocess.CompletedPro
                           capture_output=True, timeout=120)
 
 
-def endpoint(home, query: str, token: bool = True) -> tuple[int, dict]:
+def endpoint(home, query: str, token: bool = True) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(f"http://127.0.0.1:{home.port}/v1/s3ag/work?{query}",
                                  headers={"Authorization": home.token()} if token else {})
     try:
@@ -136,8 +137,8 @@ def test_no_grant_is_a_clear_refusal_through_the_endpoint_and_the_cli(alice, fak
     assert fake.count("GetDataAccess") == 2
 
     # and an SDK pointed at a location without a grant fails with the endpoint's answer, not with data
-    r = with_grant_env(alice, f"s3://{BUCKET}/private/", f"{aws_cli()} s3 cp s3://{BUCKET}/private/obj -")
-    assert r.returncode != 0 and r.stdout == b"" and b"403" in r.stderr
+    sdk = with_grant_env(alice, f"s3://{BUCKET}/private/", f"{aws_cli()} s3 cp s3://{BUCKET}/private/obj -")
+    assert sdk.returncode != 0 and sdk.stdout == b"" and b"403" in sdk.stderr
 
 
 def test_bad_input_and_a_missing_token_are_refused(alice, fake):

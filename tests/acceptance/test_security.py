@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -86,14 +86,20 @@ def test_token_compare_is_constant_time_by_construction(monkeypatch):
 
     calls = []
     real = hmac.compare_digest
-    monkeypatch.setattr(guards.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+
+    def compare_digest(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("tipd.server.guards.hmac.compare_digest", compare_digest)
     g = guards.Guard(b"secret-token", 1, allow_other_users=True)
 
     class Req:
         headers: ClassVar[dict[str, str]] = {"Host": "127.0.0.1:1", "Authorization": "secret-tokeX"}
         transport = None
 
-    assert g.refuse(Req()).status == 401 and calls == [(b"secret-tokeX", b"secret-token")]
+    refused = g.refuse(Req())  # type: ignore[arg-type]  # refuse reads a request's headers and transport only
+    assert refused is not None and refused.status == 401 and calls == [(b"secret-tokeX", b"secret-token")]
     src = open(guards.__file__).read()
     assert "==" not in src.split("def refuse(")[1].split("return self.refuse_user")[0].replace("is None", "")
 
@@ -365,7 +371,7 @@ def test_refuses_to_start_with_a_writable_state_directory(home):
 
 # -- bad input gets a 4xx with a sentence, never a 5xx (issue 11, item 11) ----------------------------
 
-def control(home, method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+def control(home, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
     """One request on the control socket, raw (so any body can be sent); the status and the JSON answer."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
@@ -445,6 +451,7 @@ def test_no_client_secret_or_identity_center_refresh_token_in_logs_outputs_or_fi
     from tests.support.idp_rig import Rig
 
     rig = Rig(fake, {"client_auth": "client_secret_post"}, profile_extra='client_auth = "client_secret_post"')
+    assert rig.idp.client_secret is not None
     home, outputs, secrets, logs = rig.home, [], {rig.idp.client_secret}, []
     stored = home.state_dir / "tokens" / "work.json"
 
@@ -463,6 +470,7 @@ def test_no_client_secret_or_identity_center_refresh_token_in_logs_outputs_or_fi
         remember()
         assert "idc_refresh_token" in json.loads(stored.read_text())  # the test sees the record it is about
         rig.whoami()
+        assert rig.tipd is not None
         logs.append(rig.tipd.output())
         rig.restart()  # resumes from the stored grant: the IdP refresh with the secret, the Identity Center token
         rig.whoami()

@@ -280,6 +280,7 @@ def test_attack_idle_connections_on_the_relay_socket_starve_no_one(home):
         tipctl(home, "login", "work")
         holder = subprocess.Popen([sys.executable, "-c", SOCKET_HOLDER, "1100", str(relay_socket(home))],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None
         assert int(holder.stdout.readline()) > 100  # (unfixed, about 1,000 of them: then tipd accepts nothing)
         for _ in range(5):
             assert _owner_served(home, timeout=8)

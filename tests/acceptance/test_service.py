@@ -33,7 +33,7 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
 
-    def receive(self, proc: subprocess.Popen, timeout: float = 30) -> dict[str, str]:
+    def receive(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> dict[str, str]:
         """The next message as fields; fails at once if the process exits first."""
         deadline = time.monotonic() + timeout
         self.sock.settimeout(0.2)  # a bounded wait for the datagram itself, re-checking the process between
@@ -62,14 +62,14 @@ def listening(home) -> tuple[bool, bool]:
     return results[0], results[1]
 
 
-def stop(proc: subprocess.Popen, notify: NotifySocket) -> dict[str, str]:
+def stop(proc: subprocess.Popen[bytes], notify: NotifySocket) -> dict[str, str]:
     proc.send_signal(signal.SIGTERM)
     message = notify.receive(proc)
     assert proc.wait(20) == 0
     return message
 
 
-def reap(proc: subprocess.Popen, *opened: Any) -> None:
+def reap(proc: subprocess.Popen[bytes], *opened: Any) -> None:
     """After the test, pass or fail: tipd is not left running, and what the test opened is closed."""
     if proc.poll() is None:
         proc.kill()
@@ -129,7 +129,9 @@ def test_the_installed_unit_serves_sdks_that_know_only_the_environment_file(home
     # run it as the user manager would: its environment (with environment.d's variables) and the unit's
     env = {**home.env, **variables, "NOTIFY_SOCKET": str(home.dir / "notify")}
     for assignment in unit["Environment"]:
-        env.update(word.split("=", 1) for word in shlex.split(assignment))
+        for word in shlex.split(assignment):
+            key, value = word.split("=", 1)
+            env[key] = value
     for name in unit["UnsetEnvironment"][0].split():
         env.pop(name, None)
     assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env  # tipd never reads credentials from itself

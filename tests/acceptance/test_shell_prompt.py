@@ -68,7 +68,7 @@ def test_the_prompt_files_follow_sign_in_renewal_and_sign_out_and_every_shell_sh
         assert set(segments(home, tmp_path).values()) == {"work signed-out"}
 
         tipctl(home, "login")
-        first = wait_for(lambda: (w := work(home)) and w[0] == "fresh" and int(w[1]) > 0 and w, what="fresh")
+        first = wait_for(lambda: w if (w := work(home)) and w[0] == "fresh" and int(w[1]) > 0 else None, what="fresh")
         expires = int(first[1])
         assert abs(expires - (time.time() + LIFETIME)) < LIFETIME  # the credentials' expiry, in unix seconds
         assert "alice" not in "".join(p.read_text() for p in d.iterdir())  # names, states and times only
@@ -76,7 +76,7 @@ def test_the_prompt_files_follow_sign_in_renewal_and_sign_out_and_every_shell_sh
         # "0m" while under a minute is left (30 s credentials); a renewal may land between two shells
         assert all(v in ("work fresh 0m", "work refreshing 0m") for v in shown.values()), shown
 
-        renewed = wait_for(lambda: (w := work(home)) and w[0] == "fresh" and int(w[1]) > expires and w,
+        renewed = wait_for(lambda: w if (w := work(home)) and w[0] == "fresh" and int(w[1]) > expires else None,
                            timeout=90, what="the expiry of the renewed credentials")
         assert int(renewed[1]) > expires
 
@@ -161,8 +161,8 @@ def test_an_account_profile_shows_in_the_prompt_once_it_is_used(home: Home, fake
         assert r.returncode == 0, r.stderr
         # "in use" (fresh) or "idle" depends on time as well as on changes (tipd/accounts.py): the file says
         # whichever held at the last change; both are credentials being served, with their expiry
-        state, _expiry = wait_for(lambda: (w := record(home, "prod-admin")) and w[0] in ("fresh", "idle")
-                                 and int(w[1]) > 0 and w, what="the account profile served")
+        state, _expiry = wait_for(lambda: w if (w := record(home, "prod-admin")) and w[0] in ("fresh", "idle")
+                                  and int(w[1]) > 0 else None, what="the account profile served")
         shown = run_segment("bash", code, env, tmp_path).stdout
         assert shown.startswith(f"prod-admin {state} ") and shown.endswith("m"), shown
     finally:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def ssh_run(home: Home, sshd: Sshd, *command: str, tipctl_args: tuple[str, ...] 
                           env=home.env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
-def ssh_grants(home: Home) -> list[dict]:
+def ssh_grants(home: Home) -> list[dict[str, Any]]:
     listing = json.loads(tipctl(home, "grant", "list", "--json").stdout)["grants"]
     return [g for g in listing if g["name"].startswith("ssh-")]
 

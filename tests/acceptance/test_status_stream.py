@@ -21,11 +21,13 @@ class Lines:
     """A process's stdout, line by line, read in a thread so a test can wait for a line with a deadline."""
 
     def __init__(self, args, env):
+        self.args = list(args)
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.q: queue.Queue = queue.Queue()
+        self.q: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.q.put(line.rstrip("\n"))
         self.q.put(None)
@@ -34,11 +36,11 @@ class Lines:
         try:
             return self.q.get(timeout=timeout)
         except queue.Empty:
-            raise TimeoutError(f"no output from {self.proc.args[:3]} within {timeout} s") from None
+            raise TimeoutError(f"no output from {self.args[:3]} within {timeout} s") from None
 
     def until(self, predicate, timeout=DEADLINE, what="a line"):
         deadline = time.monotonic() + timeout
-        seen = []
+        seen: list[str] = []
         while True:
             line = self.next(max(0.01, deadline - time.monotonic()))
             if line is None:
@@ -80,7 +82,7 @@ class Stream(Lines):
 
     def event_where(self, predicate, timeout=DEADLINE):
         deadline = time.monotonic() + timeout
-        got = []
+        got: list[object] = []
         while True:
             ev = self.event(max(0.01, deadline - time.monotonic()))
             assert ev is not None, f"the stream ended; events so far: {got}"
@@ -147,6 +149,7 @@ def test_watch_json_prints_a_line_per_change_and_ctrl_c_exits_cleanly(home, tipd
         line, _ = w.until(lambda ln: work(json.loads(ln))["state"] == "fresh", what="the fresh state")
         assert work(json.loads(line))["user"] == "alice@example.com"
         assert w.stop(signal.SIGINT) == 0
+        assert w.proc.stderr is not None
         err = w.proc.stderr.read()
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     finally:

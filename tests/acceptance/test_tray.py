@@ -33,7 +33,7 @@ class Desktop:
     """Xvfb on a display number it picks itself, and trayer as the system tray icons dock into."""
 
     def __init__(self, logdir: Path) -> None:
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.log = open(logdir / "desktop.log", "wb")
         r, w = os.pipe()
         xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "240x40x24", "-nolisten", "tcp"],

@@ -163,7 +163,7 @@ async def test_an_unauthorized_token_is_renewed_once_and_the_fetch_tried_again()
     real = rig.portal.get_role_credentials
     refused: list[int] = []
 
-    async def once_unauthorized(**kw):  # type: ignore[no-untyped-def]
+    async def once_unauthorized(**kw):
         if not refused:
             refused.append(1)
             raise UpstreamError("expired", code="UnauthorizedException", permanent=True)

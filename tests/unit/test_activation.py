@@ -35,7 +35,7 @@ def test_systemd_fds_only_for_the_pid_they_were_meant_for_and_never_passed_on():
 
 def test_launchd_fds_marshals_launch_activate_socket_and_frees_the_array():
     keep = []
-    freed = []
+    freed: list[object] = []
 
     @ACTIVATE
     def activate(name, fds, count):
@@ -79,7 +79,8 @@ def test_an_inherited_socket_is_used_when_it_is_loopback_and_the_configured_port
     try:
         assert got is not None and got.getsockname() == ("127.0.0.1", port) and not got.get_inheritable()
     finally:
-        got.close()
+        if got is not None:
+            got.close()
         s.close()
     assert inherited_listener(port, fds=[]) is None
 

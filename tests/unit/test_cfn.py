@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import yaml
@@ -50,9 +51,9 @@ ALLOWED_IN_IDENTITY_CONTEXT = re.compile(
 class Resolved:
     """The template as CloudFormation would deploy it: parameters, conditions and intrinsics evaluated."""
 
-    def __init__(self, template: dict, **overrides: str) -> None:
+    def __init__(self, template: dict[str, Any], **overrides: str) -> None:
         self.t = template
-        self.params = {k: v.get("Default", "") for k, v in template["Parameters"].items()} | overrides
+        self.params: dict[str, str] = {k: v.get("Default", "") for k, v in template["Parameters"].items()} | overrides
         for name, value in self.params.items():
             assert re.fullmatch(template["Parameters"][name]["AllowedPattern"], value), (name, value)
         self.pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws"}
@@ -76,7 +77,7 @@ class Resolved:
         assert name in self.resources, f"Ref to {name}, which is not deployed"
         if self.t["Resources"][name]["Type"] == "AWS::IAM::OIDCProvider":
             return self.arn(name)
-        return self.value(self.t["Resources"][name]["Properties"]["RoleName"])  # Ref of a role: its name
+        return str(self.value(self.t["Resources"][name]["Properties"]["RoleName"]))  # Ref of a role: its name
 
     def value(self, v):
         if isinstance(v, list):
@@ -101,14 +102,16 @@ class Resolved:
             assert not k.startswith("Fn::"), k
         return {k: self.value(x) for k, x in v.items()}
 
-    def props(self, logical: str) -> dict:
-        return self.value(self.resources[logical]["Properties"])
+    def props(self, logical: str) -> dict[str, Any]:
+        props: dict[str, Any] = self.value(self.resources[logical]["Properties"])
+        return props
 
-    def enhanced_statements(self) -> list[dict]:
+    def enhanced_statements(self) -> list[dict[str, Any]]:
         (policy,) = self.props("IdentityEnhancedRole")["Policies"]
-        return policy["PolicyDocument"]["Statement"]
+        statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+        return statements
 
-    def grants(self, statements: list[dict]) -> dict[str, set[str]]:
+    def grants(self, statements: list[dict[str, Any]]) -> dict[str, set[str]]:
         """action -> the resources it is allowed on."""
         out: dict[str, set[str]] = {}
         for s in statements:
@@ -118,11 +121,11 @@ class Resolved:
         return out
 
 
-def _list(v) -> list:
+def _list(v) -> list[Any]:
     return v if isinstance(v, list) else [v]
 
 
-def build(**kw) -> dict:
+def build(**kw) -> dict[str, Any]:
     return cfn.build_template(cfn.TemplateSpec(**{"issuer": ISSUER, "audience": AUD, **kw}))
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -83,9 +84,9 @@ def test_worst_state_is_the_one_most_in_need_of_attention():
 
 
 # -- the stream ------------------------------------------------------------------------------
-def parse(chunks: list[bytes]) -> list[tuple[str, dict | None, int | None]]:
+def parse(chunks: list[bytes]) -> list[tuple[str, dict[str, Any] | None, int | None]]:
     """(event, data, id) per event, ("keep-alive", None, None) per comment."""
-    out = []
+    out: list[tuple[str, dict[str, Any] | None, int | None]] = []
     for raw in b"".join(chunks).decode().split("\n\n"):
         if not raw:
             continue
@@ -223,8 +224,8 @@ class Served:
         await self.runner.cleanup()
 
 
-async def read_event(resp) -> tuple[str, dict]:
-    fields = {}
+async def read_event(resp) -> tuple[str, dict[str, Any]]:
+    fields: dict[str, str] = {}
     while True:
         line = (await resp.content.readline()).decode().rstrip("\n")
         if not line:

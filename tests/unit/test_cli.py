@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,7 +97,11 @@ def test_status_reads_the_port_from_the_config_it_is_given(user, capsys, monkeyp
     import tipd.portowner
 
     asked: list[int] = []
-    monkeypatch.setattr(tipd.portowner, "listener_uids", lambda port: asked.append(port) or set())
+    def listener_uids(port: int) -> set[int]:
+        asked.append(port)
+        return set()
+
+    monkeypatch.setattr(tipd.portowner, "listener_uids", listener_uids)
     code, _, _ = run(capsys, "status", "--config", str(user))
     assert code == 3 and asked == [9944]
 
@@ -182,7 +187,7 @@ def test_status_of_a_profile_shows_only_that_one():
     from tipd.cli.status import only
     from tipd.errors import UnknownProfile
 
-    status = {"state": "login-required", "profiles": [{"profile": "work", "state": "fresh"},
+    status: dict[str, Any] = {"state": "login-required", "profiles": [{"profile": "work", "state": "fresh"},
                                                       {"profile": "home", "state": "login-required"}],
               "recent_clients": [{"profile": "home"}, {"profile": "work"}]}
     mine = only(status, "work")
@@ -327,7 +332,7 @@ def test_env_imds_warns_about_the_default_profile_tipd_serves(monkeypatch):
                "profiles": [{"profile": "work", "state": "fresh"}, {"profile": "home", "state": "signed-out"}]}
 
     class Client:
-        def request(self, method: str, path: str) -> dict:
+        def request(self, method: str, path: str) -> dict[str, Any]:
             assert (method, path) == ("GET", "/v1/summary")
             return summary
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from tests.support.profiles import GOOD_CONFIG
@@ -20,7 +22,7 @@ def refused_with(tmp_path, line: str) -> str:
 
 def test_minimal_config_loads_with_defaults(tmp_path):
     cfg, _path = load_config(write(tmp_path, GOOD_CONFIG))
-    p = cfg.profiles["work"]
+    p = cfg.idp_profile("work")
     assert p.scopes == ["openid", "email", "offline_access"]
     assert p.redirect_port == 0
     assert cfg.server.port == 9911
@@ -66,7 +68,7 @@ def test_bad_values_name_key_and_problem(tmp_path, old, new, key, words):
 def test_http_issuer_allowed_on_loopback(tmp_path):
     for host in ("127.0.0.1:8080", "localhost:1", "[::1]:9"):
         cfg, _ = load_config(write(tmp_path, GOOD_CONFIG.replace("https://dev-123.okta.com/oauth2/default", f"http://{host}")))
-        assert cfg.profiles["work"].issuer.startswith("http://")
+        assert cfg.idp_profile("work").issuer.startswith("http://")
 
 
 def test_scopes_need_openid_and_offline_access(tmp_path):
@@ -77,7 +79,7 @@ def test_scopes_need_openid_and_offline_access(tmp_path):
 
 
 def test_profile_names_cannot_traverse_paths():
-    data = {"profiles": {"../../etc": {}}}
+    data: dict[str, Any] = {"profiles": {"../../etc": {}}}
     with pytest.raises(ConfigError) as e:
         parse_config(data, "x.toml")
     assert "profile name" in e.value.message
@@ -119,7 +121,7 @@ def test_missing_implicit_config_is_empty_but_explicit_one_is_an_error(tmp_path,
 
 def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
     cfg, _ = load_config(write(tmp_path, GOOD_CONFIG))
-    assert cfg.profiles["work"].provider == "oidc"
+    assert cfg.idp_profile("work").provider == "oidc"
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "ping"')))
     assert "profiles.work.provider" in e.value.message and "okta" in e.value.message
@@ -135,14 +137,14 @@ def test_provider_defaults_to_oidc_and_is_checked(tmp_path):
 def test_default_scopes_follow_the_provider(tmp_path, provider, scopes):
     cfg, _ = load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"',
                                                              f'client_id = "0oa1"\nprovider = "{provider}"')))
-    assert cfg.profiles["work"].scopes == scopes
+    assert cfg.idp_profile("work").scopes == scopes
 
 
 def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
     cognito = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "cognito"')
     cfg, _ = load_config(write(tmp_path, cognito.replace('region = "eu-west-1"',
                                                          'region = "eu-west-1"\nscopes = ["openid", "profile"]')))
-    assert cfg.profiles["work"].scopes == ["openid", "profile"]
+    assert cfg.idp_profile("work").scopes == ["openid", "profile"]
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, cognito.replace('region = "eu-west-1"',
                                                     'region = "eu-west-1"\nscopes = ["openid", "offline_access"]')))
@@ -151,23 +153,23 @@ def test_cognito_needs_no_offline_access_and_refuses_it(tmp_path):
 
 def test_a_refresh_never_asks_for_more_than_the_grant(tmp_path):
     cfg, _ = load_config(write(tmp_path, GOOD_CONFIG))
-    p = cfg.profiles["work"]
+    p = cfg.idp_profile("work")
     assert p.refresh_scope == "omit" and p.refresh_scope_for("openid email") is None  # RFC 6749 section 6
     granted = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nrefresh_scope = "granted"')
-    p = load_config(write(tmp_path, granted))[0].profiles["work"]
+    p = load_config(write(tmp_path, granted))[0].idp_profile("work")
     assert p.refresh_scope_for("openid email") == "openid email"  # what was granted, not what was asked
     assert p.refresh_scope_for(None) == "openid email offline_access"  # the IdP did not say: what was asked
     entra = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "entra"')
-    assert load_config(write(tmp_path, entra))[0].profiles["work"].refresh_scope == "granted"  # Entra requires one
+    assert load_config(write(tmp_path, entra))[0].idp_profile("work").refresh_scope == "granted"  # Entra requires one
 
 
 def test_provider_defaults_fill_only_what_the_profile_leaves_out(tmp_path):
     google = GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "google"')
-    p = load_config(write(tmp_path, google))[0].profiles["work"]
+    p = load_config(write(tmp_path, google))[0].idp_profile("work")
     assert p.auth_params == {"access_type": "offline", "prompt": "consent"} and p.client_auth == "client_secret_post"
     own = google.replace('provider = "google"', 'provider = "google"\nauth_params = { access_type = "offline" }\n'
                          'client_auth = "client_secret_basic"')
-    p = load_config(write(tmp_path, own))[0].profiles["work"]
+    p = load_config(write(tmp_path, own))[0].idp_profile("work")
     assert p.auth_params == {"access_type": "offline"} and p.client_auth == "client_secret_basic"
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, google.replace('provider = "google"', 'provider = "google"\nclient_auth = "none"')))
@@ -282,7 +284,7 @@ def test_offline_access_may_be_left_out_where_the_grant_type_gives_the_refresh_t
     for provider in ("pingfederate", "jumpcloud"):
         text = GOOD_CONFIG.replace('client_id = "0oa1"',
                                    f'client_id = "0oa1"\nprovider = "{provider}"\nscopes = ["openid", "email"]')
-        assert load_config(write(tmp_path, text))[0].profiles["work"].scopes == ["openid", "email"]
+        assert load_config(write(tmp_path, text))[0].idp_profile("work").scopes == ["openid", "email"]
     with pytest.raises(ConfigError):  # where offline_access is what brings the refresh token, it stays required
         load_config(write(tmp_path, GOOD_CONFIG.replace('client_id = "0oa1"', 'client_id = "0oa1"\nprovider = "okta"\n'
                                                  'scopes = ["openid", "email"]')))

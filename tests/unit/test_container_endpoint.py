@@ -31,8 +31,10 @@ def clock():
 async def client(aiohttp_client, clock):
     cfg = parse_config({"profiles": {"work": PROFILE}}, "test")
     broker = Broker(cfg)
-    broker.sessions["work"] = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=NoStore(), aws=None,
-                                             idp=None, clock=clock)
+    # the tests set what the session serves: it never loads a sign-in nor calls AWS or the IdP
+    broker.sessions["work"] = ProfileSession("work", cfg.idp_profile("work"), cfg.refresh,
+                                             store=NoStore(), aws=None, idp=None,  # type: ignore[arg-type]
+                                             clock=clock)
     c = await aiohttp_client(container.make_app(broker, Guard(TOKEN, 9911)), server_kwargs={"port": 0})
     c.broker = broker
     return c

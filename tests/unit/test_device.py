@@ -14,7 +14,7 @@ from tests.support.fakes import FakeClock
 from tests.support.profiles import profile
 from tipd.errors import LoginError, UpstreamError
 from tipd.idp.device import DEVICE_GRANT, device_login
-from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata
+from tipd.idp.oidc import IdpClient, OAuthError, ProviderMetadata, TokenResponse
 from tipd.idp.verify import verify_id_token
 
 DEVICE_CODE = "dc-0123456789-secret"
@@ -50,8 +50,8 @@ class ScriptedIdP:
         self.answers = list(answers)
         self.device_answer = {"device_code": DEVICE_CODE, "user_code": "WDJB-MJHT",
                               "verification_uri": "https://idp.example/device", "expires_in": 600, **device_answer}
-        self.device_forms: list[dict] = []
-        self.polls: list[tuple[float, dict]] = []
+        self.device_forms: list[dict[str, str]] = []
+        self.polls: list[tuple[float, dict[str, str]]] = []
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -93,6 +93,7 @@ def run(aiohttp_server, clock):
         if meta_overrides:
             meta = ProviderMetadata(**{**meta.__dict__, **meta_overrides})
         shown: list[str] = []
+        result: TokenResponse | Exception
         async with aiohttp.ClientSession() as http:
             try:
                 client = IdpClient(http, profile(issuer=base, client_id="cid", scopes=SCOPES), metadata=meta)

@@ -1,5 +1,6 @@
 """`tipctl diag`'s judging and report over hand-made facts: the cases the acceptance tests do not reach."""
 import json
+from typing import TypeVar
 
 import pytest
 
@@ -19,6 +20,13 @@ PROVIDER = f"arn:aws:iam::{ACCT}:oidc-provider/idp.example.com"
 TTI = f"arn:aws:sso::{ACCT}:trustedTokenIssuer/ssoins-1111222233334444/tti-1"
 TARGET = Target("work", ISS, "cid", APP, OIDC, ENH, "us-east-1")
 NOW = 1_800_000_000
+_T = TypeVar("_T")
+
+
+def found(fact: _T | Failure | None) -> _T:
+    """A fact good_facts() set: neither missing nor a failed look-up."""
+    assert fact is not None and not isinstance(fact, Failure), fact
+    return fact
 
 
 def good_facts() -> Facts:
@@ -94,14 +102,15 @@ def test_the_same_account_trust_naming_the_role_needs_no_identity_permission():
     assert checks["iam.assume_enhanced"].status == checks["iam.set_context"].status == Status.OK
     assert "same account" in checks["iam.set_context"].detail
     # a trust policy naming only the account delegates to identity policies, which say nothing here
-    f.enhanced_role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] = {"AWS": f"arn:aws:iam::{ACCT}:root"}
+    trust = found(f.enhanced_role)["AssumeRolePolicyDocument"]
+    trust["Statement"][0]["Principal"] = {"AWS": f"arn:aws:iam::{ACCT}:root"}
     checks = judged(f)
     assert checks["iam.set_context"].status == Status.FAILURE and "sts:SetContext" in checks["iam.set_context"].fix
 
 
 def test_an_explicit_deny_in_the_oidc_role_fails_even_with_the_trust():
     f = good_facts()
-    f.oidc_role_policies.append(("deny", {"Statement": [{"Effect": "Deny", "Action": "sts:SetContext",
+    found(f.oidc_role_policies).append(("deny", {"Statement": [{"Effect": "Deny", "Action": "sts:SetContext",
                                                          "Resource": "*", "Sid": "NoCtx"}]}))
     c = judged(f)["iam.set_context"]
     assert c.status == Status.FAILURE and "'NoCtx'" in c.detail
@@ -109,7 +118,7 @@ def test_an_explicit_deny_in_the_oidc_role_fails_even_with_the_trust():
 
 def test_a_permissions_boundary_makes_the_permission_checks_warnings():
     f = good_facts()
-    f.oidc_role["PermissionsBoundary"] = {"PermissionsBoundaryArn": "arn:aws:iam::aws:policy/x"}
+    found(f.oidc_role)["PermissionsBoundary"] = {"PermissionsBoundaryArn": "arn:aws:iam::aws:policy/x"}
     c = judged(f)["iam.create_token"]
     assert c.status == Status.WARNING and "permissions boundary" in c.detail
     assert exit_code(judge(f, now=NOW, skew=60)) == 0
@@ -133,7 +142,7 @@ def test_an_identity_store_attribute_that_is_not_unique():
 
 def test_a_scim_provisioned_user_is_said_so():
     f = good_facts()
-    f.user.description["ExternalIds"] = [{"Issuer": "https://scim.example.com", "Id": "x"}]
+    found(found(f.user).description)["ExternalIds"] = [{"Issuer": "https://scim.example.com", "Id": "x"}]
     assert "provisioned by SCIM" in judged(f)["issuer.user_status"].detail
 
 
@@ -159,14 +168,14 @@ def test_issuer_matching(urls, found, exact):
 
 def test_a_nested_claim_path_is_a_jmespath_expression():
     f = good_facts()
-    f.token.claims["ext"] = {"upn": "a@x"}
-    f.issuers[0]["TrustedTokenIssuerConfiguration"]["OidcJwtConfiguration"]["ClaimAttributePath"] = "ext.upn"
+    found(f.token).claims["ext"] = {"upn": "a@x"}
+    found(f.issuers)[0]["TrustedTokenIssuerConfiguration"]["OidcJwtConfiguration"]["ClaimAttributePath"] = "ext.upn"
     assert judged(f)["issuer.claim"].status == Status.OK
 
 
 def test_text_report_words_or_symbols_and_exit_codes():
     f = good_facts()
-    f.application["Status"] = "DISABLED"
+    found(f.application)["Status"] = "DISABLED"
     checks = judge(f, now=NOW, skew=60)
     plain = render_text(TARGET, checks, symbols=False)
     assert "  FAIL application 'tipd' is DISABLED" in plain
@@ -207,7 +216,7 @@ def test_account_access_is_a_note_without_account_profiles_and_a_failure_with_th
 
 def test_an_account_instance_cannot_have_account_access():
     f = good_facts()
-    f.instance = dict(f.instance, PermissionSetsEnabled=True)
+    f.instance = dict(found(f.instance), PermissionSetsEnabled=True)
     assert "organization instance" in judged(f)["instance.kind"].detail
     f.instance = dict(f.instance, PermissionSetsEnabled=False)
     assert judged(f)["instance.kind"].status == Status.OK  # nothing needs account access
@@ -223,9 +232,9 @@ def test_a_profile_that_exchanges_its_access_token_is_checked_against_that_token
     assert f.token is not None and not isinstance(f.token, Failure)
     f.token = replace(f.token, claims=dict(f.token.claims, aud="api://default"))
     f.oidc_provider = {"ClientIDList": ["api://default"]}
-    f.grants["urn:ietf:params:oauth:grant-type:jwt-bearer"]["JwtBearer"]["AuthorizedTokenIssuers"][0][
+    found(f.grants)["urn:ietf:params:oauth:grant-type:jwt-bearer"]["JwtBearer"]["AuthorizedTokenIssuers"][0][
         "AuthorizedAudiences"] = ["api://default"]
-    f.oidc_role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"] = {
+    found(f.oidc_role)["AssumeRolePolicyDocument"]["Statement"][0]["Condition"] = {
         "StringEquals": {"idp.example.com:aud": "api://default"}}
     as_id_token = judged(f)
     assert as_id_token["token.aud"].status == Status.FAILURE  # an id_token with that aud is wrong

@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import jwt
 import pytest
 
 from tests.support.fakes import FakeClock
-from tests.support.session_rig import HOUR, Rig
+from tests.support.session_rig import HOUR, MemStore, Rig
 from tipd.clock import local_expiry
 from tipd.errors import UpstreamError
 from tipd.exchange import AwsChain
@@ -29,6 +30,7 @@ async def test_a_refused_sign_in_leaves_the_working_session_serving_and_its_stor
     await rig.start(fetch_every=5)
     await rig.run(60)
     working = rig.session.served
+    assert working is not None
     stored = rig.store.tokens["work"].refresh_token
     # a second sign-in (another account, or the same one) whose hand-off Identity Center refuses
     rig.aws.fail["CreateTokenWithIAM"] = UpstreamError("refused", code="AccessDeniedException", permanent=True)
@@ -61,7 +63,7 @@ async def test_a_successful_sign_in_replaces_the_old_one_in_memory_and_in_the_st
 # -- 4: a store that refuses writes never costs the rotated token ---------------------------------
 
 
-class FlakyStore:
+class FlakyStore(MemStore):
     """A store whose writes fail (disk full, read-only) while `broken` is set."""
 
     name = "flaky"
@@ -84,21 +86,23 @@ class FlakyStore:
 
 async def test_a_full_disk_keeps_the_rotated_token_in_memory_renews_with_it_and_saves_it_when_space_returns():
     rig = Rig(idp_ttl=600)  # the IdP tokens rotate every few minutes
-    rig.store = rig.session.store = FlakyStore()
+    store = FlakyStore()
+    rig.store = rig.session.store = store
     await rig.start(fetch_every=5)
-    rig.store.broken = True
+    store.broken = True
     await rig.run(2 * HOUR)  # hours of rotations, none of them saved
     st = rig.session.status()
     assert rig.session.state == State.DEGRADED and st["sign_in_saved"] is False
     assert "No space left on device" in st["last_error"] and "kept in memory" in st["last_error"]
     assert rig.idp.calls >= 3 and rig.session.refresh_token == Secret(rig.idp.live)  # renewing with the newest
-    assert rig.store.attempts < 2 * HOUR / 60 + 30  # retried with backoff (capped at a minute), no storm
-    rig.store.broken = False
+    assert store.attempts < 2 * HOUR / 60 + 30  # retried with backoff (capped at a minute), no storm
+    store.broken = False
     await rig.run(61)
     await rig.stop()
     assert rig.store.tokens["work"].refresh_token == Secret(rig.idp.live)
     assert rig.session.status()["sign_in_saved"] is True
-    assert rig.session.state == State.FRESH and not rig.failures
+    # (mypy kept the DEGRADED of the assertion above across the awaits that changed it)
+    assert rig.session.state == State.FRESH and not rig.failures  # type: ignore[comparison-overlap]
 
 
 def _write(path, token):
@@ -135,7 +139,6 @@ async def test_recovery_leaves_the_temp_file_of_a_live_writer_alone(tmp_path):
 async def test_a_full_disk_makes_a_save_a_clear_store_error_and_leaves_the_old_file(tmp_path, monkeypatch):
     import errno
 
-    import tipd.fsutil
 
     store = FileStore(tmp_path)
     await store.save("work", Grant(Secret("rt-1"), "https://idp.example", "tipd"))
@@ -143,7 +146,7 @@ async def test_a_full_disk_makes_a_save_a_clear_store_error_and_leaves_the_old_f
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(tipd.fsutil.os, "fsync", full)
+    monkeypatch.setattr("tipd.fsutil.os.fsync", full)
     with pytest.raises(StoreError, match=r"cannot save the sign-in of profile work in .* \(No space left on device\)"):
         await store.save("work", Grant(Secret("rt-2"), "https://idp.example", "tipd"))
     monkeypatch.undo()
@@ -169,7 +172,7 @@ async def test_a_skewed_local_clock_does_not_flood_the_idp(skew):
     await rig.stop()
     assert rig.idp.calls <= 4 * 2 + 2  # about one refresh an hour (one per jwt-bearer exchange at most)
     assert not rig.failures and rig.session.state == State.FRESH
-    assert rig.session.idp.held.expires_at - rig.clock.t <= HOUR
+    assert rig.session.idp.held is not None and rig.session.idp.held.expires_at - rig.clock.t <= HOUR
 
 
 async def test_a_stage_whose_values_expire_on_arrival_refreshes_a_bounded_number_of_times_a_minute():
@@ -183,14 +186,16 @@ async def test_a_stage_whose_values_expire_on_arrival_refreshes_a_bounded_number
 
     st = Stage("s", fetch, clock, 1800)
     for _ in range(500):  # a scheduler refreshing whatever is due
-        if st.due_at() is None or st.due_at() <= clock.t:
+        if (due := st.due_at()) is None or due <= clock.t:
             try:
                 await st.refresh()
             except UpstreamError as e:
                 assert e.code == "RefreshLoop"
         clock.t += 0.02  # 10 s in all
     assert calls == MAX_PER_MINUTE
-    assert st.due_at() > clock.t and "clock" in st.last_error.message
+    due = st.due_at()
+    assert due is not None and due > clock.t
+    assert st.last_error is not None and "clock" in st.last_error.message
 
 
 async def test_sts_credentials_already_expired_are_never_served():
@@ -205,12 +210,13 @@ async def test_sts_credentials_already_expired_are_never_served():
     assert rig.session.served is None
     rig.aws.sts_duration = None
     await rig.run(120)  # the scheduler retries after its backoff
-    assert rig.session.served.creds.expires_at - rig.clock.t > HOUR - 180
+    # (mypy kept the None of the assertion above across the run that served again)
+    assert rig.session.served.creds.expires_at - rig.clock.t > HOUR - 180  # type: ignore[attr-defined]
     await rig.stop()
     assert good is not None and all(remaining > 0 for _, remaining in rig.served)
 
 
-def _sts_answer(expiration: str, date: str | None) -> dict:
+def _sts_answer(expiration: str, date: str | None) -> dict[str, Any]:
     headers = {"date": date} if date else {}
     return {"Credentials": {"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t",
                             "Expiration": expiration}, "ResponseMetadata": {"HTTPHeaders": headers}}

@@ -8,7 +8,8 @@ from tipd.exchange import HINTS, WEB_IDENTITY_HINTS, explain
 
 def _denied(code: str, status: int = 403) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": "User: arn:aws:sts::1:assumed-role/x is not authorized"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "AssumeRole")
+                        "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}, "HostId": "", "RequestId": "",
+                                             "RetryAttempts": 0}}, "AssumeRole")
 
 
 def test_access_denied_on_the_web_identity_step_points_at_the_oidc_role_trust():
@@ -33,5 +34,7 @@ def test_attack_an_upstream_error_carrying_terminal_escapes_reaches_status_print
     last_error and printed by `tipctl status`, so control characters become '?'."""
     e = explain("GetRoleCredentials", ClientError(
         {"Error": {"Code": "Throttling\x1b[2J", "Message": "slow down \x1b]52;c;ZXZpbA==\x07\nfake: all good"},
-         "ResponseMetadata": {"HTTPStatusCode": 400}}, "GetRoleCredentials"))
+         "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": {}, "HostId": "", "RequestId": "",
+                              "RetryAttempts": 0}},
+        "GetRoleCredentials"))
     assert e.message.isprintable() and "\x1b" not in e.message and "slow down" in e.message

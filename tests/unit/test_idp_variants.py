@@ -8,6 +8,8 @@ import asyncio
 import base64
 import tracemalloc
 import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,13 +28,19 @@ TOKEN_OK = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "
             "refresh_token": "rt-2"}
 
 
+#: a path's answer: (status, JSON or text body), or a handler
+Answer = tuple[int, Any] | Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 class ScriptedIdp:
     """/token, /revoke and /jwks answering from `answers[path]` (a (status, body) tuple or a handler);
     every request's form and headers are kept."""
 
     def __init__(self) -> None:
-        self.answers: dict[str, object] = {"/token": (200, TOKEN_OK), "/revoke": (200, "")}
-        self.seen: list[tuple[str, dict, dict]] = []
+        self.answers: dict[str, Answer] = {"/token": (200, TOKEN_OK), "/revoke": (200, "")}
+        self.seen: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        #: IdpClients against this IdP (the `scripted` fixture sets it)
+        self.client: Callable[..., IdpClient]
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -62,7 +70,7 @@ async def scripted(aiohttp_server):
                             jwks_uri=base + "/jwks", revocation_endpoint=base + "/revoke",
                             device_authorization_endpoint=base + "/device")
     async with aiohttp.ClientSession() as http:
-        def client(secret: str | None = None, meta_over: dict | None = None, **settings) -> IdpClient:
+        def client(secret: str | None = None, meta_over: dict[str, Any] | None = None, **settings) -> IdpClient:
             m = ProviderMetadata(**{**meta.__dict__, **(meta_over or {})})
             return IdpClient(http, profile(issuer=base, **settings), Secret(secret) if secret else None, metadata=m)
 
@@ -178,7 +186,7 @@ async def test_a_redirect_from_another_issuer_is_refused():
     async with LoopbackReceiver(req, issuer="https://idp.example") as rx:
         status = await _get(f"{rx.redirect_uri}?code=c&state={req.state}&iss=https%3A%2F%2Fevil.example")
         cb = await rx.result
-    assert status == 400 and cb.code is None and "another issuer" in cb.error
+    assert status == 400 and cb.code is None and cb.error is not None and "another issuer" in cb.error
     req = AuthRequest()
     async with LoopbackReceiver(req, issuer="https://idp.example") as rx:
         await _get(f"{rx.redirect_uri}?code=c&state={req.state}&iss=https%3A%2F%2Fidp.example")
@@ -276,7 +284,7 @@ async def test_the_idps_error_strings_reach_logs_without_control_characters(scri
     with pytest.raises(OAuthError) as e:
         await scripted.client().refresh(Secret("rt-1"))
     assert e.value.error == "invalid_grant[2J" and "\x1b" not in e.value.message and "\r" not in e.value.message
-    assert len(e.value.description) <= 303
+    assert e.value.description is not None and len(e.value.description) <= 303
 
 
 @pytest.mark.parametrize("body", ["[]", "null", '"str"', "{", "[" * 100000])
@@ -324,6 +332,7 @@ async def test_each_idp_request_gets_a_connection_of_its_own(aiohttp_server):
     peers = []
 
     async def token(request: web.Request) -> web.Response:
+        assert request.transport is not None
         peers.append(request.transport.get_extra_info("peername"))
         return web.json_response(TOKEN_OK)
 

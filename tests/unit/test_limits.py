@@ -33,7 +33,7 @@ def test_a_bad_request_exception_keeps_its_class_and_loses_its_content():
 
 def test_a_repeated_line_is_written_once_per_interval_with_the_count_held_back(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("tipd.limits.time.monotonic", lambda: now[0])
     log, out = logger_with(limits.RateLimit(every=10), "test.asyncio")
     for _ in range(5000):
         log.error("socket.accept() out of system resource")

@@ -9,7 +9,7 @@ from tipd.secret import Secret
 
 
 async def _refresh_form(aiohttp_server, scopes, **auth):
-    seen = {}
+    seen: dict[str, object] = {}
 
     async def token(request: web.Request) -> web.Response:
         seen.update(await request.post())

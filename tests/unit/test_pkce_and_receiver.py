@@ -54,7 +54,7 @@ async def test_receiver_refuses_wrong_state():
     async with LoopbackReceiver(req) as rx:
         status, _ = await _get(f"http://127.0.0.1:{rx.port}/callback?code=abc&state=forged")
         cb = await rx.result
-    assert status == 400 and cb.code is None and "wrong state" in cb.error
+    assert status == 400 and cb.code is None and cb.error is not None and "wrong state" in cb.error
 
 
 async def test_receiver_turns_idp_error_into_a_sentence():

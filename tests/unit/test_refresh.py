@@ -59,6 +59,7 @@ async def test_transient_failure_backs_off_with_jitter_and_permanent_does_not_sc
     for _ in range(12):
         with pytest.raises(UpstreamError):
             await st.refresh()
+        assert st.next_attempt is not None
         delays.append(st.next_attempt - clock.t)
     assert all(0 < d <= 300 for d in delays)
     assert max(delays[-4:]) > 10  # grows: the cap is reached after ~9 failures
@@ -100,14 +101,15 @@ async def test_renewal_starts_a_random_bounded_head_start_early_drawn_once_per_v
     for _ in range(200):
         await st.refresh()
         due = st.due_at()
-        assert due == st.due_at()  # drawn when the value came, not at every look
+        assert due is not None and due == st.due_at()  # drawn when the value came, not at every look
         early.append(clock.t + 1800 - due)
         clock.t += 60  # (under the 20-a-minute bound)
     # never later than the rule, at most 10 % of the 30-minute holding time early, and really spread
     assert all(0 <= e <= 180 for e in early) and max(early) > 150 and min(early) < 30
     seeded = Stage("t", fetch, clock, 1800, rng=random.Random(7))
     await seeded.refresh()
-    assert clock.t + 1800 - seeded.due_at() == early[0]  # the injected rng makes it reproducible
+    seeded_due = seeded.due_at()
+    assert seeded_due is not None and clock.t + 1800 - seeded_due == early[0]  # the injected rng makes it reproducible
 
 
 def test_jitter_spares_short_holding_times_and_the_rule_is_one_function() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 import pytest
@@ -100,7 +101,7 @@ class GrantsAws(FakeAws):
         super().__init__(clock)
         self.calls["GetDataAccess"] = 0
         self.grants: dict[str, str] = {"s3://bkt/p/*": "READ"}
-        self.asked: list[dict] = []
+        self.asked: list[dict[str, Any]] = []
         self.gate: asyncio.Event | None = None
 
     async def get_data_access(self, *, region, creds, account_id, target, permission, privilege=None,
@@ -127,7 +128,7 @@ class Rig:
         self.aws = GrantsAws(self.clock)
         cfg = parse_config({"profiles": {"work": dict(PROFILE, **(profile_extra or {}))}}, "test")
         self.config = cfg
-        self.session = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=MemStore(), aws=self.aws,
+        self.session = ProfileSession("work", cfg.idp_profile("work"), cfg.refresh, store=MemStore(), aws=self.aws,
                                       idp=self.idp, clock=self.clock)
         self.cache = GrantCache(self.session, self.aws, self.clock, cfg.refresh)
         self.tasks = []

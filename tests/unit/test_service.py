@@ -125,7 +125,7 @@ class User:
             "FAKE_LOG": str(self.log), "FAKE_STATE": str(base / "launchd.json"),
         })
 
-    def tipctl(self, *args: str, expect: int = 0, **env: str) -> subprocess.CompletedProcess:
+    def tipctl(self, *args: str, expect: int = 0, **env: str) -> subprocess.CompletedProcess[str]:
         r = subprocess.run([str(BIN / "tipctl"), *args], env=dict(self.env, **env), capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == expect, f"tipctl {' '.join(args)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
@@ -134,7 +134,7 @@ class User:
     def calls(self) -> list[list[str]]:
         if not self.log.exists():
             return []
-        calls = [json.loads(line) for line in self.log.read_text().splitlines()]
+        calls: list[list[str]] = [json.loads(line) for line in self.log.read_text().splitlines()]
         self.log.unlink()
         return calls
 
@@ -144,7 +144,8 @@ class User:
         return {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p not in skip}
 
     def sdk_env(self) -> dict[str, str]:
-        return json.loads(self.tipctl("env", "--json").stdout)
+        env: dict[str, str] = json.loads(self.tipctl("env", "--json").stdout)
+        return env
 
     @property
     def unit(self) -> Path:

@@ -45,10 +45,10 @@ class Rig:
         self.aws = RecordingAws(self.clock)
         self.store = store or MemStore()
         cfg = parse_config({"profiles": {"work": {**PROFILE, **settings}}}, "test")
-        self.profile = cfg.profiles["work"]
+        self.profile = cfg.idp_profile("work")
         self.session = ProfileSession("work", self.profile, RefreshConfig(), store=self.store, aws=self.aws,
                                       idp=self.idp, clock=self.clock)
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     async def run(self, seconds):
         if self.task is None:
@@ -113,6 +113,7 @@ async def test_a_refresh_without_id_token_signs_no_one_out_until_aws_needs_one()
     rig.idp.id_token_on_refresh = False  # PingFederate's default
     await rig.session.login(rig.idp.tokens())
     await rig.session.idp.refresh()  # a renewal that brings no id_token is no error by itself
+    assert rig.session.idp.held is not None
     assert rig.session.login_required is None and rig.session.idp.held.value.assertion is not None
     await rig.run(25 * 60)
     assert rig.session.state == State.FRESH
@@ -151,6 +152,7 @@ async def test_a_restart_resumes_with_the_stored_identity_center_refresh_token(t
     await first.session.login(first.idp.tokens())
     assert first.aws.idc_grants == ["jwt-bearer"]
     stored = await store.load("work")
+    assert stored is not None
     assert stored.idc_refresh_token is not None and stored.idc_application == first.profile.application_arn
 
     second = Rig(store=store, clock=first.clock, idp=first.idp)  # a new daemon, the same IdP and store
@@ -171,11 +173,13 @@ async def test_a_stored_token_is_never_sent_to_another_issuer(tmp_path):
     await evil.run(60)
     await evil.stop()
     assert evil.idp.calls == 0 and evil.session.state == State.LOGIN_REQUIRED
+    assert evil.session.login_required is not None
     msg = evil.session.login_required.message
     assert "sign in again" in msg and "https://evil.example.com" in msg
     with pytest.raises(LoginRequired):
         await evil.session.credentials()
-    assert (await store.load("work")).refresh_token == first.session.refresh_token  # kept for the right config
+    kept = await store.load("work")
+    assert kept is not None and kept.refresh_token == first.session.refresh_token  # kept for the right config
 
 
 async def test_a_record_of_before_is_used_and_bound_at_its_first_renewal(tmp_path):
@@ -186,6 +190,7 @@ async def test_a_record_of_before_is_used_and_bound_at_its_first_renewal(tmp_pat
     await rig.stop()
     assert rig.session.state == State.FRESH
     grant = await FileStore(tmp_path).load("work")
+    assert grant is not None
     assert grant.issuer == rig.profile.issuer and grant.client_id == rig.profile.client_id
     assert grant.refresh_token == Secret(rig.idp.live)
 
@@ -246,6 +251,7 @@ async def test_a_slow_store_write_never_puts_back_a_rotated_token():
     await asyncio.gather(idc, idp)
     final = store.tokens["work"]
     assert final.refresh_token == Secret(rig.idp.live) == rig.session.refresh_token
+    assert rig.session.idc.held is not None
     assert final.idc_refresh_token == rig.session.idc.held.value.refresh_token
 
 
@@ -305,6 +311,7 @@ async def test_the_keyring_holds_the_record_reads_the_bare_token_of_before_and_k
     ring.data[("tipd", "work")] = "rt-of-before"  # what tipd kept in the keyring before records
     store = FallbackStore(KeyringStore(ring), FileStore(tmp_path))
     old = await store.load("work")
+    assert old is not None
     assert old.refresh_token == Secret("rt-of-before") and old.legacy
     g = Grant(Secret("rt"), "https://i", "c", "openid").with_idc(Secret("irt"), "arn:app")
     await store.save("work", g)
@@ -315,7 +322,8 @@ async def test_the_keyring_holds_the_record_reads_the_bare_token_of_before_and_k
     g2 = Grant(Secret("rt2"), "https://i", "c", "openid")
     await store.save("work", g2)
     await store.save_secret("work", ClientSecret(Secret("s2"), "https://i", "c"))
-    assert await store.load("work") == g2 and (await store.load_secret("work")).secret == Secret("s2")
+    secret = await store.load_secret("work")
+    assert await store.load("work") == g2 and secret is not None and secret.secret == Secret("s2")
     assert oct((tmp_path / "work.client-secret").stat().st_mode & 0o777) == "0o600"
     from tipd.store import StoreError
 
@@ -332,8 +340,8 @@ async def test_the_client_secret_sentences_name_a_command_tipctl_accepts(tmp_pat
     from tipd.cli.main import parser
     from tipd.store import client_secret
 
-    settings = parse_config({"profiles": {"work": {**PROFILE, "client_auth": "client_secret_post"}}}, "test")
-    settings = settings.profiles["work"]
+    settings = parse_config({"profiles": {"work": {**PROFILE, "client_auth": "client_secret_post"}}},
+                            "test").profiles["work"]
     store = FileStore(tmp_path)
     messages = []
     for prepare in ("none stored", "another issuer", "a directory"):
@@ -346,6 +354,8 @@ async def test_the_client_secret_sentences_name_a_command_tipctl_accepts(tmp_pat
             await client_secret(store, "work", settings)
         messages.append(e.value.message)
     for message in messages:
-        command = re.search(r"`(tipctl configure [^`]*)`", message).group(1)
+        found = re.search(r"`(tipctl configure [^`]*)`", message)
+        assert found is not None, message
+        command = found.group(1)
         args = shlex.split(command)[1:]
         parser(args).parse_args(args)  # SystemExit (2) if tipctl would refuse it

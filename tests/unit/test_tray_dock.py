@@ -3,11 +3,12 @@ every icon change: trayer re-embedded the window and, on a loaded machine, the i
 from __future__ import annotations
 
 import types
+from typing import Any
 
 from tipd.tray.app import _dock_once
 
 
-def xorg_icon() -> object:
+def xorg_icon() -> Any:  # a class made at run time, as pystray's are
     """An object of pystray's `_xorg` module shape: `_dock_window` sends the request and records the manager."""
     cls = type("Icon", (), {"__module__": "pystray._xorg"})
     icon = cls()

@@ -7,12 +7,16 @@ import sys
 import threading
 import time
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tipd.changes import SEVERITY
 from tipd.errors import TipdError
 from tipd.tray.actions import Runner, command, open_status_command
+
+if TYPE_CHECKING:
+    from PIL import Image
 from tipd.tray.model import COLOURS, NOT_RUNNING, SEPARATOR, UNKNOWN_COLOUR, Action, View
 
 EXP = "2026-11-22T17:05:09Z"
@@ -44,6 +48,13 @@ def default(view):
     return d
 
 
+def pixel(img: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """A pixel of an RGBA image (Pillow's getpixel is typed for every mode)."""
+    p = img.getpixel(xy)
+    assert isinstance(p, tuple), p
+    return p
+
+
 # -- colour ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("state,rgb", [
     ("fresh", (40, 167, 69)), ("refreshing", (40, 167, 69)), ("signing-in", (33, 118, 232)),
@@ -57,7 +68,7 @@ def test_the_icon_takes_the_colour_of_the_worst_state(state, rgb):
     assert view.colour == rgb
     img = draw(view)
     assert img.getpixel((32, 32)) == (*rgb, 255)  # a filled disc
-    assert img.getpixel((0, 0))[3] == 0  # on a transparent background
+    assert pixel(img, (0, 0))[3] == 0  # on a transparent background
 
 
 def test_every_daemon_state_has_its_own_meaning_and_an_unknown_one_asks_for_a_look():
@@ -73,7 +84,7 @@ def test_not_running_is_a_dark_ring():
     view = View.not_running("tipd is not running")
     assert not view.running and view.colour == COLOURS[NOT_RUNNING]
     img = draw(view)
-    assert img.getpixel((32, 32))[3] == 0  # hollow
+    assert pixel(img, (32, 32))[3] == 0  # hollow
     assert img.getpixel((32, 8)) == COLOURS[NOT_RUNNING] + (255,)  # the ring
     assert view.title == "tipd: tipd is not running"
 
@@ -146,6 +157,7 @@ def test_open_status_finds_a_terminal():
     assert open_status_command("linux", {}, which) == ["x-terminal-emulator", "-e", *watch]
     assert open_status_command("linux", {}, lambda name: None) is None
     mac = open_status_command("darwin", {}, lambda name: None)
+    assert mac is not None
     assert mac[:2] == ["osascript", "-e"] and mac[2].startswith('tell application "Terminal" to do script "')
     assert mac[2].endswith(' status --watch"') and "tipd.cli.main" in mac[2]
 
@@ -161,7 +173,8 @@ class Notes:
 def test_open_status_without_a_terminal_notifies_the_status_instead():
     notes = Notes()
     started = []
-    runner = Runner(notes, popen=lambda *a, **kw: started.append(a), open_status=lambda: None)
+    runner = Runner(notes, popen=lambda *a, **kw: started.append(a),  # type: ignore[arg-type]  # must not be called
+                    open_status=lambda: None)
     view = View.from_summary(summary(("work", "fresh", "alice@example.com", EXP, None)))
     assert runner.run(Action("open-status"), view) is None
     assert not started and notes.got == [("tipd status", "tipd: fresh\nwork: alice@example.com, fresh, until 17:05")]
@@ -169,7 +182,8 @@ def test_open_status_without_a_terminal_notifies_the_status_instead():
 
 def test_open_status_starts_the_terminal_detached():
     calls = []
-    runner = Runner(Notes(), popen=lambda cmd, **kw: calls.append((cmd, kw)), open_status=lambda: ["term", "-e", "x"])
+    runner = Runner(Notes(), popen=lambda cmd, **kw: calls.append((cmd, kw)),  # type: ignore[arg-type]  # no process
+                    open_status=lambda: ["term", "-e", "x"])
     runner.run(Action("open-status"), View("fresh"))
     assert calls[0][0] == ["term", "-e", "x"] and calls[0][1]["start_new_session"] is True
 
@@ -184,6 +198,7 @@ def test_a_failed_sign_in_becomes_a_notification_with_tipctls_message():
                                  "tipctl: The IdP refused the sign-in: access_denied\\n'); sys.exit(1)"], **kw)
 
     t = Runner(notes, popen=popen).run(Action("sign-in", "work"), View("signed-out"))
+    assert t is not None
     t.join(30)
     assert ran == [command(Action("sign-in", "work"))]
     assert notes.got == [("tipd: sign-in of work failed", "The IdP refused the sign-in: access_denied")]
@@ -191,8 +206,12 @@ def test_a_failed_sign_in_becomes_a_notification_with_tipctls_message():
 
 def test_a_successful_sign_out_says_nothing_and_a_missing_program_says_so():
     notes = Notes()
-    ok = lambda cmd, **kw: subprocess.Popen([sys.executable, "-c", "pass"], **kw)  # noqa: E731
-    Runner(notes, popen=ok).run(Action("sign-out", "work"), View("fresh")).join(30)
+    def ok(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "pass"], text=False, **kw)
+
+    t = Runner(notes, popen=ok).run(Action("sign-out", "work"), View("fresh"))
+    assert t is not None
+    t.join(30)
     assert notes.got == []
 
     def missing(cmd, **kw):

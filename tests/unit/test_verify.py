@@ -1,4 +1,5 @@
 import time
+from typing import Any
 
 import jwt
 import pytest
@@ -28,7 +29,7 @@ def token(key=KEY, kid="k1", alg="RS256", **over):
 
 
 def check(tok, **kw):
-    args = dict(issuer=ISS, client_id=AUD, nonce="n1")
+    args: dict[str, Any] = dict(issuer=ISS, client_id=AUD, nonce="n1")
     args.update(kw)
     return verify_id_token(tok, jwks(), **args)
 
@@ -56,7 +57,7 @@ def test_bad_tokens_are_refused_with_a_reason(tok, words):
 
 
 def test_alg_none_is_refused():
-    tok = jwt.encode({"iss": ISS, "aud": AUD, "sub": "x"}, None, algorithm="none")
+    tok = jwt.encode({"iss": ISS, "aud": AUD, "sub": "x"}, None, algorithm="none")  # type: ignore[arg-type]  # no key for "none"
     with pytest.raises(LoginError):
         check(tok)
 
