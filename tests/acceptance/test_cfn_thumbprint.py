@@ -66,6 +66,7 @@ def issue(name: str, issuer: Cert | None, *, ca: bool) -> Cert:
     else:
         b = b.add_extension(x509.SubjectAlternativeName([
             x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    # self-signed: a Cert of no certificate yet lends its key
     return Cert(b.sign((issuer or Cert(None, key)).key, hashes.SHA256()), key)  # type: ignore[arg-type]
 
 

@@ -169,7 +169,7 @@ async def test_an_unauthorized_token_is_renewed_once_and_the_fetch_tried_again()
             raise UpstreamError("expired", code="UnauthorizedException", permanent=True)
         return await real(**kw)
 
-    rig.portal.get_role_credentials = once_unauthorized  # type: ignore[method-assign]
+    rig.portal.get_role_credentials = once_unauthorized  # type: ignore[method-assign]  # wrapped for this test
     idc = rig.aws.calls["CreateTokenWithIAM"]
     assert (await rig.accounts["acct0"].credentials()).creds.account_id == account_id(0)
     assert rig.aws.calls["CreateTokenWithIAM"] == idc + 1

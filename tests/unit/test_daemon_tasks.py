@@ -77,7 +77,7 @@ async def test_tipds_own_task_that_dies_shows_too(daemon: Daemon, caplog):
     async def broken() -> None:
         raise KeyError(SECRET)
 
-    daemon.broker.audit.run = broken  # type: ignore[method-assign]
+    daemon.broker.audit.run = broken  # type: ignore[method-assign]  # the task made to die
     caplog.set_level(logging.ERROR, logger="tipd")
     await daemon.startup()
     await until(lambda: daemon.tasks.failures)
