@@ -562,8 +562,8 @@ def rounds_table(r: dict[str, Any]) -> str:
         + (f" with uncommitted changes to {', '.join(m['tipd_uncommitted'])}" if m["tipd_uncommitted"] else ""),
         "",
         "| round (first measured) | 1 client p99 ms: tipd, bare | 16 clients requests/s: tipd, bare (ratio) | "
-        "16 clients CPU per request: tipd, bare (us) |",
-        "|---|---|---|---|",
+        "16 clients CPU per request: tipd, bare (us) | steal in the 1-client runs: tipd, bare (s) |",
+        "|---|---|---|---|---|",
     ]
     for i, x in enumerate(g["rounds"], 1):
         one, six = x["one_client"], x["sixteen_clients"]
@@ -571,15 +571,17 @@ def rounds_table(r: dict[str, Any]) -> str:
                      f"{one['bare']['latency_ms']['p99']:.3f} | {six['tipd']['requests_per_s']:.0f}, "
                      f"{six['bare']['requests_per_s']:.0f} ({x['ratio']:.2f}x) | "
                      f"{six['tipd']['server_cpu_us_per_request']:.1f}, "
-                     f"{six['bare']['server_cpu_us_per_request']:.1f} |")
+                     f"{six['bare']['server_cpu_us_per_request']:.1f} | "
+                     f"{one['tipd']['steal_s']:.2f}, {one['bare']['steal_s']:.2f} |")
     p99 = g["median_p99_ms"]
     lines += [
         f"| **median of {len(g['rounds'])}** | **{p99['tipd']:.3f}**, {p99['bare']:.3f} | "
-        f"**{g['median_ratio']:.2f}x** | {g['median_cpu_us']['tipd']:.1f}, {g['median_cpu_us']['bare']:.1f} |",
+        f"**{g['median_ratio']:.2f}x** | {g['median_cpu_us']['tipd']:.1f}, {g['median_cpu_us']['bare']:.1f} | |",
         "",
         f"Guard: 16 clients >= {RPS_TARGET}x bare: {g['median_ratio']:.2f}x, {ok(g['median_ratio'] >= RPS_TARGET)}; "
         f"1-client p99 <= 0.5 ms: {p99['tipd']:.3f} ms, {ok(p99['tipd'] <= 0.5)} "
-        f"(the bare handler's own: {p99['bare']:.3f} ms). Noisy runs kept after retries: {g['noisy_runs']}.",
+        f"(the bare handler's own: {p99['bare']:.3f} ms). Noisy runs kept after retries: {g['noisy_runs']}. "
+        "Steal: CPU time the hypervisor gave to other guests while this VM wanted it (/proc/stat).",
         f"uptime at start: {m.get('uptime_at_start', '?')}; at end: {m.get('uptime_at_end', '?')}",
     ]
     return "\n".join(lines)
