@@ -84,13 +84,13 @@ def bare_app() -> Any:
     return app
 
 
-def tipd_app(port: int) -> Any:
+def serving_broker() -> Any:
+    """A Broker with profile "work" serving a preset credential from memory: it never loads a sign-in nor calls
+    AWS or the IdP (bench/dispatch.py uses it too)."""
     from tipd.clock import Clock
     from tipd.config import parse_config
     from tipd.exchange import AwsCredentials
     from tipd.secret import Secret
-    from tipd.server import container
-    from tipd.server.guards import Guard
     from tipd.session import ProfileSession, Served
 
     try:
@@ -101,13 +101,19 @@ def tipd_app(port: int) -> Any:
     cfg = parse_config({"profiles": {"work": PROFILE}}, "bench")
     broker = Broker(cfg)
     clock = Clock()
-    # a session serving a preset credential: it never loads a sign-in nor calls AWS or the IdP
     s: Any = ProfileSession("work", cfg.profiles["work"], cfg.refresh, store=NoStore(), aws=None,  # type: ignore[arg-type]
                             idp=None, clock=clock)  # type: ignore[arg-type]
     creds = AwsCredentials("ASIAEXAMPLE", Secret("sek"), Secret("tok"), clock.time() + 3000, "111122223333")
     s.served = Served(creds, json.dumps(creds.container_json()).encode())
     broker.sessions["work"] = s
-    return container.make_app(broker, Guard(TOKEN, port))
+    return broker
+
+
+def tipd_app(port: int) -> Any:
+    from tipd.server import container
+    from tipd.server.guards import Guard
+
+    return container.make_app(serving_broker(), Guard(TOKEN, port))
 
 
 async def serve(variant: str, n: int, rounds: int) -> float:
